@@ -1,0 +1,36 @@
+"""Checkpoints: splats + optimizers + scheduler + strategy/pruner state + step + config, written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated zip, not a torch file, ...
+        raise InputError(f"{path}: not a readable gspruner checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or "splats" not in ckpt:
+        raise InputError(f"{path}: not a gspruner checkpoint (no 'splats')")
+    return ckpt
+
+
+def splats_from_state(state: dict, device) -> torch.nn.ParameterDict:
+    return torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(v.to(device).float().contiguous()) for k, v in state.items()}
+    )

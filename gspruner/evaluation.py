@@ -1,0 +1,77 @@
+"""Evaluation of splats on a split: PSNR, SSIM, LPIPS, renders saved beside ground truth."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .data.scene import Camera, Scene
+from .metrics import LPIPS, lpips_status, psnr, ssim
+from .model import activated
+from .render import rasterize
+
+
+def render_view(splats, cam: Camera, device, sh_degree: int, background=None, **kwargs):
+    """Render one camera: (rgb [H,W,3], alpha [H,W,1], info)."""
+    p = activated(splats, sh_degree)
+    bg = None if background is None else torch.tensor([background], dtype=torch.float32, device=device)
+    colors, alphas, info = rasterize(
+        p["means"], p["quats"], p["scales"], p["opacities"], p["colors"],
+        cam.viewmat[None].to(device), cam.K[None].to(device), cam.width, cam.height,
+        sh_degree=sh_degree, backgrounds=bg, **kwargs,
+    )
+    return colors[0].clamp(0, 1), alphas[0], info
+
+
+def write_side_by_side(path: Path, render: torch.Tensor, gt: torch.Tensor) -> None:
+    """PNG with the render on the left and the ground truth on the right."""
+    both = torch.cat([render, gt], dim=1).detach().cpu().numpy()
+    img = (np.clip(both, 0, 1) * 255 + 0.5).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+
+
+@torch.no_grad()
+def evaluate(
+    splats,
+    scene: Scene,
+    device,
+    sh_degree: int,
+    split: str = "test",
+    render_dir: Path | None = None,
+    with_lpips: bool = True,
+) -> dict:
+    """Mean PSNR / SSIM / LPIPS over `split`; LPIPS is None (with a reason) when it can't be exact."""
+    cams = scene.test if split == "test" else scene.train
+    lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
+    lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
+    psnrs, ssims, lpipss, seconds = [], [], [], []
+    for i, cam in enumerate(cams):
+        gt = scene.image(cam).to(device)
+        t0 = time.perf_counter()
+        rgb, _, _ = render_view(splats, cam, device, sh_degree, scene.background)
+        if rgb.is_cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t0)
+        psnrs.append(psnr(rgb, gt))
+        ssims.append(float(ssim(rgb[None], gt[None])))
+        if lpips_fn is not None:
+            lpips_ok_value = lpips_fn(rgb, gt)
+            lpipss.append(float(lpips_ok_value))
+        if render_dir is not None:
+            write_side_by_side(render_dir / f"{split}_{i:04d}_{Path(cam.name).stem}.png", rgb, gt)
+    n = max(len(cams), 1)
+    return {
+        "psnr": float(sum(psnrs) / n) if cams else None,
+        "ssim": float(sum(ssims) / n) if cams else None,
+        "lpips": float(sum(lpipss) / n) if lpipss else None,
+        "lpips_net": "alex" if lpipss else None,
+        "lpips_note": lpips_note,
+        "num_views": len(cams),
+        "split": split,
+        "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
+    }

@@ -1,0 +1,76 @@
+"""Densification strategies: gsplat's DefaultStrategy (ADC) and MCMCStrategy, used as they are.
+
+Their step-based schedules are written for 30k steps; `make_strategy` scales them to `max_steps`, so a
+2k-step CPU run refines as often, relative to its length, as a 30k-step GPU run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
+
+from . import cpu_ops
+
+cpu_ops.install()
+
+REFERENCE_STEPS = 30_000
+StrategyName = Literal["default", "mcmc"]
+
+_STEP_FIELDS = (
+    "refine_start_iter",
+    "refine_stop_iter",
+    "reset_every",
+    "refine_every",
+    "refine_scale2d_stop_iter",
+    "pause_refine_after_reset",
+)
+
+
+@dataclass
+class StrategyConfig:
+    """Densification options."""
+
+    absgrad: bool = False
+    """Default strategy: grow by the absolute 2D gradient (AbsGS); pair with --strategy-cfg.grow-grad2d 0.0006."""
+    grow_grad2d: float = 0.0002
+    """Default strategy: 2D gradient threshold for clone/split."""
+    prune_opa: float = 0.005
+    """Default strategy: prune Gaussians below this opacity."""
+    cap_max: int = 1_000_000
+    """MCMC: the Gaussian budget."""
+    noise_lr: float = 5e5
+    """MCMC: scale of the position noise."""
+
+
+def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
+    """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1)."""
+    s = max_steps / REFERENCE_STEPS
+    changes = {}
+    for name in _STEP_FIELDS:
+        value = getattr(strategy, name, None)
+        if isinstance(value, int) and value > 0:
+            changes[name] = max(1, round(value * s))
+    return replace(strategy, **changes)
+
+
+def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None = None) -> Strategy:
+    cfg = cfg or StrategyConfig()
+    if name == "default":
+        strategy = DefaultStrategy(
+            absgrad=cfg.absgrad, grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opa, verbose=False
+        )
+    elif name == "mcmc":
+        strategy = MCMCStrategy(cap_max=cfg.cap_max, noise_lr=cfg.noise_lr, verbose=False)
+    else:
+        raise ValueError(f"unknown strategy {name!r}")
+    return scale_schedule(strategy, max_steps)
+
+
+def post_backward_kwargs(strategy: Strategy, means_lr: float) -> dict:
+    """Extra keyword arguments of `step_post_backward` (MCMC scales its noise by the means lr)."""
+    return {"lr": means_lr} if isinstance(strategy, MCMCStrategy) else {}
+
+
+__all__ = ["StrategyConfig", "make_strategy", "post_backward_kwargs", "scale_schedule", "REFERENCE_STEPS"]

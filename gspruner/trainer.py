@@ -1,0 +1,296 @@
+"""The training loop. Orchestration only: data -> model -> render -> strategy/pruner -> outputs.
+
+Nothing method-specific lives here: densification is a gsplat `Strategy`, pruning a `Pruner` with
+hooks at fixed points of the step (see gspruner/pruning/base.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
+from .config import DEMO_DIR, TrainConfig
+from .data import load_scene
+from .data.demo import ensure_demo_scene
+from .errors import InputError
+from .evaluation import evaluate, render_view
+from .export import write_ply
+from .metrics import ssim
+from .model import create_optimizers, create_splats, random_points
+from .strategies import make_strategy, post_backward_kwargs
+
+RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
+OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: CUDA is not available on this machine (torch.cuda.is_available() is False)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def check_result_dir(cfg: TrainConfig) -> None:
+    """Refuse to clobber another run unless --overwrite; --resume needs a checkpoint."""
+    r = cfg.result_dir
+    if cfg.overwrite and cfg.resume:
+        raise InputError("--overwrite and --resume exclude each other")
+    if r.exists() and not r.is_dir():
+        raise InputError(f"{r}: --result-dir exists and is not a directory")
+    if cfg.resume:
+        if not (r / "ckpt" / "last.pt").is_file():
+            raise InputError(f"{r / 'ckpt' / 'last.pt'}: nothing to resume (no checkpoint)")
+        return
+    holds_run = r.is_dir() and any((r / name).exists() for name in RUN_FILES)
+    if holds_run and not cfg.overwrite:
+        raise InputError(f"{r}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    def plain(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, tuple):
+            return list(v)
+        return v
+
+    d = dataclasses.asdict(cfg)
+    d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
+    d["max_steps"] = cfg.steps()
+    return d
+
+
+class Trainer:
+    """Validates everything first (nothing written on bad input), then trains, evaluates and exports."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        check_result_dir(cfg)
+        self.max_steps = cfg.steps()
+        if self.max_steps < 1:
+            raise InputError(f"--max-steps must be ≥ 1 (got {self.max_steps})")
+        data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)
+        self.scene = load_scene(
+            data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background
+        )
+        if not self.scene.train:
+            raise InputError(f"{data_dir}: no training images")
+        self.background = self.scene.background if self.scene.kind in OBJECT_KINDS else None
+        self.resume_ckpt = None
+        if cfg.resume:
+            self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
+            self._check_resumable(self.resume_ckpt["config"])
+        self._apply_strategy_presets()
+        self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer
+        self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000))
+
+    # -- setup -------------------------------------------------------------------------------
+    def _check_resumable(self, old: dict) -> None:
+        new = config_dict(self.cfg)
+        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree"):
+            if old.get(key) != new.get(key):
+                raise InputError(
+                    f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained with {key}={old.get(key)!r}, "
+                    f"this command has {new.get(key)!r}; use --overwrite for a new run"
+                )
+
+    def _apply_strategy_presets(self) -> None:
+        """gsplat's mcmc preset: init_opa 0.5, init_scale 0.1, opacity_reg 0.01, scale_reg 0.01."""
+        mcmc = self.cfg.strategy == "mcmc"
+        c = self.cfg
+        self.init_opacity = c.init_opacity if c.init_opacity is not None else (0.5 if mcmc else 0.1)
+        self.init_scale = c.init_scale if c.init_scale is not None else (0.1 if mcmc else 1.0)
+        self.opacity_reg = c.opacity_reg if c.opacity_reg is not None else (0.01 if mcmc else 0.0)
+        self.scale_reg = c.scale_reg if c.scale_reg is not None else (0.01 if mcmc else 0.0)
+
+    def _init_splats(self) -> torch.nn.ParameterDict:
+        c, scene = self.cfg, self.scene
+        use_sfm = c.init_type == "sfm" or (c.init_type == "auto" and len(scene.points) > 0)
+        if c.init_type == "sfm" and len(scene.points) == 0:
+            raise InputError(f"{scene.data_dir}: --init-type sfm but the scene has no SfM points")
+        if use_sfm:
+            points, rgb = scene.points, scene.points_rgb
+        else:
+            extent = c.init_extent if c.init_extent is not None else (0.35 if scene.kind in OBJECT_KINDS else 3.0)
+            points, rgb = random_points(c.init_num_pts, extent * self.scene_scale, seed=c.seed), None
+        splats = create_splats(points, rgb, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
+        return splats.to(self.device)
+
+    def _setup(self) -> None:
+        c = self.cfg
+        if self.resume_ckpt is not None:
+            ck = self.resume_ckpt
+            self.splats = splats_from_state(ck["splats"], self.device)
+        else:
+            self.splats = self._init_splats()
+        self.optimizers = create_optimizers(self.splats, self.scene_scale)
+        gamma = 0.01 ** (1.0 / self.max_steps)  # means lr decays exponentially to 1 % (gsplat)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
+        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg)
+        self.strategy.check_sanity(self.splats, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        torch.manual_seed(c.seed)
+        self.generator = torch.Generator().manual_seed(c.seed)
+        self.start_step, self.train_seconds, self.order = 0, 0.0, []
+        if self.resume_ckpt is not None:
+            ck = self.resume_ckpt
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(ck["optimizers"][name])
+            self.scheduler.load_state_dict(ck["scheduler"])
+            self.strategy_state = _to_device(ck["strategy_state"], self.device)
+            self.generator.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            self.order = list(ck.get("order", []))
+            self.start_step = ck["step"] + 1
+            self.train_seconds = ck.get("train_seconds", 0.0)
+
+    def _prepare_result_dir(self) -> None:
+        r = self.cfg.result_dir
+        if self.cfg.overwrite:
+            for name in RUN_FILES:
+                p = r / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        r.mkdir(parents=True, exist_ok=True)
+        (r / "config.yml").write_text(yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
+
+    # -- loop --------------------------------------------------------------------------------
+    def _next_camera(self):
+        if not self.order:
+            self.order = torch.randperm(len(self.scene.train), generator=self.generator).tolist()
+        return self.scene.train[self.order.pop()]
+
+    def _loss(self, rgb: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        lam = self.cfg.ssim_lambda
+        l1 = F.l1_loss(rgb, gt)
+        loss = (1 - lam) * l1 + lam * (1 - ssim(rgb[None], gt[None]))
+        if self.opacity_reg > 0:
+            loss = loss + self.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
+        if self.scale_reg > 0:
+            loss = loss + self.scale_reg * torch.exp(self.splats["scales"]).mean()
+        return loss
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        c = self.cfg
+        cam = self._next_camera()
+        gt = self.scene.image(cam).to(self.device)
+        sh_degree = min(step // self.sh_interval, c.sh_degree)
+        rgb, _, info = render_view(
+            self.splats, cam, self.device, sh_degree, self.background,
+            near_plane=c.near_plane, far_plane=c.far_plane,
+            absgrad=getattr(self.strategy, "absgrad", False),
+        )
+        loss = self._loss(rgb, gt)
+        self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, info)
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.strategy.step_post_backward(
+            self.splats, self.optimizers, self.strategy_state, step, info,
+            **post_backward_kwargs(self.strategy, self.scheduler.get_last_lr()[0]),
+        )
+        with torch.no_grad():
+            mse = F.mse_loss(rgb, gt).item()
+        return loss.item(), -10 * math.log10(max(mse, 1e-10))
+
+    def checkpoint_payload(self, step: int) -> dict:
+        return {
+            "step": step,
+            "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scheduler": self.scheduler.state_dict(),
+            "strategy_state": _to_device(self.strategy_state, "cpu"),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "order": list(self.order),
+            "train_seconds": self.train_seconds,
+            "config": config_dict(self.cfg),
+            "scene": {"data_dir": str(self.scene.data_dir), "kind": self.scene.kind, "scene_scale": self.scene.scene_scale},
+        }
+
+    def train(self) -> dict:
+        c, r = self.cfg, self.cfg.result_dir
+        self._setup()
+        self._prepare_result_dir()
+        log = (r / "log.jsonl").open("a")
+        bar = tqdm(range(self.start_step, self.max_steps), initial=self.start_step, total=self.max_steps,
+                   desc="train", disable=not c.progress, dynamic_ncols=True)
+        step = self.start_step - 1
+        tic = time.perf_counter()
+        try:
+            for step in bar:
+                loss, train_psnr = self.train_step(step)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{train_psnr:.2f}", gs=len(self.splats["means"]))
+                if step % c.log_every == 0 or step == self.max_steps - 1:
+                    seconds = self.train_seconds + time.perf_counter() - tic
+                    log.write(json.dumps({"step": step, "loss": loss, "psnr": train_psnr,
+                                          "num_gaussians": len(self.splats["means"]), "seconds": seconds}) + "\n")
+                    log.flush()
+                if c.save_every > 0 and (step + 1) % c.save_every == 0 and step + 1 < self.max_steps:
+                    self._save(step, tic, keep_copy=True)
+                if c.eval_every > 0 and (step + 1) % c.eval_every == 0 and step + 1 < self.max_steps:
+                    m = evaluate(self.splats, self.scene, self.device, c.sh_degree, with_lpips=False)
+                    tqdm.write(f"step {step + 1}: test PSNR {m['psnr']:.3f} SSIM {m['ssim']:.4f}")
+        except KeyboardInterrupt:
+            self._save(step, tic)
+            tqdm.write(f"interrupted: saved {r / 'ckpt' / 'last.pt'} at step {step}; continue with --resume")
+            raise
+        finally:
+            bar.close()
+            log.close()
+        self.train_seconds += time.perf_counter() - tic
+        return self.finish(step)
+
+    def _save(self, step: int, tic: float, keep_copy: bool = False) -> None:
+        payload = self.checkpoint_payload(step)
+        payload["train_seconds"] = self.train_seconds + time.perf_counter() - tic
+        save_checkpoint(self.cfg.result_dir / "ckpt" / "last.pt", payload)
+        if keep_copy:
+            shutil.copyfile(self.cfg.result_dir / "ckpt" / "last.pt", self.cfg.result_dir / "ckpt" / f"step_{step + 1:06d}.pt")
+
+    def finish(self, step: int) -> dict:
+        c, r = self.cfg, self.cfg.result_dir
+        save_checkpoint(r / "ckpt" / "last.pt", self.checkpoint_payload(step))
+        write_ply(r / "point_cloud.ply", {k: v.detach() for k, v in self.splats.items()})
+        has_test = len(self.scene.test) > 0
+        m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split="test" if has_test else "train",
+                     render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips)
+        metrics = {
+            **m,
+            "num_gaussians": len(self.splats["means"]),
+            "train_seconds": self.train_seconds,
+            "steps": self.max_steps,
+            "strategy": c.strategy,
+            "prune": "none",
+            "device": str(self.device),
+            "data_dir": str(self.scene.data_dir),
+            "data_factor": c.data_factor,
+            "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,
+        }
+        (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+
+def _to_device(obj, device):
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    return obj
