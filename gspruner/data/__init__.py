@@ -1,0 +1,6 @@
+"""Data layer: COLMAP / NeRF-synthetic / D-NeRF / instant-ngp scenes, and the procedural demo scene."""
+
+from gspruner.data.demo import ensure_demo_scene
+from gspruner.data.scene import Camera, Scene, load_scene
+
+__all__ = ["Camera", "Scene", "load_scene", "ensure_demo_scene"]

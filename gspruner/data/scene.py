@@ -1,0 +1,319 @@
+"""Scenes: cameras with K / pose / size / time, lazily loaded images, the train/test split, normalization.
+
+`load_scene(data_dir)` detects the format:
+- `sparse/0/` or `sparse/` holding a COLMAP model, images in `images/`  -> kind "colmap"
+- `transforms_train.json` (+ `transforms_test.json`)                     -> "blender", or "dnerf" with "time"
+- `transforms.json`                                                      -> "ingp" (instant-ngp)
+Every bad input raises `InputError` (one line naming the file) before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gspruner.errors import InputError
+from gspruner.data import colmap
+from gspruner.data.normalize import camera_extent, normalize_world
+from gspruner.data.transforms import Frame, read_frames
+
+SUPPORTED_COLMAP_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+
+
+@dataclass
+class Camera:
+    name: str  # image file name (relative to the images folder / data dir)
+    K: torch.Tensor  # [3,3] float32 at the loaded (downsampled / undistorted) resolution
+    c2w: torch.Tensor  # [4,4] float32 camera-to-world, OpenCV axes (x right, y down, z forward)
+    width: int
+    height: int
+    image_path: Path  # the file the pixels come from
+    time: float | None = None  # D-NeRF time in [0, 1]; None for static scenes
+
+    @property
+    def viewmat(self) -> torch.Tensor:  # [4,4] world-to-camera (c2w is rigid)
+        R, t = self.c2w[:3, :3], self.c2w[:3, 3]
+        w2c = torch.eye(4, dtype=self.c2w.dtype)
+        w2c[:3, :3] = R.T
+        w2c[:3, 3] = -R.T @ t
+        return w2c
+
+
+@dataclass
+class Undistortion:
+    """cv2.remap maps at the loaded size, then a crop to the valid region."""
+
+    mapx: np.ndarray  # [h,w] float32
+    mapy: np.ndarray  # [h,w] float32
+    roi: tuple[int, int, int, int]  # x, y, width, height
+
+
+@dataclass
+class ImageRecipe:
+    """How a file's pixels become a camera's image: resize to `size`, then undistort."""
+
+    size: tuple[int, int]  # (width, height) before undistortion
+    undistortion: Undistortion | None = None
+
+
+@dataclass
+class Scene:
+    train: list[Camera]
+    test: list[Camera]
+    points: np.ndarray  # [P,3] float32 SfM points in the normalized world (P may be 0)
+    points_rgb: np.ndarray  # [P,3] uint8
+    scene_scale: float  # max camera distance from the camera centroid
+    transform: np.ndarray  # [4,4] normalization applied to the original world
+    data_dir: Path
+    kind: str  # "colmap" | "blender" | "ingp" | "dnerf"
+    background: tuple[float, float, float] | None  # colour RGBA images were composited on
+    recipes: dict[Path, ImageRecipe] = field(default_factory=dict, repr=False)  # image_path -> recipe
+    _images: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def image(self, cam: Camera) -> torch.Tensor:  # [H,W,3] float32 in [0,1], cached after first load
+        key = Path(cam.image_path)
+        if key not in self._images:
+            recipe = self.recipes.get(key) or ImageRecipe((cam.width, cam.height))
+            pixels = load_pixels(key, recipe, self.background)
+            if pixels.shape[:2] != (cam.height, cam.width):
+                raise InputError(f"{key}: image is {pixels.shape[1]}x{pixels.shape[0]}, camera expects {cam.width}x{cam.height}")
+            self._images[key] = torch.from_numpy(pixels)
+        return self._images[key]
+
+
+# ------------------------------------------------------------------------------------------------ pixels
+
+def read_image(path: Path) -> np.ndarray:  # [H,W,C] uint8/uint16 as stored (BGR / BGRA / gray)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"{path}: unreadable image")
+    return image
+
+
+def load_pixels(path: Path, recipe: ImageRecipe, background: tuple[float, float, float] | None) -> np.ndarray:
+    """[H,W,3] float32 RGB in [0,1]: composite alpha on `background` (or drop it), resize, undistort."""
+    raw = read_image(path)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(raw.dtype, 1.0)
+    image = raw.astype(np.float32) / scale
+    if image.ndim == 2:
+        image = image[..., None]
+    channels = image.shape[2]
+    rgb = np.repeat(image[..., :1], 3, axis=2) if channels < 3 else image[..., 2::-1]  # BGR -> RGB
+    alpha = image[..., 3:4] if channels == 4 else image[..., 1:2] if channels == 2 else None
+    if alpha is not None and background is not None:
+        rgb = rgb * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
+    if (rgb.shape[1], rgb.shape[0]) != recipe.size:
+        shrink = recipe.size[0] < rgb.shape[1]
+        rgb = cv2.resize(rgb, recipe.size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if recipe.undistortion is not None:
+        u = recipe.undistortion
+        rgb = cv2.remap(rgb, u.mapx, u.mapy, cv2.INTER_LINEAR)
+        x, y, w, h = u.roi
+        rgb = rgb[y:y + h, x:x + w]
+    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
+
+
+def fit_camera(K: np.ndarray, width: int, height: int, dist: np.ndarray | None, factor: int):
+    """Intrinsics at 1/factor resolution, undistorted as gsplat does when `dist` (k1,k2,p1,p2) is given.
+
+    Returns (K [3,3] float64, (width, height) loaded, ImageRecipe)."""
+    w, h = max(1, int(round(width / factor))), max(1, int(round(height / factor)))
+    K = K.astype(np.float64).copy()
+    K[0] *= w / width  # actual ratios, not 1/factor: rounding can change them slightly
+    K[1] *= h / height
+    if dist is None:
+        return K, (w, h), ImageRecipe((w, h))
+    dist = np.asarray(dist, np.float64)
+    K_new, (x, y, rw, rh) = cv2.getOptimalNewCameraMatrix(K, dist, (w, h), 0)
+    mapx, mapy = cv2.initUndistortRectifyMap(K, dist, None, K_new, (w, h), cv2.CV_32FC1)
+    if rw <= 0 or rh <= 0:
+        x, y, rw, rh = 0, 0, w, h
+    K_new[0, 2] -= x
+    K_new[1, 2] -= y
+    return K_new, (rw, rh), ImageRecipe((w, h), Undistortion(mapx, mapy, (x, y, rw, rh)))
+
+
+# --------------------------------------------------------------------------- downsampled image cache
+
+def _writable(path: Path) -> bool:  # mode bits too: root may write anywhere, but should not here
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
+def _is_fresh(target: Path, source: Path) -> bool:
+    return target.is_file() and target.stat().st_mtime >= source.stat().st_mtime
+
+
+def downsample_cache_dir(data_dir: Path, factor: int, sources: dict[Path, Path]) -> Path:
+    """`data_dir/images_{factor}_png/` if complete or writable, else a per-data-dir user cache."""
+    local = data_dir / f"images_{factor}_png"
+    if all(_is_fresh(local / rel, src) for rel, src in sources.items()) or _writable(data_dir):
+        return local
+    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path.home() / ".cache" / "gspruner" / digest / local.name
+
+
+def write_png_atomic(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"{tmp}: cv2.imwrite failed")
+    os.replace(tmp, path)
+
+
+def downsampled_images(data_dir: Path, factor: int, sources: dict[str, Path], sizes: dict[str, tuple[int, int]]):
+    """name -> PNG of `sources[name]` resized (cv2.INTER_AREA) to `sizes[name]`, cached on disk."""
+    rel = {name: Path(name).with_suffix(".png") for name in sources}
+    out_dir = downsample_cache_dir(data_dir, factor, {rel[n]: sources[n] for n in sources})
+    targets = {name: out_dir / rel[name] for name in sources}
+    todo = [name for name in sources if not _is_fresh(targets[name], sources[name])]
+    for name in tqdm(todo, desc=f"downsampling x{factor} -> {out_dir}", unit="img", disable=not todo):
+        small = cv2.resize(read_image(sources[name]), sizes[name], interpolation=cv2.INTER_AREA)
+        write_png_atomic(targets[name], small)
+    return targets
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def load_scene(data_dir, data_factor: int = 1, test_every: int = 8, normalize: bool = True,
+               background: tuple[float, float, float] | None = (1.0, 1.0, 1.0)) -> Scene:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: data directory does not exist")
+    if int(data_factor) != data_factor or data_factor < 1:
+        raise InputError(f"{data_dir}: data_factor must be a positive integer, got {data_factor}")
+    model_dir = colmap.find_model_dir(data_dir)
+    if model_dir is not None:
+        return _load_colmap(data_dir, model_dir, int(data_factor), test_every, normalize)
+    if (data_dir / "transforms_train.json").is_file():
+        return _load_blender(data_dir, int(data_factor), test_every, background)
+    if (data_dir / "transforms.json").is_file():
+        return _load_ingp(data_dir, int(data_factor), test_every, normalize, background)
+    raise InputError(f"{data_dir}: no COLMAP model (sparse/0/, sparse/), transforms_train.json or transforms.json")
+
+
+def split_every(cameras: list[Camera], test_every: int) -> tuple[list[Camera], list[Camera]]:
+    """Mip-NeRF 360 / gsplat split: indices i % test_every == 0 are test; test_every <= 0: all train."""
+    if test_every <= 0:
+        return list(cameras), []
+    return ([c for i, c in enumerate(cameras) if i % test_every != 0],
+            [c for i, c in enumerate(cameras) if i % test_every == 0])
+
+
+def _colmap_intrinsics(cam: colmap.ColmapCamera, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    p = cam.params
+    if cam.model not in SUPPORTED_COLMAP_MODELS:
+        raise InputError(f"{path}: camera {cam.id} uses the unsupported {cam.model} model "
+                         f"(supported: {', '.join(SUPPORTED_COLMAP_MODELS)})")
+    if cam.model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        fx = fy = p[0]
+        cx, cy, extra = p[1], p[2], p[3:]
+    else:
+        fx, fy, cx, cy, extra = p[0], p[1], p[2], p[3], p[4:]
+    dist = np.zeros(4)
+    dist[:len(extra)] = extra  # SIMPLE_RADIAL k | RADIAL k1 k2 | OPENCV k1 k2 p1 p2
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    return K, (dist if np.any(dist != 0) else None)
+
+
+def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, normalize: bool) -> Scene:
+    cameras_file, images_file, _ = colmap.model_files(model_dir)
+    model = colmap.read_model(model_dir)
+    if not model.images:
+        raise InputError(f"{images_file}: no images in the COLMAP model")
+    image_dir = data_dir / "images"
+    missing = [im.name for im in model.images if not (image_dir / im.name).is_file()]
+    if missing:
+        raise InputError(f"{images_file}: names {len(missing)} image(s) not found in {image_dir}, e.g. {missing[0]!r}")
+    for im in model.images:
+        if im.camera_id not in model.cameras:
+            raise InputError(f"{images_file}: image {im.name!r} uses camera {im.camera_id}, not in {cameras_file}")
+    used = sorted({im.camera_id for im in model.images})
+    intrinsics = {cid: _colmap_intrinsics(model.cameras[cid], cameras_file) for cid in used}
+
+    images = sorted(model.images, key=lambda im: im.name)
+    c2w = np.linalg.inv(np.stack([im.world_to_camera() for im in images]))  # [N,4,4]
+    points, transform = model.points.xyz, np.eye(4)
+    if normalize:
+        c2w, points, transform = normalize_world(c2w, points)
+
+    fitted = {}  # camera id -> (K, (w, h), recipe); undistortion maps built once per camera model
+    for cid in used:
+        cam = model.cameras[cid]
+        fitted[cid] = fit_camera(intrinsics[cid][0], cam.width, cam.height, intrinsics[cid][1], factor)
+    paths = {im.name: image_dir / im.name for im in images}
+    if factor > 1:  # from the full-resolution images, never a JPEG images_N/ folder
+        sizes = {im.name: fitted[im.camera_id][2].size for im in images}
+        paths = downsampled_images(data_dir, factor, paths, sizes)
+
+    cameras, recipes = [], {}
+    for im, pose in zip(images, c2w):
+        K, (w, h), recipe = fitted[im.camera_id]
+        cameras.append(_camera(im.name, K, pose, w, h, paths[im.name]))
+        recipes[paths[im.name]] = recipe
+    train, test = split_every(cameras, test_every)
+    return Scene(train, test, points.astype(np.float32), model.points.rgb.astype(np.uint8), camera_extent(c2w),
+                 transform, data_dir, "colmap", None, recipes)
+
+
+def _camera(name, K, c2w, width, height, image_path, time=None) -> Camera:
+    return Camera(name, torch.tensor(K, dtype=torch.float32), torch.tensor(c2w, dtype=torch.float32),
+                  int(width), int(height), Path(image_path), time)
+
+
+def _cameras_from_frames(frames: list[Frame], c2w: np.ndarray, factor: int, recipes: dict) -> list[Camera]:
+    fitted = {}  # intrinsics + distortion + size -> (K, size, recipe): maps built once per camera model
+    cameras = []
+    for frame, pose in zip(frames, c2w):
+        key = (frame.K.tobytes(), None if frame.dist is None else frame.dist.tobytes(), frame.width, frame.height)
+        if key not in fitted:
+            fitted[key] = fit_camera(frame.K, frame.width, frame.height, frame.dist, factor)
+        K, (w, h), recipes[frame.image_path] = fitted[key]
+        cameras.append(_camera(frame.name, K, pose, w, h, frame.image_path, frame.time))
+    return cameras
+
+
+def _has_alpha(path: Path) -> bool:
+    image = read_image(path)
+    return image.ndim == 3 and image.shape[2] in (2, 4)
+
+
+def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> Scene:
+    """NeRF-synthetic / D-NeRF in the given world (centred, radius ~4); test = transforms_test.json (else every
+    `test_every`-th train frame); val is ignored."""
+    train_frames = read_frames(data_dir / "transforms_train.json", data_dir)
+    test_json = data_dir / "transforms_test.json"
+    test_frames = read_frames(test_json, data_dir) if test_json.is_file() else []
+    if test_frames and (test_frames[0].time is None) != (train_frames[0].time is None):
+        raise InputError(f"{test_json}: frames {'lack' if test_frames[0].time is None else 'have'} \"time\", "
+                         f"unlike transforms_train.json")
+    kind = "blender" if train_frames[0].time is None else "dnerf"
+    recipes = {}
+    train = _cameras_from_frames(train_frames, np.stack([f.c2w for f in train_frames]), factor, recipes)
+    if test_frames:
+        test = _cameras_from_frames(test_frames, np.stack([f.c2w for f in test_frames]), factor, recipes)
+    else:
+        train, test = split_every(train, test_every)
+    all_c2w = np.stack([c.c2w.double().numpy() for c in train + test])
+    background = tuple(background) if background is not None and _has_alpha(train_frames[0].image_path) else None
+    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), camera_extent(all_c2w),
+                 np.eye(4), data_dir, kind, background, recipes)
+
+
+def _load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
+    """instant-ngp transforms.json: frames sorted by name, split every `test_every`, cameras-only normalization."""
+    frames = sorted(read_frames(data_dir / "transforms.json", data_dir), key=lambda f: f.name)
+    c2w, transform = np.stack([f.c2w for f in frames]), np.eye(4)
+    if normalize:
+        c2w, _, transform = normalize_world(c2w, np.zeros((0, 3)))
+    recipes = {}
+    train, test = split_every(_cameras_from_frames(frames, c2w, factor, recipes), test_every)
+    background = tuple(background) if background is not None and _has_alpha(frames[0].image_path) else None
+    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), camera_extent(c2w),
+                 transform, data_dir, "ingp", background, recipes)
