@@ -7,7 +7,9 @@ import sys
 
 import tyro
 
-from .config import EvalConfig, TrainConfig
+from pathlib import Path
+
+from .config import EvalConfig, PruneConfig, TrainConfig
 from .errors import InputError
 
 
@@ -45,7 +47,43 @@ def run_eval(cfg: EvalConfig) -> dict:
     return metrics
 
 
-COMMANDS = {"train": (TrainConfig, run_train), "eval": (EvalConfig, run_eval)}
+def run_prune(cfg: PruneConfig) -> dict:
+    from .checkpoint import load_checkpoint
+    from .trainer import Trainer
+
+    if cfg.finetune_steps < 1:
+        raise InputError(f"--finetune-steps must be ≥ 1 (got {cfg.finetune_steps})")
+    if cfg.ratio is not None and cfg.threshold is not None:
+        raise InputError("--ratio and --threshold exclude each other")
+    ratio = cfg.ratio if cfg.ratio is not None or cfg.threshold is not None else 0.66
+    if ratio is not None and not 0.0 < ratio < 1.0:
+        raise InputError(f"--ratio must be in (0, 1), got {ratio}")
+    ckpt = load_checkpoint(cfg.ckpt)
+    trained = ckpt["config"]
+    train_cfg = TrainConfig(
+        data_dir=cfg.data_dir if cfg.data_dir is not None else Path(ckpt["scene"]["data_dir"]),
+        result_dir=cfg.result_dir,
+        strategy="none",
+        max_steps=cfg.finetune_steps,
+        data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
+        test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
+        device=cfg.device,
+        overwrite=cfg.overwrite,
+        sh_degree=trained["sh_degree"],
+        sh_degree_interval=0,
+        background=tuple(trained["background"]),
+        prune=cfg.score,
+        prune_ratio=ratio,
+        prune_threshold=cfg.threshold,
+        prune_at=(0.0,),
+        init_ckpt=cfg.ckpt,
+        lpips=cfg.lpips,
+        progress=cfg.progress,
+    )
+    return run_train(train_cfg)
+
+
+COMMANDS = {"train": (TrainConfig, run_train), "prune": (PruneConfig, run_prune), "eval": (EvalConfig, run_eval)}
 
 
 def main(argv: list[str] | None = None) -> int:

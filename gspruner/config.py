@@ -20,8 +20,18 @@ class TrainConfig:
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json) or instant-ngp (transforms.json). Omit to train the built-in demo scene (generated into data/demo on first use)."""
     result_dir: Path = Path("results/demo")
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
-    strategy: Literal["default", "mcmc"] = "default"
-    """Densification: gsplat's DefaultStrategy (adaptive density control) or MCMCStrategy."""
+    strategy: Literal["default", "mcmc", "none"] = "default"
+    """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, or none (fixed set of Gaussians)."""
+    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity"] = "none"
+    """Pruning by importance score, after densification stops: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline)."""
+    prune_ratio: Optional[float] = None
+    """Fraction of Gaussians to remove, in (0, 1) (default 0.66; radsplat without it prunes by --prune-threshold)."""
+    prune_threshold: Optional[float] = None
+    """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
+    prune_at: Optional[tuple[float, ...]] = None
+    """When to prune, as fractions of --max-steps (default 2/3; radsplat threshold mode 16/30 and 24/30)."""
+    init_ckpt: Optional[Path] = None
+    """Start from the Gaussians of this checkpoint instead of the point cloud (fine-tuning; the means lr starts at its decayed end value)."""
     max_steps: Optional[int] = None
     """Training steps (default: 30000, or 2000 for the demo). Every schedule (densification, SH degree, LR decay) scales with it."""
     data_factor: int = 1
@@ -99,3 +109,35 @@ class EvalConfig:
     """Save renders beside ground truth here."""
     lpips: bool = True
     """Compute LPIPS (AlexNet, offline)."""
+
+
+@dataclass
+class PruneConfig:
+    """Prune a trained checkpoint by an importance score, fine-tune without densification, and evaluate."""
+
+    ckpt: Path
+    """The trained checkpoint (RESULT_DIR/ckpt/last.pt)."""
+    result_dir: Path
+    """Where the pruned run goes (metrics.json, ckpt/last.pt, point_cloud.ply, renders/)."""
+    score: Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity"] = "lightgaussian"
+    """Importance score (see `gspruner train --help`, --prune)."""
+    ratio: Optional[float] = None
+    """Fraction of Gaussians to remove, in (0, 1) (default 0.66 unless --threshold is given)."""
+    threshold: Optional[float] = None
+    """Threshold mode instead of a ratio: remove Gaussians whose score is below this (RadSplat: 0.01)."""
+    finetune_steps: int = 5000
+    """Fine-tuning steps after pruning (no densification), as LightGaussian's 30k -> 35k."""
+    data_dir: Optional[Path] = None
+    """The scene (default: the one recorded in the checkpoint)."""
+    data_factor: Optional[int] = None
+    """Image downsampling factor (default: the checkpoint's)."""
+    test_every: Optional[int] = None
+    """Test split (default: the checkpoint's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to run."""
+    overwrite: bool = False
+    """Replace an earlier run in --result-dir."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline)."""
+    progress: bool = True
+    """Show a progress bar."""

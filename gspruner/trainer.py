@@ -27,7 +27,8 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import ssim
 from .model import create_optimizers, create_splats, random_points
-from .strategies import make_strategy, post_backward_kwargs
+from .pruning import PruneContext, make_pruner
+from .strategies import densify_stop_step, initialize_state, make_strategy, post_backward_kwargs
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
 OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
@@ -92,14 +93,23 @@ class Trainer:
         if cfg.resume:
             self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
             self._check_resumable(self.resume_ckpt["config"])
+        if cfg.prune_ratio is not None and not 0.0 < cfg.prune_ratio < 1.0:
+            raise InputError(f"--prune-ratio must be in (0, 1), got {cfg.prune_ratio}")
+        if cfg.prune_threshold is not None and cfg.prune_ratio is not None:
+            raise InputError("--prune-ratio and --prune-threshold exclude each other")
+        self.init_ckpt = None
+        if cfg.init_ckpt is not None and not cfg.resume:
+            self.init_ckpt = load_checkpoint(cfg.init_ckpt)
+            check_same_scene(self.init_ckpt, self.scene, cfg.init_ckpt)
         self._apply_strategy_presets()
         self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer
-        self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000))
+        # 0: the full SH degree from the first step (fine-tuning)
+        self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
 
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
         new = config_dict(self.cfg)
-        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree"):
+        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "prune_ratio", "init_ckpt"):
             if old.get(key) != new.get(key):
                 raise InputError(
                     f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained with {key}={old.get(key)!r}, "
@@ -131,16 +141,21 @@ class Trainer:
     def _setup(self) -> None:
         c = self.cfg
         if self.resume_ckpt is not None:
-            ck = self.resume_ckpt
-            self.splats = splats_from_state(ck["splats"], self.device)
+            self.splats = splats_from_state(self.resume_ckpt["splats"], self.device)
+        elif self.init_ckpt is not None:
+            self.splats = splats_from_state(self.init_ckpt["splats"], self.device)
         else:
             self.splats = self._init_splats()
-        self.optimizers = create_optimizers(self.splats, self.scene_scale)
-        gamma = 0.01 ** (1.0 / self.max_steps)  # means lr decays exponentially to 1 % (gsplat)
+        # fine-tuning a trained model continues at the end of its schedule: means lr at 1 %, constant
+        fine_tune = c.init_ckpt is not None
+        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0))
+        gamma = 1.0 if fine_tune else 0.01 ** (1.0 / self.max_steps)  # means lr decays to 1 % (gsplat)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg)
         self.strategy.check_sanity(self.splats, self.optimizers)
-        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
+        self.strategy_state = initialize_state(self.strategy, self.scene_scale)
+        self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
+                                  threshold=c.prune_threshold, at_fractions=c.prune_at)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []
@@ -150,11 +165,21 @@ class Trainer:
                 opt.load_state_dict(ck["optimizers"][name])
             self.scheduler.load_state_dict(ck["scheduler"])
             self.strategy_state = _to_device(ck["strategy_state"], self.device)
+            self.pruner.load_state_dict(ck.get("pruner", {}))
             self.generator.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
             self.order = list(ck.get("order", []))
             self.start_step = ck["step"] + 1
             self.train_seconds = ck.get("train_seconds", 0.0)
+
+    def _prune_context(self) -> PruneContext:
+        dev, scene = self.device, self.scene
+        return PruneContext(
+            views=lambda: ((cam, scene.image(cam).to(dev)) for cam in scene.train),
+            device=dev, max_steps=self.max_steps, densify_stop_step=densify_stop_step(self.strategy),
+            sh_degree=self.cfg.sh_degree, background=self.background,
+            near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
+        )
 
     def _prepare_result_dir(self) -> None:
         r = self.cfg.result_dir
@@ -188,13 +213,17 @@ class Trainer:
         c = self.cfg
         cam = self._next_camera()
         gt = self.scene.image(cam).to(self.device)
-        sh_degree = min(step // self.sh_interval, c.sh_degree)
+        sh_degree = min(step // self.sh_interval, c.sh_degree) if self.sh_interval else c.sh_degree
         rgb, _, info = render_view(
             self.splats, cam, self.device, sh_degree, self.background,
+            opacity_gate=self.pruner.opacity_gate(step),
             near_plane=c.near_plane, far_plane=c.far_plane,
             absgrad=getattr(self.strategy, "absgrad", False),
         )
         loss = self._loss(rgb, gt)
+        extra = self.pruner.extra_loss(step)
+        if extra is not None:
+            loss = loss + extra
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, info)
         loss.backward()
         for opt in self.optimizers.values():
@@ -205,6 +234,7 @@ class Trainer:
             self.splats, self.optimizers, self.strategy_state, step, info,
             **post_backward_kwargs(self.strategy, self.scheduler.get_last_lr()[0]),
         )
+        self.pruner.after_step(step, self.splats, self.optimizers, self.strategy_state)
         with torch.no_grad():
             mse = F.mse_loss(rgb, gt).item()
         return loss.item(), -10 * math.log10(max(mse, 1e-10))
@@ -216,12 +246,13 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scheduler": self.scheduler.state_dict(),
             "strategy_state": _to_device(self.strategy_state, "cpu"),
+            "pruner": self.pruner.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "order": list(self.order),
             "train_seconds": self.train_seconds,
             "config": config_dict(self.cfg),
-            "scene": {"data_dir": str(self.scene.data_dir), "kind": self.scene.kind, "scene_scale": self.scene.scene_scale},
+            "scene": scene_fingerprint(self.scene),
         }
 
     def train(self) -> dict:
@@ -279,6 +310,9 @@ class Trainer:
             "steps": self.max_steps,
             "strategy": c.strategy,
             "prune": "none",
+            "num_gaussians_before_prune": None,
+            "prune_ratio": None,
+            **self.pruner.summary(),
             "device": str(self.device),
             "data_dir": str(self.scene.data_dir),
             "data_factor": c.data_factor,
@@ -286,6 +320,24 @@ class Trainer:
         }
         (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
+
+
+def scene_fingerprint(scene) -> dict:
+    """What identifies the scene a checkpoint was trained on."""
+    return {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
+            "train_images": [cam.name for cam in scene.train]}
+
+
+def check_same_scene(ckpt: dict, scene, ckpt_path) -> None:
+    """A checkpoint must come from this scene (same training images) and hold consistent splats."""
+    counts = {k: v.shape[0] for k, v in ckpt["splats"].items()}
+    if len(set(counts.values())) != 1:
+        raise InputError(f"{ckpt_path}: inconsistent Gaussian counts across parameters {counts}")
+    names = ckpt.get("scene", {}).get("train_images")
+    mine = [cam.name for cam in scene.train]
+    if names is not None and names != mine:
+        raise InputError(f"{ckpt_path}: trained on another scene ({ckpt['scene'].get('data_dir')}, "
+                         f"{len(names)} training images) than {scene.data_dir} ({len(mine)} training images)")
 
 
 def _to_device(obj, device):

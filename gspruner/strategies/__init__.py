@@ -16,7 +16,7 @@ from . import cpu_ops
 cpu_ops.install()
 
 REFERENCE_STEPS = 30_000
-StrategyName = Literal["default", "mcmc"]
+StrategyName = Literal["default", "mcmc", "none"]
 
 _STEP_FIELDS = (
     "refine_start_iter",
@@ -44,14 +44,26 @@ class StrategyConfig:
     """MCMC: scale of the position noise."""
 
 
+MIN_REFINE_EVERY = 25  # gradients are averaged over the views seen between refinements: keep enough
+
+
 def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
-    """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1)."""
+    """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1).
+
+    `refine_every` keeps a floor of MIN_REFINE_EVERY: at 100 × 2k/30k ≈ 7 steps the averaged 2D
+    gradient is a handful of views and densification runs away on short CPU runs.
+    """
     s = max_steps / REFERENCE_STEPS
     changes = {}
     for name in _STEP_FIELDS:
         value = getattr(strategy, name, None)
         if isinstance(value, int) and value > 0:
             changes[name] = max(1, round(value * s))
+    if "refine_every" in changes:
+        every = max(changes["refine_every"], min(MIN_REFINE_EVERY, strategy.refine_every))
+        if "reset_every" in changes:  # keep resets as many refinements apart as in the 30k schedule
+            changes["reset_every"] = max(changes["reset_every"], every * strategy.reset_every // strategy.refine_every)
+        changes["refine_every"] = every
     return replace(strategy, **changes)
 
 
@@ -63,9 +75,25 @@ def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None
         )
     elif name == "mcmc":
         strategy = MCMCStrategy(cap_max=cfg.cap_max, noise_lr=cfg.noise_lr, verbose=False)
+    elif name == "none":
+        return Strategy()  # gsplat's base class: no densification, no pruning
     else:
         raise ValueError(f"unknown strategy {name!r}")
     return scale_schedule(strategy, max_steps)
+
+
+def initialize_state(strategy: Strategy, scene_scale: float) -> dict:
+    """The strategy's running state (MCMC's takes no scene scale)."""
+    if isinstance(strategy, MCMCStrategy):
+        return strategy.initialize_state()
+    if isinstance(strategy, DefaultStrategy):
+        return strategy.initialize_state(scene_scale=scene_scale)
+    return {}
+
+
+def densify_stop_step(strategy: Strategy) -> int:
+    """The step after which the strategy adds no Gaussians (0 for none)."""
+    return getattr(strategy, "refine_stop_iter", 0)
 
 
 def post_backward_kwargs(strategy: Strategy, means_lr: float) -> dict:
@@ -73,4 +101,4 @@ def post_backward_kwargs(strategy: Strategy, means_lr: float) -> dict:
     return {"lr": means_lr} if isinstance(strategy, MCMCStrategy) else {}
 
 
-__all__ = ["StrategyConfig", "make_strategy", "post_backward_kwargs", "scale_schedule", "REFERENCE_STEPS"]
+__all__ = ["StrategyConfig", "densify_stop_step", "initialize_state", "make_strategy", "post_backward_kwargs", "scale_schedule", "REFERENCE_STEPS"]

@@ -1,0 +1,13 @@
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory):
+    """A small procedural COLMAP scene (the demo generator at low resolution), shared by the tests."""
+    from gspruner.data.demo import ensure_demo_scene
+
+    root = tmp_path_factory.mktemp("scenes") / "tiny"
+    return ensure_demo_scene(root, width=48, height=36, n_views=16, n_points=1500, seed=0)

@@ -1,0 +1,55 @@
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gspruner.cli import main
+from gspruner.config import EvalConfig, TrainConfig
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@pytest.mark.parametrize("command,cls", [("train", TrainConfig), ("eval", EvalConfig)])
+def test_help_explains_every_option(command, cls, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default_factory() if f.default_factory is not dataclasses.MISSING else None):
+            continue  # nested group: its own flags are listed with a prefix
+        assert _flag(f.name) in out, f"{_flag(f.name)} missing from `gspruner {command} --help`"
+
+
+def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
+    r = tmp_path / "out"
+    code = main(["train", "--data-dir", str(tmp_path / "nope"), "--result-dir", str(r), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "nope" in err[0] and err[0].startswith("error:")
+    assert not r.exists()
+
+
+def test_console_script_train_then_eval(tiny_scene, tmp_path):
+    """The installed `gspruner` entry point end to end: train a few steps, then eval the checkpoint."""
+    r = tmp_path / "run"
+    exe = [sys.executable, "-m", "gspruner.cli"]
+    subprocess.run(exe + ["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--max-steps", "30",
+                          "--device", "cpu", "--no-progress", "--no-lpips"], check=True, capture_output=True)
+    out = subprocess.run(exe + ["eval", "--ckpt", str(r / "ckpt" / "last.pt"), "--device", "cpu", "--no-lpips"],
+                         check=True, capture_output=True, text=True).stdout
+    evaluated = json.loads(out)
+    trained = json.loads((r / "metrics.json").read_text())
+    assert evaluated["psnr"] == pytest.approx(trained["psnr"], abs=1e-4)
+    assert evaluated["num_gaussians"] == trained["num_gaussians"]
+
+
+def test_corrupt_checkpoint_is_input_error(tmp_path, capsys):
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["eval", "--ckpt", str(bad), "--device", "cpu"]) == 2
+    assert "last.pt" in capsys.readouterr().err
