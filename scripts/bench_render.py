@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Benchmark gspruner.render.rasterize: forward and forward+backward time per image.
+
+Random Gaussians in front of one pinhole camera (fixed seed), scales chosen so each splat covers a few
+to tens of pixels, SH degree 3 colours. Prints the median of a few repeats, in milliseconds.
+
+    python scripts/bench_render.py                      # CPU, 10k and 100k Gaussians at 256x256
+    python scripts/bench_render.py --device cuda        # the same through gsplat's CUDA kernels
+    python scripts/bench_render.py --sizes 10000 --repeats 5 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from gspruner.render import rasterize
+
+
+def make_scene(n: int, width: int, height: int, device: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    depth = 2.0 + 4.0 * torch.rand(n, generator=g)  # z in [2, 6]
+    f = 0.9 * width
+    xy = (torch.rand(n, 2, generator=g) - 0.5) * torch.tensor([width, height]) / f * depth[:, None] * 1.1
+    means = torch.cat([xy, depth[:, None]], 1)
+    # pixel std = f * scale / z: log-uniform 0.44..3.3 px (each splat covers a few to ~100 pixels, ~50 on average)
+    scales = torch.exp(torch.empty(n, 3).uniform_(-1, 1, generator=g) * 1.0) * 1.2 * depth[:, None] / f
+    quats = torch.randn(n, 4, generator=g)
+    opacities = torch.rand(n, generator=g) * 0.8 + 0.1
+    sh = torch.randn(n, 16, 3, generator=g) * 0.2
+    viewmats = torch.eye(4)[None]
+    Ks = torch.tensor([[[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]]])
+    t = dict(means=means, quats=quats, scales=scales, opacities=opacities, colors=sh, viewmats=viewmats, Ks=Ks)
+    return {k: v.to(device) for k, v in t.items()}
+
+
+def run_once(scene, width, height, backward: bool, device: str):
+    leaves = {k: v.detach().requires_grad_(backward and k not in ("viewmats", "Ks")) for k, v in scene.items()}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    img, alpha, info = rasterize(leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
+                                 leaves["colors"], leaves["viewmats"], leaves["Ks"], width, height, sh_degree=3,
+                                 packed=False)
+    if backward:
+        info["means2d"].retain_grad()
+        (img.sum() + alpha.sum()).backward()
+    sync()
+    return time.perf_counter() - t0, info
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu: our PyTorch rasterizer; cuda: gsplat")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="numbers of Gaussians")
+    ap.add_argument("--width", type=int, default=256, help="image width in pixels")
+    ap.add_argument("--height", type=int, default=256, help="image height in pixels")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats (after one warm-up); the median is shown")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one forward+backward")
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA GPU available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"device={args.device} threads={torch.get_num_threads()} image={args.width}x{args.height} "
+          f"repeats={args.repeats} (median, ms)")
+    print(f"{'gaussians':>10} {'visible':>8} {'pairs':>10} {'forward':>10} {'fwd+bwd':>10}")
+    for n in args.sizes:
+        scene = make_scene(n, args.width, args.height, args.device)
+        row = {}
+        for backward in (False, True):
+            run_once(scene, args.width, args.height, backward, args.device)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                dt, info = run_once(scene, args.width, args.height, backward, args.device)
+                times.append(dt)
+            row[backward] = statistics.median(times) * 1e3
+        visible = int((info["radii"] > 0).all(-1).sum())
+        pairs = str(len(info["pairs"])) if "pairs" in info else "-"  # composited pairs (CPU only)
+        print(f"{n:>10} {visible:>8} {pairs:>10} {row[False]:>10.1f} {row[True]:>10.1f}")
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+            with profile(activities=acts) as prof:
+                run_once(scene, args.width, args.height, True, args.device)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()
