@@ -1,0 +1,166 @@
+import math
+
+import pytest
+import torch
+
+from gspruner.cli import main
+from gspruner.config import TrainConfig
+from gspruner.model import create_optimizers
+from gspruner.pruning import keep_by_ratio, keep_by_threshold, make_pruner, remove_gaussians
+from gspruner.pruning.base import PruneContext
+from gspruner.pruning.importance import importance_from_stats, lightgaussian_volume_factor
+from gspruner.render import project
+from gspruner.render.stats import contribution_stats
+from gspruner.render.torch_raster import tile_ranges
+from gspruner.trainer import Trainer
+
+
+def _random_scene(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(n, 3, generator=g) * 0.6 + torch.tensor([0.0, 0.0, 4.0])
+    quats = torch.randn(n, 4, generator=g)
+    scales = torch.rand(n, 3, generator=g) * 0.25 + 0.03
+    opacities = torch.rand(n, generator=g) * 0.9 + 0.05
+    viewmat = torch.eye(4)
+    K = torch.tensor([[30.0, 0, 20], [0, 30.0, 15], [0, 0, 1]])
+    return means, quats, scales, opacities, viewmat, K, 40, 30
+
+
+def _brute_force_stats(means, quats, scales, opacities, viewmat, K, W, H, mask=None):
+    """Per-pixel loop over depth-sorted Gaussians with gsplat's rules, independent of the pair layout."""
+    p = project(means, quats, scales, opacities, viewmat[None], K[None], W, H)
+    m2, con, op, dep, rad = p.means2d[0].double(), p.conics[0].double(), p.opacities[0].double(), p.depths[0], p.radii[0]
+    x0, y0, x1, y1 = tile_ranges(p.means2d[0], rad, 16, math.ceil(W / 16), math.ceil(H / 16))
+    n = means.shape[0]
+    out = {k: torch.zeros(n, dtype=torch.float64) for k in ("weight_sum", "weight_max", "hit_count", "trans_sum", "max_count")}
+    order = [int(i) for i in torch.argsort(dep, stable=True) if (rad[i] > 0).all()]
+    for y in range(H):
+        for x in range(W):
+            m = 1.0 if mask is None else float(mask[y, x])
+            T, best, best_w = 1.0, None, -1.0
+            for i in order:
+                if not (x0[i] <= x // 16 < x1[i] and y0[i] <= y // 16 < y1[i]):
+                    continue
+                dx, dy = float(m2[i, 0]) - (x + 0.5), float(m2[i, 1]) - (y + 0.5)
+                a, b, c = con[i].tolist()
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                alpha = min(0.999, float(op[i]) * math.exp(-sigma))
+                if sigma < 0 or alpha < 1 / 255:
+                    continue
+                if T * (1 - alpha) <= 1e-4:
+                    break
+                w = alpha * T
+                out["weight_sum"][i] += m * w
+                out["weight_max"][i] = max(float(out["weight_max"][i]), m * w)
+                out["hit_count"][i] += m
+                out["trans_sum"][i] += m * T
+                if w > best_w:
+                    best, best_w = i, w
+                T *= 1 - alpha
+            if best is not None:
+                out["max_count"][best] += m
+    return out
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_contribution_stats_match_brute_force(masked):
+    scene = _random_scene()
+    W, H = scene[-2], scene[-1]
+    mask = (torch.rand(H, W, generator=torch.Generator().manual_seed(1)) > 0.5).float() if masked else None
+    stats = contribution_stats(*scene, pixel_weights=mask)
+    ref = _brute_force_stats(*scene, mask=mask)
+    assert ref["hit_count"].sum() > 100  # the scene really covers the image
+    for name, expected in ref.items():
+        torch.testing.assert_close(getattr(stats, name).double(), expected, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_scores_rank_as_defined():
+    scene = _random_scene(seed=3)
+    stats = contribution_stats(*scene)
+    means, quats, scales, opacities = scene[:4]
+    splats = {"opacities": torch.logit(opacities), "scales": torch.log(scales)}
+    torch.testing.assert_close(importance_from_stats("radsplat", stats, splats), stats.weight_max)
+    torch.testing.assert_close(importance_from_stats("opacity", stats, splats), opacities)
+    lg = importance_from_stats("lightgaussian", stats, splats)
+    gamma = lightgaussian_volume_factor(torch.log(scales))
+    torch.testing.assert_close(lg, opacities * stats.trans_sum * gamma)
+    assert gamma.max() == pytest.approx(1.0) and (gamma > 0).all() and (gamma <= 1).all()
+    ms = importance_from_stats("minisplatting", stats, splats)
+    assert ((ms == 0) == (stats.max_count == 0)).all()
+
+
+def test_keep_rules():
+    imp = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.7, 0.2])
+    keep = keep_by_ratio(imp, 0.5)
+    assert keep.tolist() == [True, False, True, False, True, False]
+    assert keep_by_threshold(imp, 0.3).tolist() == [True, False, True, True, True, False]
+    with pytest.raises(ValueError):
+        keep_by_ratio(imp, 1.0)
+
+
+def test_remove_keeps_optimizer_and_strategy_state_in_sync():
+    n = 10
+    splats = torch.nn.ParameterDict({"means": torch.nn.Parameter(torch.randn(n, 3)),
+                                     "opacities": torch.nn.Parameter(torch.randn(n))})
+    opts = {k: torch.optim.Adam([{"params": p, "lr": 0.1, "name": k}]) for k, p in splats.items()}
+    (splats["means"].sum() + splats["opacities"].pow(2).sum()).backward()
+    for o in opts.values():
+        o.step()
+    avg_before = opts["opacities"].state[splats["opacities"]]["exp_avg"].clone()
+    state = {"grad2d": torch.arange(n, dtype=torch.float32), "binoms": torch.ones(n, n), "scene_scale": 1.0}
+    remove = torch.zeros(n, dtype=torch.bool)
+    remove[[1, 4, 7]] = True
+    remove_gaussians(splats, opts, state, remove)
+    assert splats["means"].shape[0] == 7
+    torch.testing.assert_close(opts["opacities"].state[splats["opacities"]]["exp_avg"], avg_before[~remove])
+    assert state["grad2d"].tolist() == [0, 2, 3, 5, 6, 8, 9]
+    assert state["binoms"].shape == (n, n)  # MCMC's table is not per Gaussian
+
+
+def test_ratio_pruner_in_training(tiny_scene, tmp_path):
+    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
+                      lpips=False, prune="lightgaussian", prune_ratio=0.5)
+    t = Trainer(cfg)
+    m = t.train()
+    stop = t.strategy.refine_stop_iter
+    assert t.pruner.steps == [max(round(2 / 3 * 120), stop)]
+    assert m["prune"] == "lightgaussian"
+    assert m["num_gaussians"] == m["num_gaussians_before_prune"] - round(0.5 * m["num_gaussians_before_prune"])
+    assert m["prune_ratio"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_radsplat_threshold_schedule():
+    ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=30_000,
+                       densify_stop_step=15_000, sh_degree=3)
+    p = make_pruner("radsplat", ctx)
+    assert p.threshold == 0.01 and p.ratio is None and p.steps == [16_000, 24_000]
+    assert make_pruner("radsplat", ctx, ratio=0.5).steps == [20_000]
+
+
+def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
+    base = tmp_path / "base"
+    Trainer(TrainConfig(data_dir=tiny_scene, result_dir=base, max_steps=60, device="cpu", progress=False, lpips=False)).train()
+    ckpt = str(base / "ckpt" / "last.pt")
+    before = torch.load(ckpt, weights_only=False)["splats"]["means"].shape[0]
+    out = tmp_path / "pruned"
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(out), "--score", "radsplat", "--ratio", "0.6",
+                 "--finetune-steps", "20", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
+    import json
+
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_gaussians_before_prune"] == before
+    assert m["num_gaussians"] == before - round(0.6 * before)
+    assert m["strategy"] == "none" and m["prune"] == "radsplat"
+    # bad input: ratio outside (0,1), checkpoint of another scene
+    capsys.readouterr()
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--ratio", "1.5", "--device", "cpu"]) == 2
+    assert "ratio" in capsys.readouterr().err
+    from gspruner.data.demo import ensure_demo_scene
+
+    other = ensure_demo_scene(tmp_path / "other", width=32, height=24, n_views=10, n_points=300, seed=1)
+    assert main(["prune", "--ckpt", ckpt, "--data-dir", str(other), "--result-dir", str(tmp_path / "y"), "--device", "cpu"]) == 2
+    assert "another scene" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "z"), "--score", "nonsense"])
+    assert exc.value.code == 2
