@@ -60,15 +60,25 @@ def main():
     ap.add_argument("--height", type=int, default=256, help="image height in pixels")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats (after one warm-up); the median is shown")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    ap.add_argument("--loop-threads", type=int, default=None,
+                    help="threads inside the rasterizer's chunk loops (torch_raster.LOOP_THREADS; 0: same as torch; "
+                         "default: the module's setting, 1)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one forward+backward")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA GPU available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.loop_threads is not None:
+        from gspruner.render import torch_raster
 
-    print(f"device={args.device} threads={torch.get_num_threads()} image={args.width}x{args.height} "
-          f"repeats={args.repeats} (median, ms)")
+        torch_raster.LOOP_THREADS = args.loop_threads
+
+    from gspruner.render import torch_raster
+
+    loop = torch_raster.LOOP_THREADS or torch.get_num_threads()
+    print(f"device={args.device} threads={torch.get_num_threads()} loop_threads={loop} "
+          f"image={args.width}x{args.height} repeats={args.repeats} (median, ms)")
     print(f"{'gaussians':>10} {'visible':>8} {'pairs':>10} {'forward':>10} {'fwd+bwd':>10}")
     for n in args.sizes:
         scene = make_scene(n, args.width, args.height, args.device)

@@ -328,7 +328,7 @@ def contributing_pairs(
             cs = torch.cumsum(la, 0) - la  # exclusive
             logT = cs - cs.index_select(0, (torch.cumsum(counts, 0) - counts).index_select(0, pix))  # from pixel start
             keep = (a > 0) & (logT + la > _LOG_T_MIN)
-            logTfin[cam, p0:].index_add_(0, pix, la * keep)
+            logTfin[cam, p0:].scatter_add_(0, pix, la * keep)
             idx = keep.nonzero().squeeze(1)
             k = len(idx)
             torch.add(pix.index_select(0, idx), p0, out=out["pix"][n:n + k])
@@ -380,7 +380,7 @@ class _Composite(torch.autograd.Function):
                 fid, img = _flat_ids(pairs, i0, i1, N)
                 w = pairs.weights[i0:i1]
                 for d in range(D):
-                    out[d].index_add_(0, img, w * cols[d].index_select(0, fid))  # sum_i w_i c_i
+                    out[d].scatter_add_(0, img, w * cols[d].index_select(0, fid))  # sum_i w_i c_i
         out = out.t()
         if backgrounds is not None:
             out = out + (Tfin.reshape(C, H * W, 1) * backgrounds[:, None, :]).reshape(C * H * W, D)  # + T_final bg
@@ -430,14 +430,14 @@ class _Composite(torch.autograd.Function):
                 dy = my.index_select(0, fid) - py.index_select(0, pix)
                 ux, uy = u * dx, u * dy
                 for k, v in enumerate((u, ux, uy, ux * dx, ux * dy, uy * dy)):
-                    acc[k].index_add_(0, fid, v)
+                    acc[k].scatter_add_(0, fid, v)
                 if absg is not None:  # AbsGS: sum over pixels of |per-pixel dL/dmeans2d| = |u Q d|
                     qa, qb, qc = (conics.detach().reshape(M, 3)[:, k].index_select(0, fid) for k in range(3))
-                    absg[0].index_add_(0, fid, (qa * ux + qb * uy).abs())
-                    absg[1].index_add_(0, fid, (qb * ux + qc * uy).abs())
+                    absg[0].scatter_add_(0, fid, (qa * ux + qb * uy).abs())
+                    absg[1].scatter_add_(0, fid, (qb * ux + qc * uy).abs())
                 if v_cols is not None:
                     for d in range(D):
-                        v_cols[d].index_add_(0, fid, w * gp[d])
+                        v_cols[d].scatter_add_(0, fid, w * gp[d])
 
         u, ux, uy, uxx, uxy, uyy = acc
         qa, qb, qc = conics.detach().reshape(M, 3).t()
