@@ -19,7 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
-from .config import DEMO_DIR, TrainConfig
+from .config import DEMO_DIR, DEMO_GROW_GRAD2D, TrainConfig
 from .data import load_scene
 from .data.demo import ensure_demo_scene
 from .errors import InputError
@@ -83,6 +83,8 @@ class Trainer:
         if self.max_steps < 1:
             raise InputError(f"--max-steps must be ≥ 1 (got {self.max_steps})")
         data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)
+        if cfg.data_dir is None and cfg.strategy_cfg.grow_grad2d is None:
+            cfg.strategy_cfg = dataclasses.replace(cfg.strategy_cfg, grow_grad2d=DEMO_GROW_GRAD2D)
         self.scene = load_scene(
             data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background
         )

@@ -7,7 +7,7 @@ Their step-based schedules are written for 30k steps; `make_strategy` scales the
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Optional
 
 from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
 
@@ -34,8 +34,8 @@ class StrategyConfig:
 
     absgrad: bool = False
     """Default strategy: grow by the absolute 2D gradient (AbsGS); pair with --strategy-cfg.grow-grad2d 0.0006."""
-    grow_grad2d: float = 0.0002
-    """Default strategy: 2D gradient threshold for clone/split."""
+    grow_grad2d: Optional[float] = None
+    """Default strategy: 2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
     prune_opa: float = 0.005
     """Default strategy: prune Gaussians below this opacity."""
     cap_max: int = 1_000_000
@@ -70,9 +70,8 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
 def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None = None) -> Strategy:
     cfg = cfg or StrategyConfig()
     if name == "default":
-        strategy = DefaultStrategy(
-            absgrad=cfg.absgrad, grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opa, verbose=False
-        )
+        grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
+        strategy = DefaultStrategy(absgrad=cfg.absgrad, grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False)
     elif name == "mcmc":
         strategy = MCMCStrategy(cap_max=cfg.cap_max, noise_lr=cfg.noise_lr, verbose=False)
     elif name == "none":
