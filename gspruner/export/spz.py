@@ -1,0 +1,297 @@
+"""Niantic SPZ (`.spz`), versions 2 and 3 written, 2-4 read.
+
+Container (nianticlabs/spz `src/cc/load-spz.cc`): one gzip stream holding a 16-byte header
+    u32 magic 0x5053474e ("NGSP") | u32 version | u32 numPoints | u8 shDegree | u8 fractionalBits | u8 flags | u8 0
+followed by the attribute blocks, in this order, for all splats:
+    positions  3 × 24-bit signed fixed point, fractionalBits = 12 (range ±2048, step 1/4096), little endian
+    alphas     u8(sigmoid(opacity)·255)
+    colors     u8(f_dc·0.15·255 + 127.5)            (the SH DC coefficient, usable range ±3.33)
+    scales     u8((log s + 10)·16)                  (range [-10, 5.94] in steps of 1/16)
+    rotations  v3: smallest three in 4 bytes: bits 30-31 the index of the largest |component| of the
+                   normalized xyzw quaternion, then for each other component in order 1 sign bit (relative
+                   to the largest, which is made positive) + a 9-bit magnitude round(511·|c|/√½)
+               v2: 3 bytes, u8(xyz·127.5 + 127.5) with the sign chosen so w ≥ 0 (w is recomputed)
+    sh         (K-1)·3 bytes, colour-inner (coefficient-major, R G B inner — the [K-1,3] layout of shN),
+               round(x·128) + 128 snapped to buckets: 8 (5 bits) for degree 1, 16 (4 bits) for the rest
+u8(x) = clamp(round(x), 0, 255). Version 4 (32-byte plaintext header, TOC, one zstd stream per
+attribute) is read when the `zstandard` module is present (splat-transform 3.7.0 writes v4 by default).
+
+Coordinates: SPZ stores RUB (right, up, back); gspruner/COLMAP/PLY use RDF (right, down, front).
+The writer converts RDF -> RUB (Niantic's `PackOptions.from = RDF`): y and z of positions are negated,
+quaternion (w, x, y, z) -> (w, x, -y, -z), and the SH coefficients whose basis function is odd in y·z
+flip sign (the reference's `flipSh`). The reader converts back. `coordinates="raw"` skips both, which is
+what splat-transform 3.7.0 does (it reads and writes SPZ "UNSPECIFIED", i.e. PLY space) — with our
+default, splat-transform shows our .spz rotated 180° about x relative to the .ply.
+
+Quantization error of a round trip: position ≤ 1/8192, log scale ≤ 1/32, sigmoid(opacity) ≤ 0.5/255,
+f_dc ≤ 0.5/(0.15·255) = 0.0131, rotation component ≤ √½/(2·511) (v3) or ≤ 1/255 on x, y, z (v2, w
+recomputed, so w is coarse when small), SH ≤ 4.5/128 (degree 1) and ≤ 8.5/128 (degree ≥ 2) for x in [-1, 1).
+
+Our own code: the reference (and gsply) was followed for the encodings above. Differences: positions
+beyond ±2048 are clamped with a warning (the reference wraps around silently); SH uses the legacy
+round(x·128)+128 quantizer, which is what the legacy/default decoders invert (the current reference
+encoder scales by (x+1)/2·255, half a step off that decoder).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gspruner.errors import InputError
+from gspruner.export.formats import atomic_write, logit_u8, prepare_splats, sigmoid, to_splat_dict
+
+__all__ = ["write_spz", "read_spz", "rdf_to_rub", "SPZ_MAGIC"]
+
+SPZ_MAGIC = 0x5053474E  # "NGSP"
+FRACTIONAL_BITS = 12
+COLOR_SCALE = 0.15
+SH1_BITS, SH_REST_BITS = 5, 4
+_SQRT1_2 = math.sqrt(0.5)
+_HEADER = struct.Struct("<IIIBBBB")  # 16 bytes (v1-v3)
+_HEADER_V4 = struct.Struct("<IIIBBBBI12x")  # 32 bytes: ..., flags, numStreams, tocByteOffset, reserved
+_FLAG_EXTENSIONS = 0x2  # (0x1 = antialiased: read as ordinary splats)
+_MAX_POINTS = 10_000_000  # the reference loader's limit
+
+# Sign of each SH coefficient (index k in gsplat/INRIA order, degree 1..4) under an axis flip (x, y, z);
+# from the reference's CoordinateConverter::flipSh.
+def _sh_flips(x: float, y: float, z: float) -> np.ndarray:
+    return np.array(
+        [y, z, x,  # degree 1
+         x * y, y * z, 1, x * z, 1,  # degree 2
+         y, x * y * z, y, z, x, z, x,  # degree 3
+         x * y, y * z, x * y, y * z, 1, x * z, 1, x * z, y],  # degree 4
+        dtype=np.float64,
+    )  # fmt: skip
+
+
+_RDF_RUB_SH = _sh_flips(1.0, -1.0, -1.0)
+
+
+def rdf_to_rub(splats: dict) -> dict:
+    """The RDF <-> RUB change of axes (its own inverse) applied to a splat dict of tensors or arrays:
+    positions (x, -y, -z), quaternions (w, x, -y, -z), odd SH coefficients negated."""
+    out = dict(splats)
+    flip3 = torch.tensor([1.0, -1.0, -1.0])
+    out["means"] = torch.as_tensor(splats["means"]) * flip3
+    out["quats"] = torch.as_tensor(splats["quats"]) * torch.tensor([1.0, 1.0, -1.0, -1.0])
+    if splats.get("shN") is not None:
+        sh = torch.as_tensor(splats["shN"])
+        out["shN"] = sh * torch.from_numpy(_RDF_RUB_SH[: sh.shape[1]]).to(sh.dtype)[None, :, None]
+    return out
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    """The reference's toUint8: clamp(round(x), 0, 255) (round half away from zero)."""
+    return np.clip(np.sign(x) * np.floor(np.abs(x) + 0.5), 0, 255).astype(np.uint8)
+
+
+def _quantize_sh(x: np.ndarray, bucket: int) -> np.ndarray:
+    q = np.sign(x) * np.floor(np.abs(x) * 128.0 + 0.5) + 128.0  # round(x·128) + 128
+    q = np.floor((q + bucket // 2) / bucket) * bucket
+    return np.clip(q, 0, 255).astype(np.uint8)
+
+
+def _pack_rotations_v3(q_xyzw: np.ndarray) -> np.ndarray:
+    rows = np.arange(len(q_xyzw))
+    largest = np.argmax(np.abs(q_xyzw), axis=1)
+    negate = q_xyzw[rows, largest] < 0
+    comp = largest.astype(np.uint32)
+    for i in range(4):
+        c = q_xyzw[:, i]
+        negbit = ((c < 0) ^ negate).astype(np.uint32)
+        mag = np.minimum(np.floor(511.0 * (np.abs(c) / _SQRT1_2) + 0.5), 511).astype(np.uint32)
+        packed = (comp << 10) | (negbit << 9) | mag
+        comp = np.where(largest == i, comp, packed)
+    return comp.astype("<u4")
+
+
+def _unpack_rotations_v3(comp: np.ndarray) -> np.ndarray:
+    comp = comp.astype(np.uint32)
+    largest = (comp >> 30).astype(np.int64)
+    q = np.zeros((len(comp), 4))
+    rows = np.arange(len(comp))
+    for i in (3, 2, 1, 0):
+        take = largest != i
+        mag = (comp & np.uint32(511)).astype(np.float64)
+        value = _SQRT1_2 * mag / 511.0
+        value = np.where((comp >> 9) & np.uint32(1), -value, value)
+        q[:, i] = np.where(take, value, 0.0)
+        comp = np.where(take, comp >> 10, comp)
+    q[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (q**2).sum(axis=1)))
+    return q  # xyzw
+
+
+def _check_coordinates(coordinates: str) -> bool:
+    if coordinates not in ("rub", "raw"):
+        raise ValueError(f"coordinates must be 'rub' or 'raw', got {coordinates!r}")
+    return coordinates == "rub"
+
+
+def write_spz(path: str | os.PathLike, splats: dict, version: int = 3, coordinates: str = "rub") -> int:
+    """Write splats as a gzip SPZ file (version 3: smallest-three rotations; 2: xyz rotations), atomically.
+
+    `coordinates="rub"` (default, the SPZ spec) converts gspruner's RDF axes to RUB; "raw" stores them as
+    they are (splat-transform's convention). SH degree ≤ 4. Returns the number of splats written.
+    """
+    path = Path(path)
+    if version not in (2, 3):
+        raise InputError(f"{path}: SPZ version {version} cannot be written (2 or 3)")
+    flip = _check_coordinates(coordinates)
+    a = prepare_splats(path, splats)
+    n = len(a["means"])
+    num_rest = a["shN"].shape[1]
+    sh_degree = round(math.sqrt(num_rest + 1)) - 1
+    if sh_degree > 4:
+        raise InputError(f"{path}: SPZ holds SH up to degree 4, the splats have degree {sh_degree}")
+    if n > _MAX_POINTS:
+        warnings.warn(f"{path}: {n} splats; the reference SPZ loader reads at most {_MAX_POINTS}", stacklevel=2)
+
+    means, quats, sh = a["means"], a["quats"], a["shN"].astype(np.float64)
+    if flip:
+        means = means * np.array([1.0, -1.0, -1.0])
+        quats = quats * np.array([1.0, 1.0, -1.0, -1.0])
+        sh = sh * _RDF_RUB_SH[:num_rest][None, :, None]
+
+    fixed = np.sign(means) * np.floor(np.abs(means) * (1 << FRACTIONAL_BITS) + 0.5)
+    limit = (1 << 23) - 1
+    num_clamped = int((np.abs(fixed) > limit).any(axis=1).sum())
+    if num_clamped:
+        warnings.warn(
+            f"{path}: {num_clamped} splats lie beyond SPZ's ±2048 position range and were clamped to it",
+            stacklevel=2,
+        )
+    fixed = np.clip(fixed, -limit - 1, limit).astype("<i4")  # [N,3]
+    positions = fixed.view(np.uint8).reshape(n, 3, 4)[:, :, :3]  # low 3 bytes, little endian
+
+    q = quats / np.linalg.norm(quats, axis=1, keepdims=True)
+    q_xyzw = q[:, [1, 2, 3, 0]]
+    if version >= 3:
+        rotations = _pack_rotations_v3(q_xyzw).tobytes()
+    else:
+        sign = np.where(q_xyzw[:, 3] < 0, -1.0, 1.0)[:, None]
+        rotations = _u8(q_xyzw[:, :3] * sign * 127.5 + 127.5).tobytes()
+
+    alphas = _u8(sigmoid(a["opacities"]) * 255.0)
+    colors = _u8(a["sh0"].astype(np.float64) * (COLOR_SCALE * 255.0) + 127.5)
+    scales = _u8((a["scales"] + 10.0) * 16.0)
+    sh_q = np.empty((n, num_rest, 3), dtype=np.uint8)
+    sh_q[:, :3] = _quantize_sh(sh[:, :3], 1 << (8 - SH1_BITS))
+    sh_q[:, 3:] = _quantize_sh(sh[:, 3:], 1 << (8 - SH_REST_BITS))
+
+    raw = b"".join([
+        _HEADER.pack(SPZ_MAGIC, version, n, sh_degree, FRACTIONAL_BITS, 0, 0),
+        np.ascontiguousarray(positions).tobytes(),
+        alphas.tobytes(),
+        colors.tobytes(),
+        scales.tobytes(),
+        rotations,
+        sh_q.tobytes(),
+    ])  # fmt: skip
+    atomic_write(path, [gzip.compress(raw, compresslevel=6, mtime=0)])  # the reference: Z_DEFAULT_COMPRESSION
+    return n
+
+
+def _read_v4(path: Path, data: bytes, sizes: list[int]) -> list[bytes]:
+    try:
+        import zstandard
+    except ImportError:
+        raise InputError(f"{path}: SPZ version 4 (zstd) needs the 'zstandard' package") from None
+    *_, num_streams, toc = _HEADER_V4.unpack_from(data)
+    expected = sizes if sizes[-1] else sizes[:5]  # no SH stream for degree 0
+    if num_streams != len(expected) or toc < _HEADER_V4.size or toc + 16 * num_streams > len(data):
+        raise InputError(f"{path}: corrupt SPZ v4 table of contents")
+    offset = toc + 16 * num_streams
+    streams = []
+    for i in range(num_streams):
+        compressed, uncompressed = struct.unpack_from("<QQ", data, toc + 16 * i)
+        if uncompressed != expected[i] or offset + compressed > len(data):
+            raise InputError(f"{path}: corrupt SPZ v4 stream {i} (truncated or wrong size)")
+        try:
+            block = zstandard.ZstdDecompressor().decompress(data[offset : offset + compressed], max_output_size=uncompressed)
+        except zstandard.ZstdError as e:
+            raise InputError(f"{path}: corrupt SPZ v4 stream {i} ({e})") from None
+        if len(block) != uncompressed:
+            raise InputError(f"{path}: corrupt SPZ v4 stream {i} (wrong size)")
+        streams.append(block)
+        offset += compressed
+    if len(streams) < len(sizes):
+        streams.append(b"")
+    return streams
+
+
+def read_spz(path: str | os.PathLike, coordinates: str = "rub") -> dict[str, torch.Tensor]:
+    """Read an SPZ file (v2/v3 gzip; v4 zstd with `zstandard`) into a splat dict, converting RUB -> RDF
+    unless `coordinates="raw"`. Raises InputError naming the file on any problem."""
+    path = Path(path)
+    flip = _check_coordinates(coordinates)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InputError(f"{path}: not a readable SPZ file (gzip stream is corrupt or truncated: {e})") from None
+    if len(data) < _HEADER.size:
+        raise InputError(f"{path}: not an SPZ file (shorter than its 16-byte header)")
+    magic, version, n, sh_degree, fractional_bits, flags, _ = _HEADER.unpack_from(data)
+    if magic != SPZ_MAGIC:
+        raise InputError(f"{path}: not an SPZ file (no NGSP magic)")
+    if version not in (2, 3, 4):
+        raise InputError(f"{path}: SPZ version {version} is not supported (2, 3 or 4)")
+    if sh_degree > 4:
+        raise InputError(f"{path}: SPZ SH degree {sh_degree} is not supported (0-4)")
+    if n == 0:
+        raise InputError(f"{path}: SPZ file has no splats")
+    if n > _MAX_POINTS * 10:
+        raise InputError(f"{path}: SPZ header claims {n} splats")
+    if version < 4 and flags & _FLAG_EXTENSIONS:
+        raise InputError(f"{path}: SPZ extensions are not supported")
+    num_rest = (sh_degree + 1) ** 2 - 1
+    rot_bytes = 4 if version >= 3 else 3
+    sizes = [9 * n, n, 3 * n, 3 * n, rot_bytes * n, 3 * num_rest * n]
+    if version >= 4:
+        if len(data) < _HEADER_V4.size:
+            raise InputError(f"{path}: truncated SPZ v4 header")
+        blocks = _read_v4(path, data, sizes)
+    else:
+        if len(data) < _HEADER.size + sum(sizes):
+            raise InputError(f"{path}: truncated SPZ file ({len(data)} bytes for {n} splats, needs {_HEADER.size + sum(sizes)})")
+        blocks, offset = [], _HEADER.size
+        for size in sizes:
+            blocks.append(data[offset : offset + size])
+            offset += size
+    pos_b, alpha_b, color_b, scale_b, rot_b, sh_b = (np.frombuffer(b, dtype=np.uint8) for b in blocks)
+
+    p = pos_b.reshape(n, 3, 3).astype(np.int32)
+    fixed = p[:, :, 0] | (p[:, :, 1] << 8) | (p[:, :, 2] << 16)
+    fixed = np.where(fixed & 0x800000, fixed - (1 << 24), fixed)
+    means = fixed.astype(np.float64) / (1 << fractional_bits)
+    scales = scale_b.reshape(n, 3).astype(np.float64) / 16.0 - 10.0
+    opacities = logit_u8(alpha_b)
+    sh0 = (color_b.reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE
+    if version >= 3:
+        q_xyzw = _unpack_rotations_v3(rot_b.view("<u4"))
+    else:
+        xyz = rot_b.reshape(n, 3).astype(np.float64) / 127.5 - 1.0
+        w = np.sqrt(np.maximum(0.0, 1.0 - (xyz**2).sum(axis=1)))
+        q_xyzw = np.concatenate([xyz, w[:, None]], axis=1)
+    quats = q_xyzw[:, [3, 0, 1, 2]]
+    shN = (sh_b.reshape(n, num_rest, 3).astype(np.float64) - 128.0) / 128.0
+    if flip:
+        means = means * np.array([1.0, -1.0, -1.0])
+        quats = quats * np.array([1.0, 1.0, -1.0, -1.0])
+        shN = shN * _RDF_RUB_SH[:num_rest][None, :, None]
+    return to_splat_dict(means, scales, quats, opacities, sh0, shN)

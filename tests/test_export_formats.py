@@ -1,0 +1,607 @@
+"""Compact scene formats (compressed PLY, SPZ, .splat): round trips within the quantization bounds the
+format allows, layouts, sizes, NaN handling, bad files, the format registry, the export command, and
+interoperability with @playcanvas/splat-transform 3.7.0 (an independent reader/writer, via node)."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import plyfile
+import pytest
+import torch
+
+from gspruner.errors import InputError
+from gspruner.export import (
+    FORMATS,
+    ExportConfig,
+    detect_format,
+    read_compressed_ply,
+    read_ply,
+    read_splat,
+    read_splats,
+    read_spz,
+    run_export,
+    write_compressed_ply,
+    write_ply,
+    write_splat,
+    write_splats,
+    write_spz,
+)
+from gspruner.export.spz import rdf_to_rub
+
+SH_C0 = 0.28209479177387814
+REPO = Path(__file__).resolve().parents[1]
+SPLAT_TRANSFORM = REPO / ".node" / "node_modules" / ".bin" / "splat-transform"
+
+
+def make_splats(n: int = 600, sh_degree: int = 3, seed: int = 0, sh_std: float | None = None) -> dict:
+    """Splats on a jittered unit grid (neighbours ≥ 0.4 apart, so decoded splats match their originals by
+    nearest position), with values inside every format's range: log scales [-6, 1], opacity logits
+    [-4, 4], f_dc [-1.5, 1.5] (.splat clips colour outside [0, 1]), SH in [-0.9, 0.9] (SPZ: [-1, 1))."""
+    g = torch.Generator().manual_seed(seed)
+    k = (sh_degree + 1) ** 2
+    i = torch.arange(n)
+    grid = torch.stack([i % 10, (i // 10) % 10, i // 100], dim=1).float()
+    sh_rest = (torch.rand(n, k - 1, 3, generator=g) * 1.8 - 0.9) if sh_std is None else torch.randn(n, k - 1, 3, generator=g) * sh_std
+    return {
+        "means": grid - 4.5 + (torch.rand(n, 3, generator=g) - 0.5) * 0.6,
+        "scales": torch.rand(n, 3, generator=g) * 7 - 6,
+        "quats": torch.randn(n, 4, generator=g) * 3,  # not normalized
+        "opacities": torch.rand(n, generator=g) * 8 - 4,
+        "sh0": torch.rand(n, 1, 3, generator=g) * 3 - 1.5,
+        "shN": sh_rest.clamp(-0.9, 0.9),
+    }
+
+
+def match(ref: dict, got: dict) -> dict:
+    """The rows of `ref` in the order of `got`, by nearest position (asserting a one-to-one match)."""
+    idx = torch.cdist(got["means"].double(), ref["means"].double()).argmin(dim=1)
+    assert len(set(idx.tolist())) == len(idx) == len(ref["means"]), "decoded splats do not match one to one"
+    return {k: v[idx] for k, v in ref.items()}
+
+
+def unit_quats(q: torch.Tensor) -> torch.Tensor:
+    return q.double() / q.double().norm(dim=1, keepdim=True)
+
+
+def quat_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-component |a - b| of unit quaternions, up to the sign of the quaternion: [N,4]."""
+    a, b = unit_quats(a), unit_quats(b)
+    sign = torch.where((a * b).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    return (a - sign * b).abs()
+
+
+def assert_within(ref: dict, got: dict, tol: dict, what: str) -> None:
+    """Compare decoded splats with the originals (same order): tol gives the bound of each quantity,
+    a scalar or a tensor broadcastable to it (positions, log scales, f_dc, SH: absolute; opacity: in
+    sigmoid; rotation: per component of the unit quaternion up to sign)."""
+    eps = 1e-5
+    n = len(ref["means"])
+    assert got["means"].shape == (n, 3) and got["quats"].shape == (n, 4) and got["sh0"].shape == (n, 1, 3)
+    for key in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        assert got[key].dtype == torch.float32 and torch.isfinite(got[key]).all(), (what, key)
+    checks = {
+        "position": ((got["means"].double() - ref["means"].double()).abs(), tol["position"]),
+        "scale": ((got["scales"].double() - ref["scales"].double()).abs(), tol["scale"]),
+        "opacity": ((torch.sigmoid(got["opacities"].double()) - torch.sigmoid(ref["opacities"].double())).abs(), tol["opacity"]),
+        "dc": ((got["sh0"].double() - ref["sh0"].double()).abs().reshape(n, 3), tol["dc"]),
+        "rotation": (quat_error(got["quats"], ref["quats"]), tol["rotation"]),
+    }
+    if got["shN"].shape[1]:
+        k = got["shN"].shape[1]
+        checks["sh"] = ((got["shN"].double() - ref["shN"][:, :k].double()).abs(), tol["sh"])
+    for name, (err, bound) in checks.items():
+        bound = torch.as_tensor(bound, dtype=torch.float64)
+        excess = err - bound - eps
+        assert excess.max() <= 0, f"{what}: {name} error {err.max().item():.3g} exceeds its bound (by {excess.max().item():.3g})"
+
+
+# --- quantization bounds of each format (derived in the module docstrings) ------------------------
+
+
+def compressed_bounds(path: Path) -> dict:
+    """Per-splat bounds of a compressed PLY, in file order, from its chunk element."""
+    chunk = plyfile.PlyData.read(str(path))["chunk"].data
+    n = plyfile.PlyData.read(str(path))["vertex"].count
+    ci = np.arange(n) // 256
+    steps = np.array([2047.0, 1023.0, 2047.0])
+
+    def rng(prefix, axes):
+        lo = np.stack([chunk[f"min_{prefix}{a}"] for a in axes], axis=1).astype(np.float64)
+        hi = np.stack([chunk[f"max_{prefix}{a}"] for a in axes], axis=1).astype(np.float64)
+        return torch.from_numpy((hi - lo)[ci])
+
+    return {
+        "position": rng("", "xyz") / (2 * torch.from_numpy(steps)),
+        "scale": rng("scale_", "xyz") / (2 * torch.from_numpy(steps)),
+        "dc": rng("", "rgb") / (2 * 255 * SH_C0),
+        "opacity": 0.5 / 255,
+        "rotation": 5 * math.sqrt(2) / (2 * 1023),  # stored components √2/2046; the largest is recomputed
+        "sh": 1 / 64,
+    }
+
+
+def spz_bounds(version: int, num_rest: int) -> dict:
+    sh = torch.full((num_rest, 1), 8.5 / 128)
+    sh[:3] = 4.5 / 128
+    return {
+        "position": 0.5 / 4096 + 1e-6,
+        "scale": 1 / 32,
+        "dc": 0.5 / (0.15 * 255),
+        "opacity": 0.5 / 255,
+        "rotation": 5 * math.sqrt(0.5) / (2 * 511) if version >= 3 else 0.1,  # v2: w recomputed, coarse when small
+        "sh": sh,
+    }
+
+
+SPLAT_BOUNDS = {"position": 0.0, "scale": 1e-6, "dc": 0.5 / (255 * SH_C0), "opacity": 0.5 / 255, "rotation": 2 / 128}
+
+
+# --- registry -----------------------------------------------------------------------------------
+
+
+def test_registry_names_and_detection(tmp_path):
+    assert set(FORMATS) == {"ply", "compressed-ply", "spz", "splat"}
+    splats = make_splats(n=300, sh_degree=1)
+    for fmt, suffix in FORMATS.items():
+        path = tmp_path / f"scene{suffix}"
+        with pytest.warns(UserWarning) if fmt == "splat" else _no_warning():
+            assert write_splats(path, splats, fmt) == 300
+        assert detect_format(path) == fmt
+    # a compressed PLY named plain .ply is recognised by its `chunk` element
+    shutil.copy(tmp_path / "scene.compressed.ply", tmp_path / "other.ply")
+    assert detect_format(tmp_path / "other.ply") == "compressed-ply"
+    assert read_splats(tmp_path / "other.ply")["shN"].shape == (300, 3, 3)
+    (tmp_path / "scene.obj").write_text("v 0 0 0\n")
+    with pytest.raises(InputError, match="scene.obj.*unknown scene file type"):
+        read_splats(tmp_path / "scene.obj")
+    with pytest.raises(InputError, match="unknown scene format"):
+        write_splats(tmp_path / "x.ply", splats, "glb")
+    with pytest.raises(InputError, match="nope.spz: file not found"):
+        read_splats(tmp_path / "nope.spz")
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        warnings.simplefilter("error")
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_ply_via_registry_is_bit_exact(tmp_path, sh_degree):
+    splats = make_splats(n=50, sh_degree=sh_degree)
+    write_splats(tmp_path / "a.ply", splats, "ply")
+    back = read_splats(tmp_path / "a.ply")
+    for key in splats:
+        assert torch.equal(back[key], splats[key]), key
+
+
+# --- compressed PLY -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sh_degree", [0, 1, 3])
+def test_compressed_ply_round_trip_and_layout(tmp_path, sh_degree):
+    n = 600  # three chunks, the last one short
+    splats = make_splats(n=n, sh_degree=sh_degree)
+    path = tmp_path / "scene.compressed.ply"
+    assert write_compressed_ply(path, splats) == n
+    ply = plyfile.PlyData.read(str(path))
+    names = [e.name for e in ply.elements]
+    assert names == (["chunk", "vertex", "sh"] if sh_degree else ["chunk", "vertex"])  # no empty `sh`
+    assert ply["chunk"].count == 3 and len(ply["chunk"].properties) == 18
+    assert all(p.val_dtype == "f4" for p in ply["chunk"].properties)
+    assert [p.name for p in ply["vertex"].properties] == ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
+    assert all(p.val_dtype == "u4" for p in ply["vertex"].properties)
+    num_rest = 3 * ((sh_degree + 1) ** 2 - 1)
+    if sh_degree:
+        assert [p.name for p in ply["sh"].properties] == [f"f_rest_{i}" for i in range(num_rest)]
+        assert all(p.val_dtype == "u1" for p in ply["sh"].properties)
+    data = path.read_bytes()
+    header = data[: data.index(b"end_header\n") + 11]
+    assert len(data) - len(header) == 3 * 72 + n * (16 + num_rest)
+
+    back = read_compressed_ply(path)  # file (Morton) order
+    assert back["shN"].shape == (n, num_rest // 3, 3)
+    assert_within(match(splats, back), back, compressed_bounds(path), "compressed-ply")
+    # Morton order: consecutive splats are near each other (vs ~5 units between random grid cells)
+    assert (back["means"][1:] - back["means"][:-1]).norm(dim=1).median() < 1.6
+
+
+def test_compressed_ply_single_splat_and_degenerate_chunk(tmp_path):
+    splats = make_splats(n=1, sh_degree=1)
+    write_compressed_ply(tmp_path / "one.compressed.ply", splats)
+    back = read_compressed_ply(tmp_path / "one.compressed.ply")
+    # a one-splat chunk has zero-width bounds: everything decodes to the bound itself, exactly
+    assert torch.equal(back["means"], splats["means"]) and torch.equal(back["scales"], splats["scales"])
+    assert torch.allclose(back["sh0"], splats["sh0"], atol=1e-5)
+    same = {k: v.repeat(300, *([1] * (v.dim() - 1))) for k, v in make_splats(n=1, sh_degree=0).items()}
+    write_compressed_ply(tmp_path / "same.compressed.ply", same)  # 300 identical splats: no NaN from 0/0
+    back = read_compressed_ply(tmp_path / "same.compressed.ply")
+    assert torch.isfinite(back["means"]).all() and torch.allclose(back["means"], same["means"])
+
+
+def test_compressed_ply_reads_12_float_chunks(tmp_path):
+    """Older SuperSplat files have no colour bounds: packed RGB is then the absolute colour."""
+    splats = make_splats(n=300, sh_degree=0)
+    path = tmp_path / "new.compressed.ply"
+    write_compressed_ply(path, splats)
+    ply = plyfile.PlyData.read(str(path))
+    chunk, vertex = ply["chunk"].data, ply["vertex"].data.copy()
+    old_chunk = np.empty(len(chunk), dtype=[(name, "<f4") for name in chunk.dtype.names[:12]])
+    for name in old_chunk.dtype.names:
+        old_chunk[name] = chunk[name]
+    colors = (0.5 + SH_C0 * read_compressed_ply(path)["sh0"].numpy()[:, 0]).clip(0, 1)
+    rgb = np.floor(colors * 255 + 0.5).astype(np.uint32)
+    vertex["packed_color"] = (rgb[:, 0] << 24) | (rgb[:, 1] << 16) | (rgb[:, 2] << 8) | (vertex["packed_color"] & 0xFF)
+    old = tmp_path / "old.compressed.ply"
+    plyfile.PlyData([plyfile.PlyElement.describe(old_chunk, "chunk"), plyfile.PlyElement.describe(vertex, "vertex")]).write(str(old))
+    back = read_compressed_ply(old)
+    tol = dict(compressed_bounds(path), dc=1 / 255 / SH_C0)
+    assert_within(match(splats, back), back, tol, "12-float compressed-ply")
+
+
+def test_compressed_ply_size_near_budget(tmp_path):
+    for sh_degree, budget in ((0, 16 + 72 / 256), (3, 61 + 72 / 256)):
+        splats = make_splats(n=4096, sh_degree=sh_degree)
+        path = tmp_path / f"sh{sh_degree}.compressed.ply"
+        write_compressed_ply(path, splats)
+        per_splat = os.path.getsize(path) / 4096
+        assert budget <= per_splat < budget + 0.5, (sh_degree, per_splat)  # + header
+
+
+# --- SPZ ------------------------------------------------------------------------------------------
+
+
+def _spz_raw(path: Path) -> bytes:
+    return gzip.decompress(path.read_bytes())
+
+
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("sh_degree", [0, 1, 3])
+def test_spz_round_trip_and_layout(tmp_path, version, sh_degree):
+    n = 300
+    splats = make_splats(n=n, sh_degree=sh_degree)
+    path = tmp_path / "scene.spz"
+    assert write_spz(path, splats, version=version) == n
+    raw = _spz_raw(path)
+    magic, ver, count, degree, frac, flags, reserved = struct.unpack_from("<IIIBBBB", raw)
+    assert (magic, ver, count, degree, frac, flags, reserved) == (0x5053474E, version, n, sh_degree, 12, 0, 0)
+    num_rest = (sh_degree + 1) ** 2 - 1
+    assert len(raw) == 16 + n * (9 + 1 + 3 + 3 + (4 if version == 3 else 3) + 3 * num_rest)
+    back = read_spz(path)  # order kept
+    assert back["shN"].shape == (n, num_rest, 3)
+    assert_within(splats, back, spz_bounds(version, num_rest), f"spz v{version}")
+    if version == 3:  # smallest-three: quaternions far better than v2
+        assert quat_error(back["quats"], splats["quats"]).max() < 3e-3
+
+
+def test_spz_stores_rub_axes(tmp_path):
+    """On disk, positions are (x, -y, -z) of ours; the raw reader sees exactly rdf_to_rub(splats)."""
+    splats = make_splats(n=200, sh_degree=3)
+    write_spz(tmp_path / "a.spz", splats)
+    raw = _spz_raw(tmp_path / "a.spz")
+    first = raw[16:25]
+    fixed = [int.from_bytes(first[3 * i : 3 * i + 3], "little", signed=True) / 4096 for i in range(3)]
+    x, y, z = splats["means"][0].tolist()
+    assert fixed == pytest.approx([x, -y, -z], abs=1 / 8192)
+    raw_back = read_spz(tmp_path / "a.spz", coordinates="raw")
+    assert_within(rdf_to_rub(splats), raw_back, spz_bounds(3, 15), "spz raw axes")
+    write_spz(tmp_path / "b.spz", splats, coordinates="raw")
+    assert_within(splats, read_spz(tmp_path / "b.spz", coordinates="raw"), spz_bounds(3, 15), "spz raw write")
+
+
+def test_rdf_to_rub_is_a_rotation_of_the_scene():
+    """rdf_to_rub = rotation by 180° about x: positions, covariances and view-dependent colour all follow."""
+    from gspruner.render.sh import spherical_harmonics
+    from gsplat.utils import normalized_quat_to_rotmat
+
+    splats = make_splats(n=20, sh_degree=3)
+    flipped = rdf_to_rub(splats)
+    P = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    assert torch.allclose(flipped["means"], splats["means"] @ P)
+    R = normalized_quat_to_rotmat(unit_quats(splats["quats"]).float())
+    R_flipped = normalized_quat_to_rotmat(unit_quats(flipped["quats"]).float())
+    assert torch.allclose(R_flipped, P @ R @ P, atol=1e-6)
+    dirs = torch.randn(20, 3)
+    coeffs = torch.cat([splats["sh0"], splats["shN"]], dim=1)
+    coeffs_flipped = torch.cat([flipped["sh0"], flipped["shN"]], dim=1)
+    assert torch.allclose(spherical_harmonics(3, dirs @ P, coeffs_flipped), spherical_harmonics(3, dirs, coeffs), atol=1e-5)
+    assert all(torch.equal(a, b) for a, b in zip(rdf_to_rub(flipped).values(), splats.values()))
+
+
+def test_spz_size_well_under_raw(tmp_path):
+    """Trained-like SH (small coefficients) quantize to few buckets, which gzip squeezes."""
+    for sh_degree, raw_budget in ((0, 20), (3, 65)):
+        splats = make_splats(n=4096, sh_degree=sh_degree, sh_std=0.05)
+        path = tmp_path / f"sh{sh_degree}.spz"
+        write_spz(path, splats)
+        per_splat = os.path.getsize(path) / 4096
+        assert len(_spz_raw(path)) == 16 + 4096 * raw_budget
+        # SH0 of i.i.d. random attributes leaves gzip little (~18 B; a trained scene gives less); SH3 ~27 B
+        assert per_splat < (0.95 if sh_degree == 0 else 0.5) * raw_budget, (sh_degree, per_splat)
+
+
+def test_spz_positions_out_of_range_are_clamped_with_warning(tmp_path):
+    splats = make_splats(n=10, sh_degree=0)
+    splats["means"][3] = torch.tensor([3000.0, 0.0, 0.0])
+    with pytest.warns(UserWarning, match="1 splats lie beyond SPZ's ±2048"):
+        write_spz(tmp_path / "a.spz", splats)
+    assert read_spz(tmp_path / "a.spz")["means"][3, 0] == pytest.approx(2048, abs=1e-3)
+
+
+# --- .splat ---------------------------------------------------------------------------------------
+
+
+def test_splat_round_trip_size_and_order(tmp_path):
+    n = 500
+    splats = make_splats(n=n, sh_degree=0)
+    path = tmp_path / "scene.splat"
+    with _no_warning():
+        assert write_splat(path, splats) == n
+    assert os.path.getsize(path) == 32 * n
+    back = read_splat(path)
+    assert back["shN"].shape == (n, 0, 3)
+    key = (back["scales"].double().sum(dim=1).exp() * torch.sigmoid(back["opacities"].double())).numpy()
+    ref = match(splats, back)
+    true_key = (ref["scales"].double().sum(dim=1).exp() * torch.sigmoid(ref["opacities"].double())).numpy()
+    assert np.all(np.diff(true_key) <= 0), "not sorted by descending exp(Σ scale)·sigmoid(opacity)"
+    assert key[0] >= key[-1]
+    assert_within(ref, back, SPLAT_BOUNDS, "splat")
+    assert torch.equal(back["means"], ref["means"])  # float32, exact
+    record = path.read_bytes()[:32]  # w first, q/|q|·128 + 128
+    q = unit_quats(ref["quats"][:1])[0]
+    assert list(record[28:32]) == [min(255, math.floor(c * 128 + 128.5)) for c in q.tolist()]
+
+
+def test_splat_warns_when_dropping_sh(tmp_path):
+    with pytest.warns(UserWarning, match=r"\.splat has no SH: dropped SH bands 1-3"):
+        write_splat(tmp_path / "a.splat", make_splats(n=10, sh_degree=3))
+
+
+# --- NaN handling and bad files ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["compressed-ply", "spz", "splat"])
+def test_non_finite_splats_dropped_with_count(tmp_path, fmt):
+    splats = make_splats(n=300, sh_degree=0)
+    splats["means"][5, 1] = float("nan")
+    splats["opacities"][17] = float("inf")  # gsplat 1.5.3 drops every splat for one of these
+    splats["quats"][42] = 0.0
+    path = tmp_path / f"a{FORMATS[fmt]}"
+    with pytest.warns(UserWarning, match=r"dropped 3 of 300 splats \(2 with NaN/Inf values, 1 with a zero quaternion\)"):
+        assert write_splats(path, splats, fmt) == 297
+    back = read_splats(path)
+    assert len(back["means"]) == 297 and torch.isfinite(back["means"]).all()
+
+    bad = {k: v.clone() for k, v in splats.items()}
+    bad["scales"][:] = float("nan")
+    empty = tmp_path / f"empty{FORMATS[fmt]}"
+    with pytest.raises(InputError, match="no valid splats to write"):
+        write_splats(empty, bad, fmt)
+    assert not empty.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def _one_line(exc: pytest.ExceptionInfo, path: Path) -> None:
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message, message
+
+
+@pytest.mark.parametrize("fmt", ["compressed-ply", "spz", "splat"])
+def test_bad_files_raise_one_line_input_error(tmp_path, fmt):
+    suffix = FORMATS[fmt]
+    good = tmp_path / f"good{suffix}"
+    write_splats(good, make_splats(n=300, sh_degree=0 if fmt == "splat" else 1), fmt)
+    data = good.read_bytes()
+    cases = {
+        "empty": b"",
+        "garbage": b"hello world, not a scene\n" * 10,
+        "truncated": data[: len(data) // 2 + 1],
+    }
+    if fmt == "spz":
+        raw = gzip.decompress(data)
+        cases["bad magic"] = gzip.compress(b"XXXX" + raw[4:])
+        cases["bad version"] = gzip.compress(raw[:4] + struct.pack("<I", 9) + raw[8:])
+        cases["short payload"] = gzip.compress(raw[:-10])
+    if fmt == "compressed-ply":
+        plain = tmp_path / "plain.ply"
+        write_ply(plain, make_splats(n=5, sh_degree=0))
+        cases["plain ply"] = plain.read_bytes()
+    for name, content in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}{suffix}"
+        path.write_bytes(content)
+        with pytest.raises(InputError) as exc:
+            read_splats(path, fmt)
+        _one_line(exc, path)
+
+
+# --- the export command ---------------------------------------------------------------------------
+
+
+def _checkpoint(tmp_path: Path, splats: dict) -> Path:
+    path = tmp_path / "run" / "ckpt" / "last.pt"
+    path.parent.mkdir(parents=True)
+    torch.save({"splats": splats, "config": {"sh_degree": 3}, "scene": {"data_dir": "x"}}, path)
+    return path
+
+
+def test_export_all_writes_four_files_and_a_size_table(tmp_path, capsys):
+    splats = make_splats(n=512, sh_degree=3)
+    ckpt = _checkpoint(tmp_path, splats)
+    result = run_export(ExportConfig(ckpt=ckpt, format="all", out=tmp_path / "exports" / "scene"))
+    out = capsys.readouterr()
+    files = {r["format"]: Path(r["path"]) for r in result["rows"]}
+    assert files == {fmt: tmp_path / "exports" / f"scene{suffix}" for fmt, suffix in FORMATS.items()}
+    for fmt, path in files.items():
+        assert path.is_file() and detect_format(path) == fmt
+    rows = {r["format"]: r for r in result["rows"]}
+    assert rows["splat"]["bytes_per_splat"] == 32.0
+    assert rows["ply"]["bytes"] == os.path.getsize(files["ply"])
+    assert rows["compressed-ply"]["bytes_per_splat"] < rows["ply"]["bytes_per_splat"] / 3
+    for r in result["rows"]:
+        assert r["num_splats"] == 512 and r["mb"] == pytest.approx(r["bytes"] / 1e6)
+        assert r["format"] in out.out and str(r["bytes"]) in out.out
+    assert "B/splat" in out.out and "MB" in out.out
+    assert "dropped SH bands 1-3" in out.err  # the .splat warning, as one line
+    assert torch.equal(read_splats(files["ply"])["shN"], splats["shN"])
+
+    # into an existing folder: named after the input
+    (tmp_path / "folder").mkdir()
+    result = run_export(ExportConfig(ckpt=ckpt, format="spz", out=tmp_path / "folder"))
+    assert Path(result["rows"][0]["path"]) == tmp_path / "folder" / "last.spz"
+
+
+def test_export_sh_degree_drops_bands(tmp_path, capsys):
+    splats = make_splats(n=300, sh_degree=3)
+    src = tmp_path / "in.ply"
+    write_ply(src, splats)
+    run_export(ExportConfig(ply=src, format="all", out=tmp_path / "sh0", sh_degree=0))
+    assert read_splats(tmp_path / "sh0.ply")["shN"].shape == (300, 0, 3)
+    assert read_splats(tmp_path / "sh0.compressed.ply")["shN"].shape == (300, 0, 3)
+    assert "sh" not in [e.name for e in plyfile.PlyData.read(str(tmp_path / "sh0.compressed.ply")).elements]
+    assert read_splats(tmp_path / "sh0.spz")["shN"].shape == (300, 0, 3)
+    assert "dropped SH" not in capsys.readouterr().err  # nothing left to drop for .splat
+    result = run_export(ExportConfig(ply=src, format="ply", out=tmp_path / "sh1.ply", sh_degree=1))
+    back = read_splats(tmp_path / "sh1.ply")
+    assert torch.equal(back["shN"], splats["shN"][:, :3]) and result["sh_degree"] == 1
+    assert os.path.getsize(tmp_path / "sh1.ply") < os.path.getsize(src)
+    # converting a compressed file back to another format works too (input by content)
+    run_export(ExportConfig(ply=tmp_path / "sh0.spz", format="splat", out=tmp_path / "from_spz.splat"))
+    assert os.path.getsize(tmp_path / "from_spz.splat") == 32 * 300
+
+
+def test_export_rejects_bad_arguments(tmp_path):
+    src = tmp_path / "in.ply"
+    write_ply(src, make_splats(n=10, sh_degree=0))
+    with pytest.raises(InputError, match="exactly one of --ckpt"):
+        run_export(ExportConfig(format="ply"))
+    with pytest.raises(InputError, match="exactly one of --ckpt"):
+        run_export(ExportConfig(ckpt=src, ply=src))
+    with pytest.raises(InputError, match=r"should be named \*\.spz"):
+        run_export(ExportConfig(ply=src, format="spz", out=tmp_path / "x.ply"))
+    with pytest.raises(InputError, match="would overwrite the input"):
+        run_export(ExportConfig(ply=src, format="ply"))
+    with pytest.raises(InputError, match="--sh-degree must be"):
+        run_export(ExportConfig(ply=src, sh_degree=-1))
+    with pytest.raises(InputError, match="missing.pt: checkpoint not found"):
+        run_export(ExportConfig(ckpt=tmp_path / "missing.pt"))
+
+
+def test_export_help_explains_every_option():
+    import dataclasses
+
+    import tyro
+
+    with pytest.raises(SystemExit) as exc, _capture() as out:
+        tyro.cli(ExportConfig, args=["--help"])
+    assert exc.value.code == 0
+    for f in dataclasses.fields(ExportConfig):
+        assert "--" + f.name.replace("_", "-") in out.getvalue()
+
+
+class _capture:
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self.buf = io.StringIO()
+        self._cm = contextlib.redirect_stdout(self.buf)
+        self._cm.__enter__()
+        return self.buf
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+# --- interoperability with splat-transform 3.7.0 ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def splat_transform():
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: splat-transform interop tests skipped")
+    if not SPLAT_TRANSFORM.exists():
+        pytest.skip(
+            f"{SPLAT_TRANSFORM.relative_to(REPO)} is missing "
+            "(npm install --prefix .node @playcanvas/splat-transform@3.7.0): interop tests skipped"
+        )
+
+    def run(*args: Path | str) -> str:
+        proc = subprocess.run(
+            [str(SPLAT_TRANSFORM), "--no-tty", "-w", *map(str, args)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, f"splat-transform {args} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout + proc.stderr
+
+    version = run("--version").strip()
+    assert "3.7.0" in version, version
+    return run
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
+    """splat-transform converts each of our files to a plain PLY that matches our splats within the
+    format's quantization error (it decodes SPZ without the RUB -> RDF change, hence rdf_to_rub)."""
+    n = 600
+    splats = make_splats(n=n, sh_degree=sh_degree)
+    num_rest = (sh_degree + 1) ** 2 - 1
+    files = {}
+    for fmt, suffix in FORMATS.items():
+        files[fmt] = tmp_path / f"ours{suffix}"
+        with pytest.warns(UserWarning) if (fmt == "splat" and sh_degree) else _no_warning():
+            write_splats(files[fmt], splats, fmt)
+    files["spz-v2"] = tmp_path / "ours_v2.spz"
+    write_spz(files["spz-v2"], splats, version=2)
+    bounds = {
+        "ply": dict(position=0, scale=0, dc=0, opacity=0, rotation=1e-6, sh=0),
+        "compressed-ply": compressed_bounds(files["compressed-ply"]),
+        "spz": spz_bounds(3, num_rest),
+        "spz-v2": spz_bounds(2, num_rest),
+        # splat-transform decodes .splat rotations as u8/255·2 - 1 (we and antimatter15: (u8 - 128)/128)
+        "splat": dict(SPLAT_BOUNDS, rotation=4 / 128),
+    }
+    for fmt, path in files.items():
+        out = tmp_path / f"st_{path.name}.ply"
+        log = splat_transform(path, out)
+        assert f"{n} gaussians" in log, log
+        got = read_ply(out)
+        expected_rest = 0 if fmt == "splat" else num_rest
+        assert got["shN"].shape == (n, expected_rest, 3), fmt
+        ours = read_splats(path)
+        ref = rdf_to_rub(splats) if fmt.startswith("spz") else splats
+        if fmt == "compressed-ply":  # file order is kept: the per-chunk bounds apply row by row
+            assert torch.allclose(got["means"], ours["means"], atol=1e-5)
+            assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
+        else:
+            assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
+        # and both decoders agree closely
+        assert torch.allclose(got["means"], rdf_to_rub(ours)["means"] if fmt.startswith("spz") else ours["means"], atol=1e-5), fmt
+
+
+def test_we_read_splat_transform_files(tmp_path, splat_transform):
+    """Our readers decode splat-transform's compressed PLY and SPZ (v3 gzip and v4 zstd, stored in PLY axes)."""
+    pytest.importorskip("zstandard")
+    n = 600
+    splats = make_splats(n=n, sh_degree=3)
+    src = tmp_path / "src.ply"
+    write_ply(src, splats)
+    splat_transform(src, tmp_path / "st.compressed.ply")
+    back = read_splats(tmp_path / "st.compressed.ply")
+    assert_within(match(splats, back), back, compressed_bounds(tmp_path / "st.compressed.ply"), "our reader <- splat-transform compressed-ply")
+    for version in (3, 4):
+        out = tmp_path / f"st_v{version}.spz"
+        splat_transform("--spz-version", str(version), src, out)
+        back = read_spz(out, coordinates="raw")  # splat-transform writes SPZ without the RDF -> RUB change
+        assert_within(splats, back, spz_bounds(3, 15), f"our reader <- splat-transform spz v{version}")
