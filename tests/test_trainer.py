@@ -73,3 +73,9 @@ def test_cuda_device_without_cuda_is_input_error(tiny_scene, tmp_path):
     with pytest.raises(InputError, match="CUDA is not available"):
         Trainer(_cfg(tiny_scene, tmp_path / "r", device="cuda"))
     assert not (tmp_path / "r").exists()
+
+
+def test_train_with_viewer(tiny_scene, tmp_path):
+    """--viewer serves while training (no client: nothing rendered) and the run completes normally."""
+    m = Trainer(_cfg(tiny_scene, tmp_path / "v", max_steps=10, viewer=True, port=0)).train()
+    assert m["steps"] == 10 and (tmp_path / "v" / "metrics.json").is_file()
