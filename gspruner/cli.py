@@ -27,7 +27,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     from .evaluation import evaluate
     from .export import read_splats
     from .export.formats import sh_degree_of
-    from .trainer import OBJECT_KINDS, resolve_device
+    from .device import resolve_device
+    from .trainer import OBJECT_KINDS
 
     if (cfg.ckpt is None) == (cfg.ply is None):
         raise InputError("give exactly one of --ckpt and --ply")

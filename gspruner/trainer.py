@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
 from .config import DEMO_DIR, DEMO_GROW_GRAD2D, TrainConfig
 from .data import load_scene
 from .data.demo import ensure_demo_scene
+from .device import resolve_device
 from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
@@ -32,14 +33,6 @@ from .strategies import densify_stop_step, initialize_state, make_strategy, post
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
 OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine (torch.cuda.is_available() is False)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def check_result_dir(cfg: TrainConfig) -> None:

@@ -45,6 +45,7 @@ from typing import Callable, Literal, Optional
 import numpy as np
 import torch
 
+from .device import resolve_device
 from .errors import InputError
 
 CPU_MAX_RENDER_RES = 256  # default cap (pixels, long side) of a frame rendered on the CPU
@@ -138,14 +139,6 @@ def load_view_input(cfg: ViewConfig) -> LoadedScene:
         splats = check_splats(read_splat_file(cfg.ply), cfg.ply)
         source = Path(cfg.ply)
     return LoadedScene(splats, sh_degree_of(splats), background, scene_scale, source)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: CUDA is not available on this machine (torch.cuda.is_available() is False)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def default_max_render_res(device: torch.device, requested: Optional[int]) -> Optional[int]:

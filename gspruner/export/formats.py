@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gspruner.errors import InputError
+from gspruner.export.ply import validated_splats
 
 __all__ = [
     "FORMATS",
@@ -149,19 +150,8 @@ def prepare_splats(path: Path, splats: dict, require_rotation: bool = True) -> d
     Splats with a NaN/Inf value or (with `require_rotation`) a zero-length quaternion are dropped with one
     warning giving the count; InputError if none is left (no file is written then).
     """
-    missing = [k for k in _SPLAT_KEYS[:5] if k not in splats]
-    if missing:
-        raise ValueError(f"splat dict lacks {missing}")
-    t = {k: torch.as_tensor(splats[k]).detach().to("cpu") for k in _SPLAT_KEYS[:5]}
-    n = t["means"].shape[0]
-    sh_rest = splats.get("shN")
-    sh_rest = torch.zeros(n, 0, 3) if sh_rest is None else torch.as_tensor(sh_rest).detach().to("cpu")
-    expected = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,), "sh0": (n, 1, 3)}
-    for key, shape in expected.items():
-        if tuple(t[key].shape) != shape:
-            raise ValueError(f"splats[{key!r}] has shape {tuple(t[key].shape)}, expected {shape}")
-    if sh_rest.dim() != 3 or sh_rest.shape[0] != n or sh_rest.shape[2] != 3:
-        raise ValueError(f"splats['shN'] has shape {tuple(sh_rest.shape)}, expected ({n}, K-1, 3)")
+    t = validated_splats(splats)
+    n, sh_rest = t["means"].shape[0], t["shN"]
     num_rest = sh_rest.shape[1]
     if (round((num_rest + 1) ** 0.5)) ** 2 != num_rest + 1:
         raise ValueError(f"splats['shN'] has {num_rest} coefficients per channel, not (d+1)²-1")
@@ -188,6 +178,16 @@ def prepare_splats(path: Path, splats: dict, require_rotation: bool = True) -> d
         warnings.warn(f"{path}: dropped {num_dropped} of {n} splats ({reason})", stacklevel=3)
         arrays = {k: a[valid] for k, a in arrays.items()}
     return arrays
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The file's bytes; InputError naming the file when it is missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:

@@ -41,21 +41,29 @@ def ply_property_names(num_rest_coeffs: int) -> list[str]:
     )
 
 
-def _splats_to_columns(splats: dict) -> np.ndarray:
-    """Splat dict -> float32 [N, P] in INRIA property order (normals included)."""
+def validated_splats(splats: dict) -> dict[str, torch.Tensor]:
+    """The six splat tensors on the CPU (shN [N,0,3] when absent), shapes checked; ValueError otherwise."""
     missing = [k for k in _SPLAT_KEYS[:5] if k not in splats]
     if missing:
         raise ValueError(f"splat dict lacks {missing}")
-    t = {k: torch.as_tensor(splats[k]).detach().to("cpu", torch.float32) for k in _SPLAT_KEYS[:5]}
+    t = {k: torch.as_tensor(splats[k]).detach().to("cpu") for k in _SPLAT_KEYS[:5]}
     n = t["means"].shape[0]
     sh_rest = splats.get("shN")
-    sh_rest = torch.zeros(n, 0, 3) if sh_rest is None else torch.as_tensor(sh_rest).detach().to("cpu", torch.float32)
+    t["shN"] = torch.zeros(n, 0, 3) if sh_rest is None else torch.as_tensor(sh_rest).detach().to("cpu")
     expected = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,), "sh0": (n, 1, 3)}
     for key, shape in expected.items():
         if tuple(t[key].shape) != shape:
             raise ValueError(f"splats[{key!r}] has shape {tuple(t[key].shape)}, expected {shape}")
+    sh_rest = t["shN"]
     if sh_rest.dim() != 3 or sh_rest.shape[0] != n or sh_rest.shape[2] != 3:
         raise ValueError(f"splats['shN'] has shape {tuple(sh_rest.shape)}, expected ({n}, K-1, 3)")
+    return t
+
+
+def _splats_to_columns(splats: dict) -> np.ndarray:
+    """Splat dict -> float32 [N, P] in INRIA property order (normals included)."""
+    t = {k: v.float() for k, v in validated_splats(splats).items()}
+    n, sh_rest = t["means"].shape[0], t["shN"]
     columns = torch.cat(
         [
             t["means"],  # [N,3]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gspruner.errors import InputError
-from gspruner.export.formats import SH_C0, atomic_write, logit_u8, prepare_splats, sigmoid, to_splat_dict
+from gspruner.export.formats import read_file_bytes, SH_C0, atomic_write, logit_u8, prepare_splats, sigmoid, to_splat_dict
 
 __all__ = ["write_splat", "read_splat", "SPLAT_RECORD", "BYTES_PER_SPLAT"]
 
@@ -67,12 +67,7 @@ def write_splat(path: str | os.PathLike, splats: dict) -> int:
 def read_splat(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an antimatter15 .splat file into a splat dict (shN empty). Raises InputError naming the file."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_file_bytes(path)
     if not data:
         raise InputError(f"{path}: empty .splat file")
     if len(data) % BYTES_PER_SPLAT:

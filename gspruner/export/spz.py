@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from gspruner.errors import InputError
-from gspruner.export.formats import atomic_write, logit_u8, prepare_splats, sigmoid, to_splat_dict
+from gspruner.export.formats import read_file_bytes, atomic_write, logit_u8, prepare_splats, sigmoid, to_splat_dict
 
 __all__ = ["write_spz", "read_spz", "rdf_to_rub", "SPZ_MAGIC"]
 
@@ -233,12 +233,7 @@ def read_spz(path: str | os.PathLike, coordinates: str = "rub") -> dict[str, tor
     unless `coordinates="raw"`. Raises InputError naming the file on any problem."""
     path = Path(path)
     flip = _check_coordinates(coordinates)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_file_bytes(path)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
