@@ -330,13 +330,13 @@ def contributing_pairs(
             keep = (a > 0) & (logT + la > _LOG_T_MIN)
             logTfin[cam, p0:].scatter_add_(0, pix, la * keep)
             idx = keep.nonzero().squeeze(1)
-            k = len(idx)
-            torch.add(pix.index_select(0, idx), p0, out=out["pix"][n:n + k])
-            torch.index_select(gid_r[r0:r1], 0, pr.index_select(0, idx), out=out["g"][n:n + k])
-            torch.index_select(a, 0, idx, out=out["alpha"][n:n + k])
-            torch.exp(logT.index_select(0, idx), out=out["T"][n:n + k])
-            n += k
-        outs.append({k: v[:n] for k, v in out.items()})
+            n1 = n + len(idx)
+            torch.add(pix.index_select(0, idx), p0, out=out["pix"][n:n1])
+            torch.index_select(gid_r[r0:r1], 0, pr.index_select(0, idx), out=out["g"][n:n1])
+            torch.index_select(a, 0, idx, out=out["alpha"][n:n1])
+            torch.exp(logT.index_select(0, idx), out=out["T"][n:n1])
+            n = n1
+        outs.append({k: v[:n] for k, v in out.items()})  # views; the early-stopped tail is left unused
     cat = {k: outs[0][k] if C == 1 else torch.cat([o[k] for o in outs]) for k in outs[0]}
     counts = torch.tensor([len(o["g"]) for o in outs], device=dev)
     cams = torch.repeat_interleave(torch.arange(C, device=dev), counts) if C > 1 else torch.zeros_like(cat["g"])
