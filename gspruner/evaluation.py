@@ -62,8 +62,7 @@ def evaluate(
         psnrs.append(psnr(rgb, gt))
         ssims.append(float(ssim(rgb[None], gt[None])))
         if lpips_fn is not None:
-            lpips_ok_value = lpips_fn(rgb, gt)
-            lpipss.append(float(lpips_ok_value))
+            lpipss.append(float(lpips_fn(rgb, gt)))
         if render_dir is not None:
             write_side_by_side(render_dir / f"{split}_{i:04d}_{Path(cam.name).stem}.png", rgb, gt)
     n = max(len(cams), 1)
