@@ -6,7 +6,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from .strategies import StrategyConfig
+
+# no gsplat import here (StrategyConfig lives here, not in strategies/), so parsing stays light
+
+
+@dataclass
+class StrategyConfig:
+    """Densification options."""
+
+    absgrad: bool = False
+    """Default strategy: grow by the absolute 2D gradient (AbsGS); pair with --strategy-cfg.grow-grad2d 0.0006."""
+    grow_grad2d: Optional[float] = None
+    """Default strategy: 2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
+    prune_opa: float = 0.005
+    """Default strategy: prune Gaussians below this opacity."""
+    cap_max: int = 1_000_000
+    """MCMC: the Gaussian budget."""
+    noise_lr: float = 5e5
+    """MCMC: scale of the position noise."""
+
 
 DEMO_DIR = Path("data/demo")
 DEMO_MAX_STEPS = 1000

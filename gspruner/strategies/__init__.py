@@ -6,11 +6,12 @@ Their step-based schedules are written for 30k steps; `make_strategy` scales the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal, Optional
+from dataclasses import replace
+from typing import Literal
 
 from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
 
+from ..config import StrategyConfig
 from . import cpu_ops
 
 cpu_ops.install()
@@ -26,22 +27,6 @@ _STEP_FIELDS = (
     "refine_scale2d_stop_iter",
     "pause_refine_after_reset",
 )
-
-
-@dataclass
-class StrategyConfig:
-    """Densification options."""
-
-    absgrad: bool = False
-    """Default strategy: grow by the absolute 2D gradient (AbsGS); pair with --strategy-cfg.grow-grad2d 0.0006."""
-    grow_grad2d: Optional[float] = None
-    """Default strategy: 2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
-    prune_opa: float = 0.005
-    """Default strategy: prune Gaussians below this opacity."""
-    cap_max: int = 1_000_000
-    """MCMC: the Gaussian budget."""
-    noise_lr: float = 5e5
-    """MCMC: scale of the position noise."""
 
 
 MIN_REFINE_EVERY = 25  # gradients are averaged over the views seen between refinements: keep enough
