@@ -13,10 +13,10 @@ from .config import EvalConfig, PruneConfig, TrainConfig
 from .errors import InputError
 
 
-def run_train(cfg: TrainConfig) -> dict:
+def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict:
     from .trainer import Trainer
 
-    metrics = Trainer(cfg).train()
+    metrics = Trainer(cfg, init_ckpt).train()
     print(json.dumps({k: metrics[k] for k in ("psnr", "ssim", "lpips", "num_gaussians", "train_seconds")}))
     return metrics
 
@@ -94,7 +94,7 @@ def run_prune(cfg: PruneConfig) -> dict:
         lpips=cfg.lpips,
         progress=cfg.progress,
     )
-    return run_train(train_cfg)
+    return run_train(train_cfg, init_ckpt=ckpt)
 
 
 def _export_command():

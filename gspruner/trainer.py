@@ -68,7 +68,8 @@ def config_dict(cfg: TrainConfig) -> dict:
 class Trainer:
     """Validates everything first (nothing written on bad input), then trains, evaluates and exports."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, init_ckpt: dict | None = None):
+        """`init_ckpt`: the already-loaded checkpoint at `cfg.init_ckpt`, when the caller has read it."""
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         check_result_dir(cfg)
@@ -94,7 +95,7 @@ class Trainer:
             raise InputError("--prune-ratio and --prune-threshold exclude each other")
         self.init_ckpt = None
         if cfg.init_ckpt is not None and not cfg.resume:
-            self.init_ckpt = load_checkpoint(cfg.init_ckpt)
+            self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
             check_same_scene(self.init_ckpt, self.scene, cfg.init_ckpt)
         self._apply_strategy_presets()
         self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer
