@@ -15,11 +15,15 @@ from .model import activated
 from .render import rasterize
 
 
-def render_view(splats, cam: Camera, device, sh_degree: int, background=None, opacity_gate=None, **kwargs):
-    """Render one camera: (rgb [H,W,3], alpha [H,W,1], info); opacity_gate [N] multiplies opacity."""
+def render_view(splats, cam: Camera, device, sh_degree: int, background=None, opacity_gate=None, scale_gate=None,
+                **kwargs):
+    """Render one camera: (rgb [H,W,3], alpha [H,W,1], info); opacity_gate [N] multiplies opacity,
+    scale_gate [N,1] the scales."""
     p = activated(splats, sh_degree)
     if opacity_gate is not None:
         p["opacities"] = p["opacities"] * opacity_gate
+    if scale_gate is not None:
+        p["scales"] = p["scales"] * scale_gate
     bg = None if background is None else torch.tensor([background], dtype=torch.float32, device=device)
     colors, alphas, info = rasterize(
         p["means"], p["quats"], p["scales"], p["opacities"], p["colors"],

@@ -91,6 +91,8 @@ def create_optimizers(
     bs = batch_size
     optimizers = {}
     for name, param in splats.items():
+        if name not in lrs:  # an extra per-Gaussian parameter (a pruner's mask): its owner optimizes it
+            continue
         lr = lrs[name] * (scene_scale if name == "means" else 1.0)
         optimizers[name] = torch.optim.Adam(
             [{"params": param, "lr": lr * math.sqrt(bs), "name": name}],

@@ -32,8 +32,15 @@ class Pruner:
 
     name = "none"
 
+    def attach(self, params, optimizers: dict) -> None:
+        """Called once the model and its optimizers exist (fresh or resumed), before the first step."""
+
     def opacity_gate(self, step: int) -> Tensor | None:
         """A per-Gaussian factor [N] on the activated opacity for this step (learned masks)."""
+        return None
+
+    def scale_gate(self, step: int) -> Tensor | None:
+        """A per-Gaussian factor [N, 1] on the activated scales for this step (Compact-3DGS's mask)."""
         return None
 
     def extra_loss(self, step: int) -> Tensor | None:
