@@ -67,4 +67,5 @@ class ScorePruner(Pruner):
         return {"num_before": self.num_before, "num_removed": self.num_removed}
 
     def load_state_dict(self, state: dict) -> None:
-        self.num_before, self.num_removed = state["num_before"], state["num_removed"]
+        if state:  # empty: continuing an unpruned run's checkpoint
+            self.num_before, self.num_removed = state["num_before"], state["num_removed"]
