@@ -223,8 +223,12 @@ def run_method(spec: MethodSpec, data_dir: Path | None, scene_dir: Path, a: argp
             record["error"] = None
         else:
             stderr = (method_dir / "train_stderr.log").read_text(errors="replace")
-            record["error"] = (f"timed out after {a.timeout_minutes} min (resumable with the same command); "
-                               if proc["timed_out"] else "") + failure_message(stderr)
+            if proc["timed_out"]:
+                saved = (method_dir / "ckpt" / "last.pt").is_file()
+                record["error"] = f"timed out after {a.timeout_minutes:g} min" + (
+                    "; ckpt/last.pt saved, the same command resumes it" if saved else "")
+            else:
+                record["error"] = failure_message(stderr)
     if metrics_path.is_file():
         export_method(method_dir, scene_dir.name, a.rerun, record)
         m = read_json(metrics_path) or {}
