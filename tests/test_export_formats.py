@@ -34,7 +34,9 @@ from gspruner.export import (
     write_splats,
     write_spz,
 )
+from gspruner.export.compressed_ply import decode_sh_byte, encode_sh_bytes
 from gspruner.export.spz import rdf_to_rub
+from gspruner.render.sh import eval_sh_bases
 
 SH_C0 = 0.28209479177387814
 REPO = Path(__file__).resolve().parents[1]
@@ -128,9 +130,10 @@ def compressed_bounds(path: Path) -> dict:
     }
 
 
-def spz_bounds(version: int, num_rest: int) -> dict:
-    sh = torch.full((num_rest, 1), 8.5 / 128)
-    sh[:3] = 4.5 / 128
+def spz_bounds(version: int, num_rest: int, sh_bits: tuple[int, int] = (8, 8)) -> dict:
+    """sh_bits (8, 8): our default; (5, 4): the reference encoder's buckets (and splat-transform's files)."""
+    sh = torch.full((num_rest, 1), (1 << (8 - sh_bits[1])) / 256 + (0.5 / 128 if sh_bits[1] < 8 else 0.0))
+    sh[:3] = (1 << (8 - sh_bits[0])) / 256 + (0.5 / 128 if sh_bits[0] < 8 else 0.0)
     return {
         "position": 0.5 / 4096 + 1e-6,
         "scale": 1 / 32,
@@ -327,11 +330,86 @@ def test_spz_size_well_under_raw(tmp_path):
     for sh_degree, raw_budget in ((0, 20), (3, 65)):
         splats = make_splats(n=4096, sh_degree=sh_degree, sh_std=0.05)
         path = tmp_path / f"sh{sh_degree}.spz"
-        write_spz(path, splats)
+        write_spz(path, splats, sh_bits=(5, 4))  # the reference encoder's buckets
         per_splat = os.path.getsize(path) / 4096
         assert len(_spz_raw(path)) == 16 + 4096 * raw_budget
         # SH0 of i.i.d. random attributes leaves gzip little (~18 B; a trained scene gives less); SH3 ~27 B
         assert per_splat < (0.95 if sh_degree == 0 else 0.5) * raw_budget, (sh_degree, per_splat)
+
+
+def test_spz_full_sh_bits_round_trip_and_size(tmp_path):
+    """Default 8-bit SH: error ≤ 0.5/128 on [-1, 1) (vs 8.5/128 bucketed), same layout, bigger after gzip;
+    bucketed bytes are multiples of the bucket, and bad bit counts are one InputError."""
+    splats = make_splats(n=4096, sh_degree=3, sh_std=0.05)
+    full, bucketed = tmp_path / "full.spz", tmp_path / "bucketed.spz"
+    write_spz(full, splats)
+    write_spz(bucketed, splats, sh_bits=(5, 4))
+    assert len(_spz_raw(full)) == len(_spz_raw(bucketed)) == 16 + 4096 * 65
+    err_full = (read_spz(full)["shN"] - splats["shN"]).abs().max().item()
+    err_bucketed = (read_spz(bucketed)["shN"] - splats["shN"]).abs().max().item()
+    assert err_full <= 0.5 / 128 + 1e-6 < 4.5 / 128 - 1e-3 < err_bucketed <= 8.5 / 128 + 1e-6
+    sh_bytes = np.frombuffer(_spz_raw(bucketed)[16 + 4096 * 20 :], dtype=np.uint8).reshape(4096, 15, 3)
+    assert (sh_bytes[:, :3] % 8 == 0).all() and (sh_bytes[:, 3:] % 16 == 0).all()
+    assert os.path.getsize(bucketed) < os.path.getsize(full) < 0.8 * 65 * 4096
+    for bad in ((9, 8), (0, 4), (8,)):
+        with pytest.raises(InputError, match="SH bits"):
+            write_spz(tmp_path / "bad.spz", splats, sh_bits=bad)
+
+
+def test_compressed_ply_sh_bytes_decode_nearest():
+    """Each SH byte is the one whose decoded value (splat-transform's decoder, ends ±4 included) is nearest,
+    checked against all 256 codes; within 1/64 away from the ends; 0 decodes to ±1/64."""
+    v = np.concatenate([np.linspace(-4.5, 4.5, 20001), [0.0, -4.0, 4.0, -3.97, 3.97]])[:, None, None]
+    codes = encode_sh_bytes(v)
+    levels = decode_sh_byte(np.arange(256))
+    best = np.abs(levels[None, :] - v[:, 0, 0, None]).min(axis=1)
+    assert np.allclose(np.abs(decode_sh_byte(codes)[:, 0, 0] - v[:, 0, 0]), best, atol=1e-12)
+    inner = np.abs(v[:, 0, 0]) <= 4 - 3 / 64
+    assert np.abs(decode_sh_byte(codes) - v)[inner].max() <= 1 / 64 + 1e-12
+    assert abs(decode_sh_byte(encode_sh_bytes(np.zeros((1, 1, 1))))[0, 0, 0]) == 1 / 64
+    # the classic encoder trunc((v/8 + 0.5)·256) picks byte 0 (-4) for v = -3.97; the nearest is byte 1
+    assert codes[-2, 0, 0] == 1 and decode_sh_byte(codes[-1, 0, 0]) == pytest.approx(3.953125)
+
+
+def _view_error(sh_err: np.ndarray, means: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Mean over the views of the squared colour error Σ_k Y_k(d)·e_k, per splat and channel [N,3]."""
+    d = torch.from_numpy(means[:, None] - centres[None])  # [N,C,3] camera -> splat
+    basis = eval_sh_bases(3, d / d.norm(dim=-1, keepdim=True))[..., 1:]  # [N,C,15]
+    colour = torch.einsum("nck,nkj->ncj", basis, torch.from_numpy(sh_err))  # [N,C,3]
+    return (colour**2).mean(dim=1).numpy()
+
+
+def test_compressed_ply_view_aware_sh_rounding(tmp_path):
+    """With the training cameras, each SH byte is one of the two levels around its value, and the colour
+    error seen from those cameras is never above nearest rounding's, and far below it for small SH."""
+    g = np.random.default_rng(0)
+    n = 2000
+    means = g.normal(size=(n, 3))
+    angles = np.linspace(0, 1.5, 12)
+    centres = np.stack([4 * np.cos(angles), 4 * np.sin(angles), np.full(12, 1.0)], axis=1)  # an arc of cameras
+    sh = np.concatenate([g.normal(scale=0.01, size=(n // 2, 15, 3)), g.uniform(-3.9, 3.9, size=(n // 2, 15, 3))])
+    nearest = encode_sh_bytes(sh)
+    aware = encode_sh_bytes(sh, means, centres)
+    gap = np.abs(decode_sh_byte(aware) - sh)
+    assert gap.max() <= 1 / 32 + 1e-12  # one level step (values inside ±(4 - 3/64))
+    assert (aware != nearest).any()
+    err_nearest = _view_error(decode_sh_byte(nearest) - sh, means, centres)
+    err_aware = _view_error(decode_sh_byte(aware) - sh, means, centres)
+    ridge = lambda c: 0.1 / (4 * np.pi) * ((decode_sh_byte(c) - sh) ** 2).sum(axis=1)  # the sphere term
+    assert (err_aware + ridge(aware) <= err_nearest + ridge(nearest) + 1e-12).all()
+    small = slice(0, n // 2)
+    assert err_aware[small].mean() < 0.25 * err_nearest[small].mean()
+
+    # the writer: same bytes, in the file's channel-major order; the reader decodes them
+    splats = make_splats(n=300, sh_degree=3)
+    path = tmp_path / "views.compressed.ply"
+    write_compressed_ply(path, splats, view_points=centres)
+    back = read_compressed_ply(path)
+    assert_within(match(splats, back), back, dict(compressed_bounds(path), sh=1 / 32), "compressed-ply, view-aware SH")
+    order = torch.cdist(back["means"].double(), splats["means"].double()).argmin(dim=1).numpy()
+    expected = encode_sh_bytes(splats["shN"].numpy()[order], splats["means"].double().numpy()[order], centres)
+    stored = np.stack([plyfile.PlyData.read(str(path))["sh"].data[f"f_rest_{i}"] for i in range(45)], axis=1)
+    assert np.array_equal(stored, expected.transpose(0, 2, 1).reshape(300, 45))
 
 
 def test_spz_positions_out_of_range_are_clamped_with_warning(tmp_path):
@@ -482,6 +560,27 @@ def test_export_sh_degree_drops_bands(tmp_path, capsys):
     assert os.path.getsize(tmp_path / "from_spz.splat") == 32 * 300
 
 
+def test_export_compressed_ply_sh_rounding_uses_training_cameras(tmp_path, tiny_scene, capsys):
+    """--sh-rounding views (default) rounds for the scene's training cameras (the checkpoint's scene, or
+    --data-dir); without a scene it says so and rounds to nearest; --sh-rounding nearest ignores the scene."""
+    from gspruner.data import load_scene
+    from gspruner.export.command import training_centres
+
+    splats = make_splats(n=300, sh_degree=3)
+    ckpt = _checkpoint(tmp_path, splats)  # records scene "x", which does not exist
+    run_export(ExportConfig(ckpt=ckpt, format="compressed-ply", out=tmp_path / "no_scene.compressed.ply"))
+    assert "rounded to nearest" in capsys.readouterr().err
+    run_export(ExportConfig(ckpt=ckpt, format="compressed-ply", out=tmp_path / "views.compressed.ply", data_dir=tiny_scene))
+    run_export(ExportConfig(ckpt=ckpt, format="compressed-ply", out=tmp_path / "nearest.compressed.ply",
+                            data_dir=tiny_scene, sh_rounding="nearest"))
+    write_compressed_ply(tmp_path / "direct.compressed.ply", splats,
+                         view_points=training_centres(load_scene(tiny_scene, data_factor=1, test_every=8)))
+    data = {name: (tmp_path / f"{name}.compressed.ply").read_bytes() for name in ("no_scene", "views", "nearest", "direct")}
+    assert data["views"] == data["direct"] and data["nearest"] == data["no_scene"] != data["views"]
+    with pytest.raises(InputError, match="does not exist"):
+        run_export(ExportConfig(ckpt=ckpt, format="compressed-ply", out=tmp_path / "x.compressed.ply", data_dir=tmp_path / "missing"))
+
+
 def test_export_rejects_bad_arguments(tmp_path):
     src = tmp_path / "in.ply"
     write_ply(src, make_splats(n=10, sh_degree=0))
@@ -564,11 +663,17 @@ def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
             write_splats(files[fmt], splats, fmt)
     files["spz-v2"] = tmp_path / "ours_v2.spz"
     write_spz(files["spz-v2"], splats, version=2)
+    files["spz-bucketed"] = tmp_path / "ours_bucketed.spz"
+    write_spz(files["spz-bucketed"], splats, sh_bits=(5, 4))
+    files["compressed-ply-views"] = tmp_path / "ours_views.compressed.ply"
+    write_compressed_ply(files["compressed-ply-views"], splats, view_points=np.array([[0.0, 0.0, -8.0], [3.0, -2.0, -7.0]]))
     bounds = {
         "ply": dict(position=0, scale=0, dc=0, opacity=0, rotation=1e-6, sh=0),
         "compressed-ply": compressed_bounds(files["compressed-ply"]),
         "spz": spz_bounds(3, num_rest),
         "spz-v2": spz_bounds(2, num_rest),
+        "spz-bucketed": spz_bounds(3, num_rest, (5, 4)),
+        "compressed-ply-views": dict(compressed_bounds(files["compressed-ply-views"]), sh=1 / 32),
         # splat-transform decodes .splat rotations as u8/255·2 - 1 (we and antimatter15: (u8 - 128)/128)
         "splat": dict(SPLAT_BOUNDS, rotation=4 / 128),
     }
@@ -581,13 +686,15 @@ def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
         assert got["shN"].shape == (n, expected_rest, 3), fmt
         ours = read_splats(path)
         ref = rdf_to_rub(splats) if fmt.startswith("spz") else splats
-        if fmt == "compressed-ply":  # file order is kept: the per-chunk bounds apply row by row
+        if fmt.startswith("compressed-ply"):  # file order is kept: the per-chunk bounds apply row by row
             assert torch.allclose(got["means"], ours["means"], atol=1e-5)
             assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
         else:
             assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
-        # and both decoders agree closely
-        assert torch.allclose(got["means"], rdf_to_rub(ours)["means"] if fmt.startswith("spz") else ours["means"], atol=1e-5), fmt
+        # and both decoders agree closely (SH: the same levels)
+        ours_axes = rdf_to_rub(ours) if fmt.startswith("spz") else ours
+        assert torch.allclose(got["means"], ours_axes["means"], atol=1e-5), fmt
+        assert torch.allclose(got["shN"], ours_axes["shN"][:, :expected_rest], atol=1e-6), fmt
 
 
 def test_we_read_splat_transform_files(tmp_path, splat_transform):
@@ -604,4 +711,4 @@ def test_we_read_splat_transform_files(tmp_path, splat_transform):
         out = tmp_path / f"st_v{version}.spz"
         splat_transform("--spz-version", str(version), src, out)
         back = read_spz(out, coordinates="raw")  # splat-transform writes SPZ without the RDF -> RUB change
-        assert_within(splats, back, spz_bounds(3, 15), f"our reader <- splat-transform spz v{version}")
+        assert_within(splats, back, spz_bounds(3, 15, (5, 4)), f"our reader <- splat-transform spz v{version}")

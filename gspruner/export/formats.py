@@ -37,6 +37,7 @@ __all__ = [
     "format_suffix",
     "sh_degree_of",
     "drop_sh_bands",
+    "writer_options",
 ]
 
 SH_C0 = 0.28209479177387814
@@ -80,6 +81,16 @@ def write_splats(path: str | os.PathLike, splats: dict, fmt: str, **kwargs) -> i
     Extra keyword arguments go to the format's writer (e.g. `version=2` for spz).
     """
     return _impl(fmt, 0)(path, splats, **kwargs)
+
+
+def writer_options(fmt: str, spz_version: int = 3, spz_sh_bits=(8, 8), view_points=None) -> dict:
+    """The keyword arguments of `fmt`'s writer among the export options: spz takes version and sh_bits,
+    compressed-ply the camera centres [C,3] its SH rounding is done for (None: nearest)."""
+    if fmt == "spz":
+        return {"version": spz_version, "sh_bits": tuple(spz_sh_bits)}
+    if fmt == "compressed-ply":
+        return {"view_points": view_points}
+    return {}
 
 
 def read_splats(path: str | os.PathLike, fmt: str | None = None) -> dict[str, torch.Tensor]:
