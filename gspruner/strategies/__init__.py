@@ -1,4 +1,4 @@
-"""Densification strategies: gsplat's DefaultStrategy (ADC) and MCMCStrategy, used as they are.
+"""Densification strategies: gsplat's DefaultStrategy (ADC) and MCMCStrategy, used as they are, and FastGS.
 
 Their step-based schedules are written for 30k steps; `make_strategy` scales them to `max_steps`, so a
 2k-step CPU run refines as often, relative to its length, as a 30k-step GPU run.
@@ -13,11 +13,13 @@ from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
 
 from ..config import StrategyConfig
 from . import cpu_ops
+from .fastgs import FastGSStrategy
+from .views import ViewSampler
 
 cpu_ops.install()
 
 REFERENCE_STEPS = 30_000
-StrategyName = Literal["default", "mcmc", "none"]
+StrategyName = Literal["default", "mcmc", "fastgs", "none"]
 
 _STEP_FIELDS = (
     "refine_start_iter",
@@ -26,6 +28,10 @@ _STEP_FIELDS = (
     "refine_every",
     "refine_scale2d_stop_iter",
     "pause_refine_after_reset",
+    "final_prune_iters",  # FastGS (tuples scale element-wise)
+    "sh_step_every",
+    "sparse_step_iters",
+    "sparse_step_every",
 )
 
 
@@ -33,7 +39,7 @@ MIN_REFINE_EVERY = 25  # gradients are averaged over the views seen between refi
 
 
 def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
-    """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1).
+    """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1; tuples element-wise).
 
     `refine_every` keeps a floor of MIN_REFINE_EVERY: at 100 × 2k/30k ≈ 7 steps the averaged 2D
     gradient is a handful of views and densification runs away on short CPU runs.
@@ -44,6 +50,8 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
         value = getattr(strategy, name, None)
         if isinstance(value, int) and value > 0:
             changes[name] = max(1, round(value * s))
+        elif isinstance(value, tuple):
+            changes[name] = tuple(max(1, round(v * s)) for v in value)
     if "refine_every" in changes:
         every = max(changes["refine_every"], min(MIN_REFINE_EVERY, strategy.refine_every))
         if "reset_every" in changes:  # keep resets as many refinements apart as in the 30k schedule
@@ -52,13 +60,27 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
     return replace(strategy, **changes)
 
 
-def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None = None) -> Strategy:
+# FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
+FASTGS_LRS = {"opacities": 0.025, "sh0": 0.0025, "shN": 0.005 / 20}
+
+
+def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None = None,
+                  views: ViewSampler | None = None) -> Strategy:
+    """`views`: the trainer's view callback, handed to strategies that score on several views (FastGS)."""
     cfg = cfg or StrategyConfig()
     if name == "default":
         grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
         strategy = DefaultStrategy(absgrad=cfg.absgrad, grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False)
     elif name == "mcmc":
         strategy = MCMCStrategy(cap_max=cfg.cap_max, noise_lr=cfg.noise_lr, verbose=False)
+    elif name == "fastgs":
+        strategy = FastGSStrategy(
+            views=views, num_views=cfg.fastgs_views, loss_thresh=cfg.fastgs_loss_thresh,
+            densify_score_thresh=cfg.fastgs_densify_score, grad_thresh=cfg.fastgs_grad_thresh,
+            grad_abs_thresh=cfg.fastgs_grad_abs_thresh, dense=cfg.fastgs_dense,
+            final_prune_score=cfg.fastgs_prune_score, optimizer_schedule=cfg.fastgs_optimizer_schedule,
+            learning_rates=dict(FASTGS_LRS) if cfg.fastgs_lrs else None, verbose=False,
+        )
     elif name == "none":
         return Strategy()  # gsplat's base class: no densification, no pruning
     else:
@@ -70,7 +92,7 @@ def initialize_state(strategy: Strategy, scene_scale: float) -> dict:
     """The strategy's running state (MCMC's takes no scene scale)."""
     if isinstance(strategy, MCMCStrategy):
         return strategy.initialize_state()
-    if isinstance(strategy, DefaultStrategy):
+    if isinstance(strategy, (DefaultStrategy, FastGSStrategy)):
         return strategy.initialize_state(scene_scale=scene_scale)
     return {}
 
@@ -85,4 +107,16 @@ def post_backward_kwargs(strategy: Strategy, means_lr: float) -> dict:
     return {"lr": means_lr} if isinstance(strategy, MCMCStrategy) else {}
 
 
-__all__ = ["StrategyConfig", "densify_stop_step", "initialize_state", "make_strategy", "post_backward_kwargs", "scale_schedule", "REFERENCE_STEPS"]
+def held_optimizers(strategy: Strategy, step: int) -> set:
+    """Names of the optimizers whose step waits at `step` (gradients accumulate); none for gsplat's strategies."""
+    held = getattr(strategy, "held_optimizers", None)
+    return held(step) if held is not None else set()
+
+
+def strategy_learning_rates(strategy: Strategy) -> dict | None:
+    """Adam learning rates the strategy asks for (overriding the defaults), or None."""
+    return getattr(strategy, "learning_rates", None)
+
+
+__all__ = ["FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
+           "make_strategy", "post_backward_kwargs", "scale_schedule", "strategy_learning_rates", "REFERENCE_STEPS"]
