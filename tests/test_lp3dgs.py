@@ -50,9 +50,11 @@ def test_schedule_scales_with_floors():
     # the paper's 30k schedule: window 19.5k -> 20k, lr 0.05
     p = MaskPruner(_ctx(), "gumbel")
     assert (p.start_step, p.prune_step, p.mask_lr) == (19_500, 20_000, 0.05)
+    assert (p.score_every, p.gate_step) == (20, 19_520)  # gate on at the first recompute, as the code
     # a 2k-step run: prune at 2/3, window 10 % of the run (not 33 steps), lr scaled to the paper's travel
     p = MaskPruner(_ctx(2000, 1000), "gumbel")
     assert (p.start_step, p.prune_step) == (1133, 1333) and p.mask_lr == pytest.approx(0.05 * 500 / 200)
+    assert (p.score_every, p.gate_step) == (8, 1141)  # still 25 recomputes of S in the window
     # the window never starts before densification stops (MCMC stops at 25k of 30k)
     p = MaskPruner(_ctx(3000, 2500), "gumbel")
     assert p.start_step >= 2500 and p.prune_step == p.start_step + 300
@@ -108,7 +110,8 @@ def test_mask_follows_densification_ops():
     assert params[MASK].tolist() == [1.0, 2.0, 3.0, 4.0, 2.0, 4.0]
     calls = []
     p._refresh_importance = lambda: calls.append(1) or torch.ones(6)  # no views here: count the refresh
-    assert p.opacity_gate(p.start_step).shape == (6,) and calls == [1]
+    assert p.opacity_gate(p.start_step) is None  # sparsity only until the first recompute
+    assert p.opacity_gate(p.gate_step).shape == (6,) and calls == [1]
 
 
 def test_mask_pruner_rejects_a_fixed_ratio(tiny_scene, tmp_path):
@@ -142,7 +145,7 @@ def test_learned_prune_in_training(tiny_scene, tmp_path, prune):
                               for k, v in trainer.strategy_state.items()}
     for step in range(step, 90):
         trainer.train_step(step)
-        if step == p.start_step:
+        if step == p.gate_step:
             assert MASK in trainer.splats and trainer.pruner.opacity_gate(step) is not None
     assert MASK not in trainer.splats
     m = trainer.finish(89)

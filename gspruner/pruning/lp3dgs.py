@@ -32,7 +32,7 @@ LP_PRUNE_STEP = 20_000
 LP_WINDOW = 500
 LP_MASK_LR = 0.05  # AdamW(lr=0.05, eps=1e-15) in the code
 LP_TEMPERATURE = 0.5  # gumbel_temp
-SCORE_EVERY = 20  # importance recomputed when (step - start) % 20 == 0
+SCORE_EVERY = 20  # importance recomputed when (step - start) % 20 == 0; the first one switches the gate on
 SPARSITY_WEIGHT = 5e-4  # lambda_m; R_mask = mean(sigmoid(m)) as the code (the paper writes mean|m|)
 # Compact-3DGS (Lee et al. 2024): mask lr 0.01, keep where sigmoid(m) > 0.01, mask-only pruning from 15k
 STE_MASK_LR = 0.01
@@ -93,6 +93,11 @@ class MaskPruner(Pruner):
         window = max(self.prune_step - self.start_step, 1)
         # Adam moves a logit by at most ~lr per step: scale lr so the window allows the paper's travel.
         self.mask_lr = base_lr * max(1.0, paper_window / window)
+        # LP-3DGS: S is recomputed 25 times in the window (every 20 of 500 steps) and the gate switches on
+        # at the first recompute; before that only the sparsity loss acts, which moves m from 1 to ~0
+        # (20 Adam steps of 0.05), so the gate opens at gs(~0) and rendering decides each m's sign.
+        self.score_every = max(1, round(SCORE_EVERY * window / paper_window)) if estimator == "gumbel" else 0
+        self.gate_step = self.start_step + self.score_every
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.importance: Tensor | None = None  # S [N], LP-3DGS only
         self.num_before: int | None = None
@@ -110,7 +115,11 @@ class MaskPruner(Pruner):
         return torch.optim.AdamW([{"params": logit, "lr": self.mask_lr, "name": MASK}], eps=1e-15)
 
     def active(self, step: int) -> bool:
+        """The mask exists (and its sparsity loss acts) at this step."""
         return self.start_step <= step < self.prune_step and self._params is not None and MASK in self._params
+
+    def gating(self, step: int) -> bool:
+        return self.active(step) and step >= self.gate_step
 
     def _mask(self, step: int) -> Tensor:
         """The mask value [N] of this step (one Gumbel sample per step, shared by the gates)."""
@@ -128,11 +137,11 @@ class MaskPruner(Pruner):
 
     # -- hooks -------------------------------------------------------------------------------
     def opacity_gate(self, step: int) -> Tensor | None:
-        return self._mask(step) if self.active(step) else None  # o'_i = sigmoid(o_i) * mask_i
+        return self._mask(step) if self.gating(step) else None  # o'_i = sigmoid(o_i) * mask_i
 
     def scale_gate(self, step: int) -> Tensor | None:
         # Compact-3DGS masks both opacity and scale; LP-3DGS only opacity
-        return self._mask(step)[:, None] if self.estimator == "ste" and self.active(step) else None
+        return self._mask(step)[:, None] if self.estimator == "ste" and self.gating(step) else None
 
     def extra_loss(self, step: int) -> Tensor | None:
         if not self.active(step):
@@ -142,12 +151,12 @@ class MaskPruner(Pruner):
     def after_step(self, step: int, params, optimizers: dict, strategy_state: dict) -> None:
         self._params, self._optimizers = params, optimizers
         nxt = step + 1
-        if nxt == self.start_step and MASK not in params:
+        if self.start_step <= nxt < self.prune_step and MASK not in params:  # (also: continuing a run from inside the window)
             n = params["means"].shape[0]
             params[MASK] = torch.nn.Parameter(torch.ones(n, device=params["means"].device))  # m_i = 1
             optimizers[MASK] = self._make_optimizer(params[MASK])
             self.num_before = n
-        if self.estimator == "gumbel" and self.start_step <= nxt < self.prune_step and (nxt - self.start_step) % SCORE_EVERY == 0:
+        if self.estimator == "gumbel" and self.gate_step <= nxt < self.prune_step and (nxt - self.start_step) % self.score_every == 0:
             self._refresh_importance()
         if nxt == self.prune_step and MASK in params:
             self._hard_prune(params, optimizers, strategy_state)
