@@ -41,7 +41,7 @@ class ExportConfig:
     spz_version: Literal[2, 3] = 3
     """SPZ version: 3 stores rotations as smallest-three in 4 bytes; 2 as xyz in 3 bytes (coarser, for old readers)."""
     spz_sh_bits: tuple[int, int] = (8, 8)
-    """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (~25 % smaller after gzip, −2.5 dB on fox at SH3)."""
+    """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
     sh_rounding: Literal["views", "nearest"] = "views"
     """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
     data_dir: Optional[Path] = None

@@ -3,7 +3,7 @@
 Formats (name -> canonical suffix):
     ply             INRIA 3DGS PLY, float32, lossless (`gspruner.export.ply`)
     compressed-ply  PlayCanvas/SuperSplat chunked PLY, ~16 B/splat + 45 B of SH3 (`compressed_ply`)
-    spz             Niantic SPZ v2/v3 (gzip), ~25 B/splat with SH3 (`spz`)
+    spz             Niantic SPZ v2/v3 (gzip), ~36 B/splat with SH3 at full 8-bit SH, ~18 with 5/4-bit buckets (`spz`)
     splat           antimatter15 .splat, exactly 32 B/splat, no SH (`splat`)
 
 Every writer takes the splat dict convention of `gspruner.export.ply` (means [N,3], log scales [N,3],
