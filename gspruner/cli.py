@@ -9,7 +9,7 @@ import tyro
 
 from pathlib import Path
 
-from .config import EvalConfig, PruneConfig, TrainConfig
+from .config import DistillConfig, EvalConfig, PruneConfig, ReportConfig, TrainConfig
 from .errors import InputError
 
 
@@ -97,6 +97,25 @@ def run_prune(cfg: PruneConfig) -> dict:
     return run_train(train_cfg, init_ckpt=ckpt)
 
 
+def run_report(cfg: ReportConfig) -> Path:
+    """report.md (+ PNGs) for a run dir, a benchmark scene folder or a benchmark root; matplotlib loads here."""
+    from .report import write_report
+
+    out = write_report(cfg.result_dir)
+    print(out)
+    return out
+
+
+def run_distill(cfg: DistillConfig) -> dict:
+    """SH distillation (gspruner/distill.py); torch and the renderer load here."""
+    from .distill import distill_sh
+
+    metrics = distill_sh(cfg)
+    print(json.dumps({k: metrics[k] for k in ("psnr", "dropped_psnr", "teacher_psnr", "psnr_vs_teacher",
+                                              "dropped_psnr_vs_teacher", "num_gaussians", "sh_degree", "train_seconds")}))
+    return metrics
+
+
 def _export_command():
     from .export import ExportConfig, run_export
 
@@ -115,6 +134,8 @@ COMMANDS = {
     "export": _export_command(),
     "view": _view_command(),
     "eval": (EvalConfig, run_eval),
+    "distill-sh": (DistillConfig, run_distill),
+    "report": (ReportConfig, run_report),
 }
 
 

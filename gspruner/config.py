@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
+
+import tyro
 
 
 # no gsplat import here (StrategyConfig lives here, not in strategies/), so parsing stays light
@@ -24,6 +26,24 @@ class StrategyConfig:
     """MCMC: the Gaussian budget."""
     noise_lr: float = 5e5
     """MCMC: scale of the position noise."""
+    fastgs_views: int = 10
+    """FastGS: K, training views sampled (without replacement) per multi-view score."""
+    fastgs_loss_thresh: float = 0.1
+    """FastGS: τ, a pixel is high-error where its min-max normalised L1 error exceeds this (0.06 for garden)."""
+    fastgs_densify_score: float = 5.0
+    """FastGS: τ_d, clone/split only Gaussians whose mean masked hit count over the K views, floored, exceeds this."""
+    fastgs_grad_thresh: float = 0.0002
+    """FastGS: clone where the mean 2D gradient (3DGS NDC units) reaches this and max scale ≤ dense·extent."""
+    fastgs_grad_abs_thresh: float = 0.0012
+    """FastGS: split where the mean absolute (AbsGS) 2D gradient reaches this and max scale > dense·extent (0.0006–0.002 per scene)."""
+    fastgs_dense: float = 0.001
+    """FastGS: clone/split scale boundary as a fraction of the scene extent (0.003–0.015 per scene)."""
+    fastgs_prune_score: float = 0.9
+    """FastGS: τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
+    fastgs_optimizer_schedule: bool = True
+    """FastGS: step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
+    fastgs_lrs: bool = True
+    """FastGS: its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
 
 
 DEMO_DIR = Path("data/demo")
@@ -41,16 +61,18 @@ class TrainConfig:
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json) or instant-ngp (transforms.json). Omit to train the built-in demo scene (generated into data/demo on first use)."""
     result_dir: Path = Path("results/demo")
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
-    strategy: Literal["default", "mcmc", "none"] = "default"
-    """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, or none (fixed set of Gaussians)."""
-    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity"] = "none"
-    """Pruning by importance score, after densification stops: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline)."""
+    strategy: Literal["default", "mcmc", "fastgs", "none"] = "default"
+    """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, fastgs (FastGS: multi-view consistent densification and pruning, sparse optimizer steps; options --strategy-cfg.fastgs-*), or none (fixed set of Gaussians)."""
+    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "lp3dgs", "ste-mask"] = "none"
+    """Pruning, after densification stops. By importance score and a ratio/threshold: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline). Learned ratio: lp3dgs (LP-3DGS Gumbel-sigmoid mask on --lp-score, trained for a short window, then one hard prune), ste-mask (Compact-3DGS straight-through mask on opacity and scale)."""
+    lp_score: Literal["radsplat", "minisplatting"] = "radsplat"
+    """--prune lp3dgs: the importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
     prune_ratio: Optional[float] = None
     """Fraction of Gaussians to remove, in (0, 1) (default 0.66; radsplat without it prunes by --prune-threshold)."""
     prune_threshold: Optional[float] = None
     """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
     prune_at: Optional[tuple[float, ...]] = None
-    """When to prune, as fractions of --max-steps (default 2/3; radsplat threshold mode 16/30 and 24/30)."""
+    """When to prune, as fractions of --max-steps (default 2/3; radsplat threshold mode 16/30 and 24/30; lp3dgs/ste-mask: the hard prune at the end of the mask window)."""
     init_ckpt: Optional[Path] = None
     """Start from the Gaussians of this checkpoint instead of the point cloud (fine-tuning; the means lr starts at its decayed end value)."""
     max_steps: Optional[int] = None
@@ -170,3 +192,51 @@ class PruneConfig:
     """Compute LPIPS (AlexNet, offline)."""
     progress: bool = True
     """Show a progress bar."""
+
+
+@dataclass
+class DistillConfig:
+    """SH distillation (LightGaussian): fine-tune a lower-SH-degree copy of a checkpoint against the full model's renders from training and pseudo views."""
+
+    ckpt: Path
+    """The teacher checkpoint (RESULT_DIR/ckpt/last.pt), with its full SH degree."""
+    result_dir: Path
+    """Where the distilled run goes (metrics.json, ckpt/last.pt, point_cloud.ply, renders/, config.yml, log.jsonl)."""
+    sh_degree: int = 1
+    """SH degree of the student, below the teacher's: 0 keeps 1 colour coefficient per channel (view-independent), 1 keeps 4, 2 keeps 9 (the teacher at degree 3 has 16)."""
+    steps: int = 1000
+    """Fine-tuning steps (LightGaussian: 10000 after a 30k-step model)."""
+    pseudo_view_fraction: float = 0.667
+    """Fraction of the steps rendered from a pseudo view (a jittered training camera) rather than the training camera itself (LightGaussian: 2 of 3)."""
+    pseudo_translation_std: float = 0.05
+    """Std of the pseudo camera's position jitter per axis, in units of the scene scale (the largest camera distance from the camera centroid); LightGaussian jitters by 0.05 scene units."""
+    pseudo_rotation_deg: float = 0.0
+    """Std of a random turn of the pseudo camera about its centre, in degrees (LightGaussian: 0)."""
+    freeze_geometry: bool = False
+    """Fine-tune only the colours (sh0, shN); by default positions, scales and rotations are fine-tuned too, as LightGaussian's released script (--enable_covariance). Opacities are always frozen (LightGaussian's default)."""
+    ssim_lambda: float = 0.2
+    """Loss against the teacher's render = (1 - λ)·L1 + λ·(1 - SSIM)."""
+    data_dir: Optional[Path] = None
+    """The scene (default: the one recorded in the checkpoint)."""
+    data_factor: Optional[int] = None
+    """Image downsampling factor (default: the checkpoint's)."""
+    test_every: Optional[int] = None
+    """Test split (default: the checkpoint's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to run."""
+    overwrite: bool = False
+    """Replace an earlier run in --result-dir."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline)."""
+    seed: int = 0
+    """Random seed (view order and pseudo cameras)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class ReportConfig:
+    """Write report.md with tables and PNG plots for a training run, a benchmark scene, or a benchmark root."""
+
+    result_dir: Annotated[Path, tyro.conf.Positional]
+    """A training result dir (metrics.json, log.jsonl -> metrics and loss / PSNR / Gaussian curves), a benchmark scene folder (benchmark.json, from scripts/benchmark.py) or a benchmark root holding scene folders (average over scenes). report.md and its PNGs are written inside it."""

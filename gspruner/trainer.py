@@ -28,8 +28,9 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import ssim
 from .model import create_optimizers, create_splats, random_points
-from .pruning import PruneContext, make_pruner
-from .strategies import densify_stop_step, initialize_state, make_strategy, post_backward_kwargs
+from .pruning import MASK_PRUNERS, PruneContext, make_pruner
+from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
+                         post_backward_kwargs, strategy_learning_rates)
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
 OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
@@ -93,6 +94,8 @@ class Trainer:
             raise InputError(f"--prune-ratio must be in (0, 1), got {cfg.prune_ratio}")
         if cfg.prune_threshold is not None and cfg.prune_ratio is not None:
             raise InputError("--prune-ratio and --prune-threshold exclude each other")
+        if cfg.prune in MASK_PRUNERS and (cfg.prune_ratio is not None or cfg.prune_threshold is not None):
+            raise InputError(f"--prune {cfg.prune} learns its pruning ratio: drop --prune-ratio / --prune-threshold")
         self.init_ckpt = None
         if cfg.init_ckpt is not None and not cfg.resume:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
@@ -144,25 +147,30 @@ class Trainer:
             self.splats = self._init_splats()
         # fine-tuning a trained model continues at the end of its schedule: means lr at 1 %, constant
         fine_tune = c.init_ckpt is not None
-        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0))
+        # the strategy's view callback (design contract 2): sampled training views and no-grad renders
+        self.views = ViewSampler(self.scene.train, lambda cam: self.scene.image(cam).to(self.device), self._render_no_grad)
+        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg, views=self.views)
+        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0),
+                                            lrs=strategy_learning_rates(self.strategy))
         gamma = 1.0 if fine_tune else 0.01 ** (1.0 / self.max_steps)  # means lr decays to 1 % (gsplat)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
-        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg)
-        self.strategy.check_sanity(self.splats, self.optimizers)
         self.strategy_state = initialize_state(self.strategy, self.scene_scale)
         self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
-                                  threshold=c.prune_threshold, at_fractions=c.prune_at)
+                                  threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []
-        self.current_sh_degree, self.last_num_rays = 0, 0
+        self.current_sh_degree, self.last_num_rays, self.step_gates = 0, 0, {}
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
+            self.pruner.load_state_dict(ck.get("pruner", {}))
+        self.pruner.attach(self.splats, self.optimizers)  # resumed inside a mask window: adds its optimizer
+        self.strategy.check_sanity(self.splats, self.optimizers)
+        if self.resume_ckpt is not None:
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(ck["optimizers"][name])
             self.scheduler.load_state_dict(ck["scheduler"])
             self.strategy_state = _to_device(ck["strategy_state"], self.device)
-            self.pruner.load_state_dict(ck.get("pruner", {}))
             self.generator.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
             self.order = list(ck.get("order", []))
@@ -177,6 +185,15 @@ class Trainer:
             sh_degree=self.cfg.sh_degree, background=self.background,
             near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
         )
+
+    @torch.no_grad()
+    def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
+        """`cam` rendered as this step renders (SH degree, pruner gates), without gradients: (rgb [H,W,3], info)."""
+        n = len(self.splats["means"])
+        gates = {k: g.detach() for k, g in self.step_gates.items() if g is not None and g.shape[0] == n}
+        rgb, _, info = render_view(self.splats, cam, self.device, self.current_sh_degree, self.background, **gates,
+                                   near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane)
+        return rgb, info
 
     def _prepare_result_dir(self) -> None:
         r = self.cfg.result_dir
@@ -212,9 +229,9 @@ class Trainer:
         gt = self.scene.image(cam).to(self.device)
         sh_degree = min(step // self.sh_interval, c.sh_degree) if self.sh_interval else c.sh_degree
         self.current_sh_degree, self.last_num_rays = sh_degree, cam.width * cam.height
+        self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
         rgb, _, info = render_view(
-            self.splats, cam, self.device, sh_degree, self.background,
-            opacity_gate=self.pruner.opacity_gate(step),
+            self.splats, cam, self.device, sh_degree, self.background, **self.step_gates,
             near_plane=c.near_plane, far_plane=c.far_plane,
             absgrad=getattr(self.strategy, "absgrad", False),
         )
@@ -224,14 +241,18 @@ class Trainer:
             loss = loss + extra
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, info)
         loss.backward()
-        for opt in self.optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        held = held_optimizers(self.strategy, step)  # their gradients accumulate to a later step
+        for name, opt in self.optimizers.items():
+            if name not in held:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
         self.scheduler.step()
+        self.views.record(cam, gt, rgb, info)  # a strategy sampling views reuses this render
         self.strategy.step_post_backward(
             self.splats, self.optimizers, self.strategy_state, step, info,
             **post_backward_kwargs(self.strategy, self.scheduler.get_last_lr()[0]),
         )
+        self.views.clear()
         self.pruner.after_step(step, self.splats, self.optimizers, self.strategy_state)
         with torch.no_grad():
             mse = F.mse_loss(rgb, gt).item()
@@ -334,6 +355,8 @@ class Trainer:
             "data_dir": str(self.scene.data_dir),
             "data_factor": c.data_factor,
             "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,
+            # peak GPU memory of this process (training + evaluation), for the benchmark's memory column
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(self.device) / 1e6 if self.device.type == "cuda" else None,
         }
         (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
