@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/bench_lp3dgs"), help="output folder")
     ap.add_argument("--lpips", action="store_true", help="also compute LPIPS (slower)")
     ap.add_argument("--rerun", action="store_true", help="re-run finished rows")
+    ap.add_argument("--rows", default="lp3dgs-radsplat,lp3dgs-minisplatting,ste-mask,fixed",
+                    help="comma-separated rows besides the unpruned one (fixed: LightGaussian and RadSplat at the learned ratio)")
     a = ap.parse_args(argv)
     common = dict(data_dir=a.data_dir, data_factor=a.data_factor, device=a.device, max_steps=a.max_steps,
                   strategy=a.strategy, progress=sys.stderr.isatty(), lpips=a.lpips, save_renders=False, overwrite=True)
@@ -103,12 +105,13 @@ def main(argv=None) -> int:
         ("lp3dgs-minisplatting", snapshots[lp_at], dict(prune="lp3dgs", lp_score="minisplatting")),
         ("ste-mask", snapshots[ste_at], dict(prune="ste-mask")),
     ]
-    for name, snap, kw in plan:
+    wanted = set(a.rows.split(","))
+    for name, snap, kw in (p for p in plan if p[0] in wanted):
         rows[name] = done(name) or branch(snap, TrainConfig(result_dir=a.out / name, **common, **kw))
         if rows[name].get("num_gaussians_before_prune") is None:
             raise RuntimeError(f"{name}: the mask never pruned (branch point after its window?)")
-    learned = rows["lp3dgs-radsplat"]["learned_prune_ratio"]
-    if learned and 0.0 < learned < 1.0:
+    learned = rows["lp3dgs-radsplat"]["learned_prune_ratio"] if "lp3dgs-radsplat" in rows else None
+    if "fixed" in wanted and learned and 0.0 < learned < 1.0:
         for score in ("lightgaussian", "radsplat"):
             name = f"{score}@{learned:.2f}"
             rows[name] = done(name) or branch(snapshots[lp_at], TrainConfig(
