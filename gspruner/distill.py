@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import psnr, ssim
 from .model import create_optimizers
-from .trainer import OBJECT_KINDS, RUN_FILES, check_same_scene, scene_fingerprint
+from .trainer import OBJECT_KINDS, RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
 
 __all__ = ["distill_sh", "pseudo_camera", "psnr_vs_reference"]
 
@@ -85,12 +84,7 @@ def _prepare_result_dir(cfg: DistillConfig) -> None:
     if r.is_dir() and any((r / name).exists() for name in RUN_FILES):
         if not cfg.overwrite:
             raise InputError(f"{r}: already holds a run; pass --overwrite to replace it")
-        for name in RUN_FILES:
-            p = r / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        remove_run_files(r)
     r.mkdir(parents=True, exist_ok=True)
 
 

@@ -248,6 +248,15 @@ def _pyplot():
     return plt
 
 
+
+def _save_figure(plt, fig, path: Path) -> Path:
+    """Write `fig` as PNG at `path` and free it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def plot_curve(log: list[dict], key: str, label: str, path: Path, log_y: bool = False) -> Optional[Path]:
     """`key` over steps from one run's log; None when the log has no such values."""
     pts = [(row["step"], row[key]) for row in log if row.get(key) is not None]
@@ -261,11 +270,7 @@ def plot_curve(log: list[dict], key: str, label: str, path: Path, log_y: bool = 
     if log_y and all(p[1] > 0 for p in pts):
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(plt, fig, path)
 
 
 def plot_psnr_vs_size(results: list[MethodResult], path: Path) -> Optional[Path]:
@@ -286,11 +291,7 @@ def plot_psnr_vs_size(results: list[MethodResult], path: Path) -> Optional[Path]
     ax.set_ylabel("test PSNR (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(plt, fig, path)
 
 
 def plot_psnr_vs_time(results: list[MethodResult], path: Path) -> Optional[Path]:
@@ -306,11 +307,7 @@ def plot_psnr_vs_time(results: list[MethodResult], path: Path) -> Optional[Path]
     ax.set_xlabel("train seconds")
     ax.set_ylabel("test PSNR (dB)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(plt, fig, path)
 
 
 def plot_gaussians_over_steps(results: list[MethodResult], path: Path) -> Optional[Path]:
@@ -328,11 +325,7 @@ def plot_gaussians_over_steps(results: list[MethodResult], path: Path) -> Option
     ax.set_ylabel("Gaussians")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(plt, fig, path)
 
 
 def _image_links(paths: list[Optional[Path]], base: Path, titles: list[str]) -> list[str]:

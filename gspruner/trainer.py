@@ -198,12 +198,7 @@ class Trainer:
     def _prepare_result_dir(self) -> None:
         r = self.cfg.result_dir
         if self.cfg.overwrite:
-            for name in RUN_FILES:
-                p = r / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
+            remove_run_files(r)
         r.mkdir(parents=True, exist_ok=True)
         (r / "config.yml").write_text(yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
 
@@ -360,6 +355,16 @@ class Trainer:
         }
         (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
+
+
+def remove_run_files(result_dir: Path) -> None:
+    """Delete what a run leaves in `result_dir` (RUN_FILES), nothing else (--overwrite)."""
+    for name in RUN_FILES:
+        p = result_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def scene_fingerprint(scene) -> dict:
