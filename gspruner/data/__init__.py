@@ -1,4 +1,4 @@
-"""Data layer: COLMAP / NeRF-synthetic / D-NeRF / instant-ngp scenes, and the procedural demo scene."""
+"""Data layer: COLMAP / NeRF-synthetic / D-NeRF / instant-ngp / N3V video scenes, and the procedural demo scene."""
 
 from gspruner.data.demo import ensure_demo_scene
 from gspruner.data.scene import Camera, Scene, load_scene

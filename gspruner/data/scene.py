@@ -4,6 +4,7 @@
 - `sparse/0/` or `sparse/` holding a COLMAP model, images in `images/`  -> kind "colmap"
 - `transforms_train.json` (+ `transforms_test.json`)                     -> "blender", or "dnerf" with "time"
 - `transforms.json`                                                      -> "ingp" (instant-ngp)
+- `poses_bounds.npy` + `cam*.mp4` videos (Neural 3D Video, see n3v.py)    -> "n3v"
 Every bad input raises `InputError` (one line naming the file) before anything is written.
 """
 
@@ -72,7 +73,7 @@ class Scene:
     scene_scale: float  # max camera distance from the camera centroid
     transform: np.ndarray  # [4,4] normalization applied to the original world
     data_dir: Path
-    kind: str  # "colmap" | "blender" | "ingp" | "dnerf"
+    kind: str  # "colmap" | "blender" | "ingp" | "dnerf" | "n3v"
     background: tuple[float, float, float] | None  # colour RGBA images were composited on
     recipes: dict[Path, ImageRecipe] = field(default_factory=dict, repr=False)  # image_path -> recipe
     _images: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -150,9 +151,9 @@ def _is_fresh(target: Path, source: Path) -> bool:
     return target.is_file() and target.stat().st_mtime >= source.stat().st_mtime
 
 
-def downsample_cache_dir(data_dir: Path, factor: int, sources: dict[Path, Path]) -> Path:
-    """`data_dir/images_{factor}_png/` if complete or writable, else a per-data-dir user cache."""
-    local = data_dir / f"images_{factor}_png"
+def downsample_cache_dir(data_dir: Path, factor: int, sources: dict[Path, Path], name: str | None = None) -> Path:
+    """`data_dir/{name or images_{factor}_png}/` if complete or writable, else a per-data-dir user cache."""
+    local = data_dir / (name or f"images_{factor}_png")
     if all(_is_fresh(local / rel, src) for rel, src in sources.items()) or _writable(data_dir):
         return local
     digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:16]
@@ -182,12 +183,18 @@ def downsampled_images(data_dir: Path, factor: int, sources: dict[str, Path], si
 # ------------------------------------------------------------------------------------------------ loading
 
 def load_scene(data_dir, data_factor: int = 1, test_every: int = 8, normalize: bool = True,
-               background: tuple[float, float, float] | None = (1.0, 1.0, 1.0)) -> Scene:
+               background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
+               frame_step: int = 1, max_frames: int | None = None) -> Scene:
+    """`frame_step` (every k-th frame) and `max_frames` (the first n kept) apply to video scenes (n3v) only."""
+    from gspruner.data import n3v  # n3v builds Scenes: imported here, not at the top (circular)
+
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data directory does not exist")
     if int(data_factor) != data_factor or data_factor < 1:
         raise InputError(f"{data_dir}: data_factor must be a positive integer, got {data_factor}")
+    if n3v.is_n3v(data_dir):
+        return n3v.load_n3v(data_dir, int(data_factor), normalize, frame_step, max_frames)
     model_dir = colmap.find_model_dir(data_dir)
     if model_dir is not None:
         return _load_colmap(data_dir, model_dir, int(data_factor), test_every, normalize)
@@ -195,7 +202,8 @@ def load_scene(data_dir, data_factor: int = 1, test_every: int = 8, normalize: b
         return _load_blender(data_dir, int(data_factor), test_every, background)
     if (data_dir / "transforms.json").is_file():
         return _load_ingp(data_dir, int(data_factor), test_every, normalize, background)
-    raise InputError(f"{data_dir}: no COLMAP model (sparse/0/, sparse/), transforms_train.json or transforms.json")
+    raise InputError(f"{data_dir}: no COLMAP model (sparse/0/, sparse/), transforms_train.json, transforms.json "
+                     f"or poses_bounds.npy with cam*.mp4 videos")
 
 
 def split_every(cameras: list[Camera], test_every: int) -> tuple[list[Camera], list[Camera]]:
