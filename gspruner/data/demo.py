@@ -112,14 +112,37 @@ def _sky(p):  # gradient by elevation on the dome
     return _mix([0.88, 0.92, 0.96], [0.35, 0.55, 0.85], np.sqrt(elevation))
 
 
-def _shade(o, d, objects):
-    """Colour [N,3] and hit point [N,3] of rays from o [3] along d [N,3]."""
+def _closest(o, d, objects):  # rays from o [3] along d [N,3] -> t [N] (inf on a miss), object index [N] (-1)
     t = np.full(len(d), np.inf)
-    hit_id = np.full(len(d), -1)  # -1 sky dome, -2 ground, k object k
+    hit_id = np.full(len(d), -1)
     for k, obj in enumerate(objects):
         tk = obj.hit(o, d)
         closer = tk < t
         t[closer], hit_id[closer] = tk[closer], k
+    return t, hit_id
+
+
+def _object_surface(p, hit_id, objects):  # albedo [N,3] and normal [N,3] where hit_id >= 0, zeros elsewhere
+    color, normal = np.zeros_like(p), np.zeros_like(p)
+    for k, obj in enumerate(objects):
+        sel = hit_id == k
+        if sel.any():
+            normal[sel] = obj.normal(p[sel])
+            color[sel] = obj.albedo(p[sel], normal[sel])
+    return color, normal
+
+
+def _lighting(p, normal, objects):  # ambient + Lambert with hard shadows cast by `objects`: [M] for points p [M,3]
+    ps = p + 1e-3 * normal
+    lit = np.ones(len(ps), bool)
+    for obj in objects:
+        lit &= ~np.isfinite(obj.hit(ps, np.broadcast_to(LIGHT, ps.shape)))
+    return AMBIENT + DIFFUSE * np.maximum(normal @ LIGHT, 0.0) * lit
+
+
+def _shade(o, d, objects):
+    """Colour [N,3] and hit point [N,3] of rays from o [3] along d [N,3]."""
+    t, hit_id = _closest(o, d, objects)  # -1 sky dome, -2 ground, k object k
     with np.errstate(divide="ignore"):
         t_ground = np.where(d[:, 2] < -1e-9, -o[2] / d[:, 2], np.inf)
     oc = o - 0.0
@@ -131,32 +154,26 @@ def _shade(o, d, objects):
     t[sky] = t_dome[sky]
     p = o + t[:, None] * d
 
-    color = np.zeros_like(d)
-    normal = np.zeros_like(d)
+    color, normal = _object_surface(p, hit_id, objects)
     color[sky] = _sky(p[sky])
     normal[ground] = [0.0, 0.0, 1.0]
     color[ground] = _ground_albedo(p[ground])
-    for k, obj in enumerate(objects):
-        sel = hit_id == k
-        if sel.any():
-            normal[sel] = obj.normal(p[sel])
-            color[sel] = obj.albedo(p[sel], normal[sel])
     solid = ~sky
-    ps = p[solid] + 1e-3 * normal[solid]
-    lit = np.ones(len(ps), bool)
-    for obj in objects:
-        lit &= ~np.isfinite(obj.hit(ps, np.broadcast_to(LIGHT, ps.shape)))
-    lambert = np.maximum(normal[solid] @ LIGHT, 0.0) * lit
-    color[solid] *= (AMBIENT + DIFFUSE * lambert)[:, None]
+    color[solid] *= _lighting(p[solid], normal[solid], objects)[:, None]
     return np.clip(color, 0.0, 1.0), p
 
 
 def orbit_c2w(k: int, n_views: int) -> np.ndarray:  # [4,4] OpenCV camera-to-world looking at TARGET
-    azimuth = 2 * np.pi * k / n_views
     elevation = math.radians(ELEVATIONS_DEG[k % len(ELEVATIONS_DEG)])
-    position = TARGET + ORBIT_DISTANCE * np.array(
+    return look_at(TARGET, ORBIT_DISTANCE, 2 * np.pi * k / n_views, elevation)
+
+
+def look_at(target, distance: float, azimuth: float, elevation: float) -> np.ndarray:
+    """[4,4] OpenCV camera-to-world at `distance` from `target` (angles in radians, z up), looking at it."""
+    target = np.asarray(target, float)
+    position = target + distance * np.array(
         [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
-    forward = (TARGET - position) / np.linalg.norm(TARGET - position)
+    forward = (target - position) / np.linalg.norm(target - position)
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
@@ -166,18 +183,22 @@ def orbit_c2w(k: int, n_views: int) -> np.ndarray:  # [4,4] OpenCV camera-to-wor
     return c2w
 
 
+def subpixel_rays(c2w: np.ndarray, K: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Unit world directions [H*W,3] through the 2x2 subpixel grid (4 arrays), from the OpenCV camera c2w [4,4]."""
+    u, v = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
+    rays = []
+    for sy in (0.25, 0.75):
+        for sx in (0.25, 0.75):
+            cam = np.stack([(u + sx - K[0, 2]) / K[0, 0], (v + sy - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+            d = cam.reshape(-1, 3) @ c2w[:3, :3].T
+            rays.append(d / np.linalg.norm(d, axis=-1, keepdims=True))
+    return rays
+
+
 def render_view(c2w: np.ndarray, K: np.ndarray, width: int, height: int, objects=None):
     """Image [H,W,3] float in [0,1] (2x2 supersampled) and per-pixel surface point [H,W,3] and colour."""
     objects = objects if objects is not None else _objects()
-    offsets = (0.25, 0.75)
-    u, v = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
-    samples = []
-    for sy in offsets:
-        for sx in offsets:
-            cam = np.stack([(u + sx - K[0, 2]) / K[0, 0], (v + sy - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
-            d = cam.reshape(-1, 3) @ c2w[:3, :3].T
-            d /= np.linalg.norm(d, axis=-1, keepdims=True)
-            samples.append(_shade(c2w[:3, 3], d, objects))
+    samples = [_shade(c2w[:3, 3], d, objects) for d in subpixel_rays(c2w, K, width, height)]
     image = np.mean([c for c, _ in samples], axis=0).reshape(height, width, 3)
     color, points = samples[0]
     return image, points.reshape(height, width, 3), color.reshape(height, width, 3)
@@ -210,11 +231,17 @@ def _generate(out: Path, width: int, height: int, n_views: int, n_points: int, s
 def ensure_demo_scene(root=Path("data/demo"), width: int = 128, height: int = 96, n_views: int = 48,
                       n_points: int = 10_000, seed: int = 0) -> Path:
     """Generates the demo scene at `root` once (atomically: temp dir + rename); returns `root`."""
-    root = Path(root)
     params = {"version": DEMO_VERSION, "width": width, "height": height, "n_views": n_views,
               "n_points": n_points, "seed": seed}
-    meta = root / "demo.json"
-    if (root / "sparse" / "0" / "images.bin").is_file() and meta.is_file():
+    return ensure_generated(Path(root), params, "demo.json", "sparse/0/images.bin",
+                            lambda out: _generate(out, width, height, n_views, n_points, seed))
+
+
+def ensure_generated(root: Path, params: dict, meta_name: str, marker: str, generate) -> Path:
+    """`generate(tmp)` into a temp dir beside `root`, then renamed to `root` (with `params` in `root/meta_name`),
+    unless `root/marker` exists and `root/meta_name` already holds `params`; returns `root`."""
+    meta = root / meta_name
+    if (root / marker).is_file() and meta.is_file():
         try:
             if json.loads(meta.read_text()) == params:
                 return root
@@ -223,8 +250,8 @@ def ensure_demo_scene(root=Path("data/demo"), width: int = 128, height: int = 96
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp.", dir=root.parent))
     try:
-        _generate(tmp, width, height, n_views, n_points, seed)
-        (tmp / "demo.json").write_text(json.dumps(params, indent=1) + "\n")
+        generate(tmp)
+        (tmp / meta_name).write_text(json.dumps(params, indent=1) + "\n")
         if root.exists():
             old = root.with_name(f".{root.name}.old.{os.getpid()}")
             root.rename(old)
