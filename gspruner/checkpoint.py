@@ -30,6 +30,14 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return ckpt
 
 
+def temporal_filter_of(ckpt: dict, device):
+    """The key-frame temporal filter a 4D checkpoint was pruned with (--prune spatiotemporal), or None."""
+    from .pruning.spatiotemporal import TemporalFilter
+
+    state = (ckpt.get("pruner") or {}).get("filter")
+    return None if state is None else TemporalFilter.from_state(state, device)
+
+
 def splats_from_state(state: dict, device) -> torch.nn.ParameterDict:
     return torch.nn.ParameterDict(
         {k: torch.nn.Parameter(v.to(device).float().contiguous()) for k, v in state.items()}

@@ -22,7 +22,7 @@ def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
-    from .checkpoint import load_checkpoint, splats_from_state
+    from .checkpoint import load_checkpoint, splats_from_state, temporal_filter_of
     from .data import load_scene
     from .evaluation import evaluate
     from .export import read_splats
@@ -47,13 +47,16 @@ def run_eval(cfg: EvalConfig) -> dict:
         data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
         background=tuple(cfg.background if cfg.background is not None else trained["background"]),
+        frame_step=trained.get("frame_step", 1), max_frames=trained.get("max_frames"),
     )
     if scene.kind not in OBJECT_KINDS:
         scene.background = None
     splats = splats_from_state(raw, device)
     sh_degree = sh_degree_of(splats) if cfg.ply is not None else trained["sh_degree"]
+    temporal_filter = temporal_filter_of(ckpt, device) if cfg.ckpt is not None else None
     metrics = evaluate(splats, scene, device, sh_degree, split="test" if scene.test else "train",
-                       render_dir=cfg.render_dir, with_lpips=cfg.lpips)
+                       render_dir=cfg.render_dir, with_lpips=cfg.lpips,
+                       active_fn=None if temporal_filter is None else temporal_filter.active)
     metrics.update(num_gaussians=len(splats["means"]), source=str(cfg.ckpt or cfg.ply), data_dir=str(scene.data_dir))
     if cfg.ply is not None:
         metrics["file_bytes"] = cfg.ply.stat().st_size
@@ -69,7 +72,8 @@ def run_prune(cfg: PruneConfig) -> dict:
         raise InputError(f"--finetune-steps must be ≥ 1 (got {cfg.finetune_steps})")
     if cfg.ratio is not None and cfg.threshold is not None:
         raise InputError("--ratio and --threshold exclude each other")
-    ratio = cfg.ratio if cfg.ratio is not None or cfg.threshold is not None else 0.66
+    default_ratio = 0.8 if cfg.score == "spatiotemporal" else 0.66
+    ratio = cfg.ratio if cfg.ratio is not None or cfg.threshold is not None else default_ratio
     if ratio is not None and not 0.0 < ratio < 1.0:
         raise InputError(f"--ratio must be in (0, 1), got {ratio}")
     ckpt = load_checkpoint(cfg.ckpt)
@@ -81,6 +85,9 @@ def run_prune(cfg: PruneConfig) -> dict:
         max_steps=cfg.finetune_steps,
         data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
+        frame_step=trained.get("frame_step", 1),
+        max_frames=trained.get("max_frames"),
+        batch_size=trained.get("batch_size"),
         device=cfg.device,
         overwrite=cfg.overwrite,
         sh_degree=trained["sh_degree"],

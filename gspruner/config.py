@@ -44,6 +44,8 @@ class StrategyConfig:
     """FastGS: step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
     fastgs_lrs: bool = True
     """FastGS: its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
+    time_split: bool = True
+    """4D models: also split Gaussians long in time whose mean |dL/d mu_t| exceeds 0.0002/40 (see strategies/default4d.py)."""
 
 
 DEMO_DIR = Path("data/demo")
@@ -55,22 +57,28 @@ DEMO_GROW_GRAD2D = 0.0015
 
 @dataclass
 class TrainConfig:
-    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), or the built-in demo."""
+    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo."""
 
     data_dir: Optional[Path] = None
-    """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json) or instant-ngp (transforms.json). Omit to train the built-in demo scene (generated into data/demo on first use)."""
+    """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json), D-NeRF (transforms_*.json whose frames carry "time") or Neural 3D Video (poses_bounds.npy + cam*.mp4). A scene with time trains a 4D Gaussian model (Yang et al. 4DGS). Omit to train the built-in demo scene (generated into data/demo on first use)."""
     result_dir: Path = Path("results/demo")
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
     strategy: Literal["default", "mcmc", "fastgs", "none"] = "default"
     """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, fastgs (FastGS: multi-view consistent densification and pruning, sparse optimizer steps; options --strategy-cfg.fastgs-*), or none (fixed set of Gaussians)."""
-    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "lp3dgs", "ste-mask"] = "none"
-    """Pruning, after densification stops. By importance score and a ratio/threshold: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline). Learned ratio: lp3dgs (LP-3DGS Gumbel-sigmoid mask on --lp-score, trained for a short window, then one hard prune), ste-mask (Compact-3DGS straight-through mask on opacity and scale)."""
+    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "lp3dgs", "ste-mask", "spatiotemporal"] = "none"
+    """Pruning, after densification stops. By importance score and a ratio/threshold: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline). Learned ratio: lp3dgs (LP-3DGS Gumbel-sigmoid mask on --lp-score, trained for a short window, then one hard prune), ste-mask (Compact-3DGS straight-through mask on opacity and scale). 4D scenes: spatiotemporal (4DGS-1K: spatial Σ α·T × temporal-variation score, --prune-ratio default 0.8, then the key-frame temporal filter)."""
     lp_score: Literal["radsplat", "minisplatting"] = "radsplat"
     """--prune lp3dgs: the importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
     prune_ratio: Optional[float] = None
     """Fraction of Gaussians to remove, in (0, 1) (default 0.66; radsplat without it prunes by --prune-threshold)."""
     prune_threshold: Optional[float] = None
     """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
+    temporal_filter: bool = True
+    """--prune spatiotemporal: after the prune, each frame rasterizes only the Gaussians visible at its two nearest key-frames (4DGS-1K), during the fine-tune and at evaluation."""
+    keyframe_every: Optional[int] = None
+    """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
+    batch_size: Optional[int] = None
+    """Frames per step (default 1; 2 for 4D scenes, as 4DGS on D-NeRF). Above 1 only for 4D scenes: each frame is sliced at its own time."""
     prune_at: Optional[tuple[float, ...]] = None
     """When to prune, as fractions of --max-steps (default 2/3; radsplat threshold mode 16/30 and 24/30; lp3dgs/ste-mask: the hard prune at the end of the mask window)."""
     init_ckpt: Optional[Path] = None
@@ -81,6 +89,10 @@ class TrainConfig:
     """Downsample images by this factor (COLMAP: from the full-resolution images/, cached as images_N_png/)."""
     test_every: int = 8
     """Every N-th image of the name-sorted list is held out for test (Mip-NeRF 360 protocol); 0 = no test split."""
+    frame_step: int = 1
+    """Neural 3D Video: keep every N-th video frame (times stay in [0, 1] over the frames kept)."""
+    max_frames: Optional[int] = None
+    """Neural 3D Video: keep only the first N frames (after --frame-step)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA (gsplat kernels) when available, else our PyTorch CPU rasterizer."""
     overwrite: bool = False
@@ -170,10 +182,10 @@ class PruneConfig:
     """The trained checkpoint (RESULT_DIR/ckpt/last.pt)."""
     result_dir: Path
     """Where the pruned run goes (metrics.json, ckpt/last.pt, point_cloud.ply, renders/)."""
-    score: Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity"] = "lightgaussian"
-    """Importance score (see `gspruner train --help`, --prune)."""
+    score: Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "spatiotemporal"] = "lightgaussian"
+    """Importance score (see `gspruner train --help`, --prune). A 4D checkpoint takes spatiotemporal (4DGS-1K: prune once after training, fine-tune through the key-frame filter)."""
     ratio: Optional[float] = None
-    """Fraction of Gaussians to remove, in (0, 1) (default 0.66 unless --threshold is given)."""
+    """Fraction of Gaussians to remove, in (0, 1) (default 0.66 unless --threshold is given; spatiotemporal 0.8)."""
     threshold: Optional[float] = None
     """Threshold mode instead of a ratio: remove Gaussians whose score is below this (RadSplat: 0.01)."""
     finetune_steps: int = 5000

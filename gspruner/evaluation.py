@@ -12,24 +12,42 @@ import torch
 from .data.scene import Camera, Scene
 from .metrics import LPIPS, lpips_status, psnr, ssim
 from .model import activated
+from .model.gaussians4d import activated_at, is_4d
 from .render import rasterize
 
 
 def render_view(splats, cam: Camera, device, sh_degree: int, background=None, opacity_gate=None, scale_gate=None,
-                **kwargs):
+                active=None, **kwargs):
     """Render one camera: (rgb [H,W,3], alpha [H,W,1], info); opacity_gate [N] multiplies opacity,
-    scale_gate [N,1] the scales."""
-    p = activated(splats, sh_degree)
-    if opacity_gate is not None:
-        p["opacities"] = p["opacities"] * opacity_gate
-    if scale_gate is not None:
-        p["scales"] = p["scales"] * scale_gate
+    scale_gate [N,1] the scales.
+
+    A 4D model is sliced at `cam.time` and only the Gaussians alive then are rasterized (`active` [N] bool,
+    a temporal filter, narrows them further); info["ids"] [M] says which Gaussians those are and
+    info["dt"] [M] holds t - mu_t, whose gradient the 4D strategy reads."""
+    if is_4d(splats):
+        if cam.time is None:
+            raise ValueError(f"{cam.name}: a 4D model needs a camera with a time")
+        p = activated_at(splats, cam.time, sh_degree, candidates=active)
+        ids = p["ids"]
+        if opacity_gate is not None:
+            p["opacities"] = p["opacities"] * opacity_gate[ids]
+        if scale_gate is not None:  # scales x g -> covariance x g^2
+            p["covars"] = p["covars"] * (scale_gate[ids] ** 2)[:, :, None]
+        p["quats"] = p["scales"] = None
+    else:
+        p = activated(splats, sh_degree)
+        if opacity_gate is not None:
+            p["opacities"] = p["opacities"] * opacity_gate
+        if scale_gate is not None:
+            p["scales"] = p["scales"] * scale_gate
     bg = None if background is None else torch.tensor([background], dtype=torch.float32, device=device)
     colors, alphas, info = rasterize(
         p["means"], p["quats"], p["scales"], p["opacities"], p["colors"],
         cam.viewmat[None].to(device), cam.K[None].to(device), cam.width, cam.height,
-        sh_degree=sh_degree, backgrounds=bg, **kwargs,
+        sh_degree=sh_degree, backgrounds=bg, covars=p.get("covars"), **kwargs,
     )
+    if "ids" in p:
+        info["ids"], info["dt"] = p["ids"], p["dt"]
     return colors[0].clamp(0, 1), alphas[0], info
 
 
@@ -50,19 +68,24 @@ def evaluate(
     split: str = "test",
     render_dir: Path | None = None,
     with_lpips: bool = True,
+    active_fn=None,
 ) -> dict:
-    """Mean PSNR / SSIM / LPIPS over `split`; LPIPS is None (with a reason) when it can't be exact."""
+    """Mean PSNR / SSIM / LPIPS over `split`; LPIPS is None (with a reason) when it can't be exact.
+    `active_fn(time) -> [N] bool | None`: a temporal filter (4D models); "mean_rasterized" counts the
+    Gaussians sent to the rasterizer per view."""
     cams = scene.test if split == "test" else scene.train
     lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
     lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
-    psnrs, ssims, lpipss, seconds = [], [], [], []
+    psnrs, ssims, lpipss, seconds, rasterized = [], [], [], [], []
     for i, cam in enumerate(cams):
         gt = scene.image(cam).to(device)
         t0 = time.perf_counter()
-        rgb, _, _ = render_view(splats, cam, device, sh_degree, scene.background)
+        active = active_fn(cam.time) if active_fn is not None else None
+        rgb, _, info = render_view(splats, cam, device, sh_degree, scene.background, active=active)
         if rgb.is_cuda:
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
+        rasterized.append(len(info["ids"]) if "ids" in info else len(splats["means"]))
         psnrs.append(psnr(rgb, gt))
         ssims.append(float(ssim(rgb[None], gt[None])))
         if lpips_fn is not None:
@@ -79,4 +102,5 @@ def evaluate(
         "num_views": len(cams),
         "split": split,
         "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
+        "mean_rasterized": float(sum(rasterized) / n) if cams else None,
     }

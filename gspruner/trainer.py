@@ -28,7 +28,8 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import ssim
 from .model import create_optimizers, create_splats, random_points
-from .pruning import MASK_PRUNERS, PruneContext, make_pruner
+from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
+from .pruning import MASK_PRUNERS, PRUNERS_4D, PruneContext, make_pruner
 from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
                          post_backward_kwargs, strategy_learning_rates)
 
@@ -81,11 +82,13 @@ class Trainer:
         if cfg.data_dir is None and cfg.strategy_cfg.grow_grad2d is None:
             cfg.strategy_cfg = dataclasses.replace(cfg.strategy_cfg, grow_grad2d=DEMO_GROW_GRAD2D)
         self.scene = load_scene(
-            data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background
+            data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background,
+            frame_step=cfg.frame_step, max_frames=cfg.max_frames,
         )
         if not self.scene.train:
             raise InputError(f"{data_dir}: no training images")
         self.background = self.scene.background if self.scene.kind in OBJECT_KINDS else None
+        self._check_dynamic()
         self.resume_ckpt = None
         if cfg.resume:
             self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
@@ -104,6 +107,26 @@ class Trainer:
         self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer
         # 0: the full SH degree from the first step (fine-tuning)
         self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
+
+    def _check_dynamic(self) -> None:
+        """A scene whose frames carry a time trains a 4D model: check the options that depend on it."""
+        c, times = self.cfg, [cam.time for cam in self.scene.train]
+        self.dynamic = times[0] is not None
+        self.time_range = (min(times), max(times)) if self.dynamic else None
+        self.batch_size = c.batch_size if c.batch_size is not None else (2 if self.dynamic else 1)
+        if self.batch_size < 1 or (self.batch_size > 1 and not self.dynamic):
+            raise InputError(f"--batch-size {self.batch_size}: must be 1 for static scenes (above 1 only for 4D scenes)")
+        if self.dynamic and c.strategy not in ("default", "none"):
+            raise InputError(f"--strategy {c.strategy} is not available for dynamic (4D) scenes; use default or none")
+        if c.prune != "none" and self.dynamic != (c.prune in PRUNERS_4D):
+            raise InputError(f"--prune {c.prune} is for dynamic (4D) scenes" if c.prune in PRUNERS_4D else
+                             f"--prune {c.prune} is for static scenes; a dynamic scene takes --prune spatiotemporal")
+        if c.prune in PRUNERS_4D and c.prune_threshold is not None:
+            raise InputError(f"--prune {c.prune} prunes by --prune-ratio, not by a threshold")
+        if self.dynamic and c.viewer:
+            raise InputError("--viewer does not show 4D models yet; train without it")
+        if c.keyframe_every is not None and c.keyframe_every < 1:
+            raise InputError(f"--keyframe-every must be ≥ 1 (got {c.keyframe_every})")
 
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
@@ -134,7 +157,10 @@ class Trainer:
         else:
             extent = c.init_extent if c.init_extent is not None else (0.35 if scene.kind in OBJECT_KINDS else 3.0)
             points, rgb = random_points(c.init_num_pts, extent * self.scene_scale, seed=c.seed), None
-        splats = create_splats(points, rgb, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
+        if self.dynamic:
+            splats = create_splats_4d(points, rgb, self.time_range, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
+        else:
+            splats = create_splats(points, rgb, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
         return splats.to(self.device)
 
     def _setup(self) -> None:
@@ -149,14 +175,18 @@ class Trainer:
         fine_tune = c.init_ckpt is not None
         # the strategy's view callback (design contract 2): sampled training views and no-grad renders
         self.views = ViewSampler(self.scene.train, lambda cam: self.scene.image(cam).to(self.device), self._render_no_grad)
-        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg, views=self.views)
-        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0),
-                                            lrs=strategy_learning_rates(self.strategy))
+        duration = self.time_range[1] - self.time_range[0] if self.dynamic else None
+        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg, views=self.views, duration=duration)
+        lrs = dict(strategy_learning_rates(self.strategy) or {})
+        if self.dynamic:  # mu_t's lr is the means' x the scene scale, as 4DGS (spatial_lr_scale)
+            lrs.update(LRS_4D, times=LRS_4D["times"] * self.scene_scale)
+        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0), lrs=lrs)
         gamma = 1.0 if fine_tune else 0.01 ** (1.0 / self.max_steps)  # means lr decays to 1 % (gsplat)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy_state = initialize_state(self.strategy, self.scene_scale)
         self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
-                                  threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed)
+                                  threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed,
+                                  temporal_filter=c.temporal_filter, keyframe_every=c.keyframe_every)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []
@@ -184,6 +214,7 @@ class Trainer:
             device=dev, max_steps=self.max_steps, densify_stop_step=densify_stop_step(self.strategy),
             sh_degree=self.cfg.sh_degree, background=self.background,
             near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
+            frame_times=torch.tensor([cam.time for cam in scene.train]) if self.dynamic else None,
         )
 
     @torch.no_grad()
@@ -208,10 +239,12 @@ class Trainer:
             self.order = torch.randperm(len(self.scene.train), generator=self.generator).tolist()
         return self.scene.train[self.order.pop()]
 
-    def _loss(self, rgb: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    def _photometric_loss(self, rgb: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         lam = self.cfg.ssim_lambda
-        l1 = F.l1_loss(rgb, gt)
-        loss = (1 - lam) * l1 + lam * (1 - ssim(rgb[None], gt[None]))
+        return (1 - lam) * F.l1_loss(rgb, gt) + lam * (1 - ssim(rgb[None], gt[None]))
+
+    def _regularization(self) -> torch.Tensor | float:
+        loss = 0.0
         if self.opacity_reg > 0:
             loss = loss + self.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
         if self.scale_reg > 0:
@@ -219,18 +252,24 @@ class Trainer:
         return loss
 
     def train_step(self, step: int) -> tuple[float, float]:
+        """One optimisation step over a batch of frames (one camera each; a 4D model slices each at its time)."""
         c = self.cfg
-        cam = self._next_camera()
-        gt = self.scene.image(cam).to(self.device)
+        cams = [self._next_camera() for _ in range(self.batch_size)]
         sh_degree = min(step // self.sh_interval, c.sh_degree) if self.sh_interval else c.sh_degree
-        self.current_sh_degree, self.last_num_rays = sh_degree, cam.width * cam.height
+        self.current_sh_degree, self.last_num_rays = sh_degree, sum(cam.width * cam.height for cam in cams)
         self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
-        rgb, _, info = render_view(
-            self.splats, cam, self.device, sh_degree, self.background, **self.step_gates,
-            near_plane=c.near_plane, far_plane=c.far_plane,
-            absgrad=getattr(self.strategy, "absgrad", False),
-        )
-        loss = self._loss(rgb, gt)
+        frames, loss = [], 0.0
+        for cam in cams:
+            gt = self.scene.image(cam).to(self.device)
+            rgb, _, info = render_view(
+                self.splats, cam, self.device, sh_degree, self.background, **self.step_gates,
+                active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
+                absgrad=getattr(self.strategy, "absgrad", False),
+            )
+            loss = loss + self._photometric_loss(rgb, gt) / len(cams)  # 4DGS: loss / batch_size per frame
+            frames.append((cam, gt, rgb, info))
+        loss = loss + self._regularization()
+        info = frames[0][3] if len(frames) == 1 else [f[3] for f in frames]  # gsplat's strategies take one info
         extra = self.pruner.extra_loss(step)
         if extra is not None:
             loss = loss + extra
@@ -242,7 +281,8 @@ class Trainer:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.views.record(cam, gt, rgb, info)  # a strategy sampling views reuses this render
+        if len(frames) == 1:
+            self.views.record(*frames[0])  # a strategy sampling views reuses this render
         self.strategy.step_post_backward(
             self.splats, self.optimizers, self.strategy_state, step, info,
             **post_backward_kwargs(self.strategy, self.scheduler.get_last_lr()[0]),
@@ -250,7 +290,7 @@ class Trainer:
         self.views.clear()
         self.pruner.after_step(step, self.splats, self.optimizers, self.strategy_state)
         with torch.no_grad():
-            mse = F.mse_loss(rgb, gt).item()
+            mse = sum(F.mse_loss(rgb, gt).item() for _, gt, rgb, _ in frames) / len(frames)
         return loss.item(), -10 * math.log10(max(mse, 1e-10))
 
     def checkpoint_payload(self, step: int) -> dict:
@@ -308,7 +348,8 @@ class Trainer:
                 if c.save_every > 0 and (step + 1) % c.save_every == 0 and step + 1 < self.max_steps:
                     self._save(step, tic, keep_copy=True)
                 if c.eval_every > 0 and (step + 1) % c.eval_every == 0 and step + 1 < self.max_steps:
-                    m = evaluate(self.splats, self.scene, self.device, c.sh_degree, with_lpips=False)
+                    m = evaluate(self.splats, self.scene, self.device, c.sh_degree, with_lpips=False,
+                                 active_fn=self.pruner.active_mask)
                     tqdm.write(f"step {step + 1}: test PSNR {m['psnr']:.3f} SSIM {m['ssim']:.4f}")
         except KeyboardInterrupt:
             self._save(step, tic)
@@ -332,12 +373,25 @@ class Trainer:
     def finish(self, step: int) -> dict:
         c, r = self.cfg, self.cfg.result_dir
         save_checkpoint(r / "ckpt" / "last.pt", self.checkpoint_payload(step))
-        write_ply(r / "point_cloud.ply", {k: v.detach() for k, v in self.splats.items()})
-        has_test = len(self.scene.test) > 0
-        m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split="test" if has_test else "train",
-                     render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips)
+        extra = {}
+        if self.dynamic:  # point_cloud.ply: the 3D snapshot at mid-sequence (`gspruner export --time` for others)
+            t_mid = 0.5 * (self.time_range[0] + self.time_range[1])
+            snap = snapshot(self.splats, t_mid)
+            write_ply(r / "point_cloud.ply", {k: v for k, v in snap.items() if k != "ids"})
+            extra = {"model": "4d", "ply_time": t_mid, "batch_size": self.batch_size}
+        else:
+            write_ply(r / "point_cloud.ply", {k: v.detach() for k, v in self.splats.items()})
+        split = "test" if self.scene.test else "train"
+        m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split,
+                     render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips,
+                     active_fn=self.pruner.active_mask)
+        if self.dynamic and self.pruner.active_mask(self.time_range[0]) is not None:  # the same without the filter
+            u = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split, with_lpips=False)
+            extra.update(psnr_unfiltered=u["psnr"], ssim_unfiltered=u["ssim"], render_fps_unfiltered=u["render_fps"],
+                         mean_rasterized_unfiltered=u["mean_rasterized"])
         metrics = {
             **m,
+            **extra,
             "num_gaussians": len(self.splats["means"]),
             "train_seconds": self.train_seconds,
             "steps": self.max_steps,

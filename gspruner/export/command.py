@@ -46,6 +46,8 @@ class ExportConfig:
     """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
     data_dir: Optional[Path] = None
     """The scene whose training cameras guide --sh-rounding views (default: the one recorded in the checkpoint; with --ply it must be given, else nearest)."""
+    time: Optional[float] = None
+    """4D checkpoints (dynamic scenes): export the 3D snapshot at this time (the scene's time units, D-NeRF / N3V: [0, 1]): the Gaussians alive then (and in the key-frame filter, if the model was pruned with one), their conditional means and covariances, opacity × temporal marginal."""
 
 
 def _strip_suffix(name: str) -> str:
@@ -86,8 +88,29 @@ def _load_input(cfg: ExportConfig) -> tuple[Path, dict, dict]:
         if missing:
             raise InputError(f"{cfg.ckpt}: checkpoint splats lack {', '.join(missing)}")
         origin = {k: ckpt[k] for k in ("config", "scene") if k in ckpt}
+        if "times" in state:  # a 4D model: a snapshot at --time
+            return Path(cfg.ckpt), _snapshot_4d(cfg, ckpt), origin
+        if cfg.time is not None:
+            raise InputError(f"{cfg.ckpt}: --time is for 4D checkpoints; this one is a static 3D model")
         return Path(cfg.ckpt), {k: state[k].detach().float().cpu() for k in _SPLAT_KEYS}, origin
+    if cfg.time is not None:
+        raise InputError("--time needs a 4D checkpoint (--ckpt); a scene file is already static")
     return Path(cfg.ply), read_splats(cfg.ply), {}
+
+
+def _snapshot_4d(cfg: ExportConfig, ckpt: dict) -> dict:
+    """The 3D splats of a 4D checkpoint at cfg.time (gspruner/model/gaussians4d.py `snapshot`)."""
+    from gspruner.checkpoint import splats_from_state, temporal_filter_of
+    from gspruner.model.gaussians4d import snapshot
+
+    if cfg.time is None:
+        raise InputError(f"{cfg.ckpt}: a 4D checkpoint (dynamic scene): give --time t to export the scene at time t")
+    splats = splats_from_state(ckpt["splats"], "cpu")
+    temporal_filter = temporal_filter_of(ckpt, "cpu")
+    snap = snapshot(splats, cfg.time, None if temporal_filter is None else temporal_filter.active(cfg.time))
+    if len(snap["ids"]) == 0:
+        raise InputError(f"{cfg.ckpt}: no Gaussian is alive at --time {cfg.time}")
+    return {k: snap[k].detach().float().cpu() for k in _SPLAT_KEYS}
 
 
 def training_camera_centres(cfg: ExportConfig, origin: dict):

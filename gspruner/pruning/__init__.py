@@ -6,9 +6,11 @@ from .base import Pruner, PruneContext, remove_gaussians
 from .importance import SCORES, compute_importance
 from .lp3dgs import MaskPruner
 from .oneshot import ScorePruner, keep_by_ratio, keep_by_threshold
+from .spatiotemporal import SpatioTemporalPruner, TemporalFilter
 
 MASK_PRUNERS = ("lp3dgs", "ste-mask")  # learned masks: the ratio is learned
-PRUNERS = ("none",) + SCORES + MASK_PRUNERS
+PRUNERS_4D = ("spatiotemporal",)  # 4D models only
+PRUNERS = ("none",) + SCORES + MASK_PRUNERS + PRUNERS_4D
 
 # RadSplat prunes by threshold at 16k and 24k of 30k steps (Niemeyer et al. 2025, Sec. 3.3);
 # the others prune once by ratio, at 20k of 30k (LP-3DGS's prune step), then fine-tune.
@@ -18,11 +20,23 @@ RADSPLAT_THRESHOLD = 0.01
 
 
 def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
-                at_fractions: tuple[float, ...] | None = None, lp_score: str = "radsplat", seed: int = 0) -> Pruner:
+                at_fractions: tuple[float, ...] | None = None, lp_score: str = "radsplat", seed: int = 0,
+                temporal_filter: bool = True, keyframe_every: int | None = None) -> Pruner:
     """`ratio` set -> ratio mode; radsplat without a ratio -> threshold mode (t_prune 0.01).
-    lp3dgs / ste-mask learn their ratio (a given ratio or threshold is an error)."""
+    lp3dgs / ste-mask learn their ratio (a given ratio or threshold is an error).
+    spatiotemporal (4D models, ctx.frame_times set) prunes by ratio (default 0.8) and builds the key-frame filter."""
     if name == "none":
         return Pruner()
+    dynamic = ctx.frame_times is not None
+    if dynamic != (name in PRUNERS_4D):
+        raise ValueError(f"--prune {name} is for 4D models (dynamic scenes)" if name in PRUNERS_4D
+                         else f"--prune {name} is for static scenes; a dynamic (4D) scene takes --prune spatiotemporal")
+    if name == "spatiotemporal":
+        if threshold is not None:
+            raise ValueError("--prune spatiotemporal prunes by --prune-ratio, not by a threshold")
+        kw = {} if at_fractions is None else {"at_fraction": at_fractions[0]}
+        return SpatioTemporalPruner(ctx, ctx.frame_times, ratio=ratio, use_filter=temporal_filter,
+                                    keyframe_every=keyframe_every, **kw)
     if name in MASK_PRUNERS:
         if ratio is not None or threshold is not None:
             raise ValueError(f"--prune {name} learns its pruning ratio: drop --prune-ratio / --prune-threshold")
@@ -41,5 +55,6 @@ def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, thresh
     return ScorePruner(name, ctx, ratio=ratio, threshold=threshold, at_fractions=at)
 
 
-__all__ = ["MASK_PRUNERS", "MaskPruner", "PRUNERS", "Pruner", "PruneContext", "ScorePruner", "compute_importance", "keep_by_ratio",
+__all__ = ["MASK_PRUNERS", "MaskPruner", "PRUNERS", "PRUNERS_4D", "Pruner", "PruneContext", "ScorePruner",
+           "SpatioTemporalPruner", "TemporalFilter", "compute_importance", "keep_by_ratio",
            "keep_by_threshold", "make_pruner", "remove_gaussians"]

@@ -25,6 +25,7 @@ class PruneContext:
     background: tuple | None = None
     near_plane: float = 0.01
     far_plane: float = 1e10
+    frame_times: Tensor | None = None  # [F] times of the training frames of a dynamic scene; None when static
 
 
 class Pruner:
@@ -41,6 +42,10 @@ class Pruner:
 
     def scale_gate(self, step: int) -> Tensor | None:
         """A per-Gaussian factor [N, 1] on the activated scales for this step (Compact-3DGS's mask)."""
+        return None
+
+    def active_mask(self, time: float | None) -> Tensor | None:
+        """[N] bool: the Gaussians a frame at `time` may rasterize (a temporal filter), or None for all."""
         return None
 
     def extra_loss(self, step: int) -> Tensor | None:

@@ -13,6 +13,7 @@ from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
 
 from ..config import StrategyConfig
 from . import cpu_ops
+from .default4d import Default4DStrategy
 from .fastgs import FastGSStrategy
 from .views import ViewSampler
 
@@ -65,10 +66,17 @@ FASTGS_LRS = {"opacities": 0.025, "sh0": 0.0025, "shN": 0.005 / 20}
 
 
 def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None = None,
-                  views: ViewSampler | None = None) -> Strategy:
-    """`views`: the trainer's view callback, handed to strategies that score on several views (FastGS)."""
+                  views: ViewSampler | None = None, duration: float | None = None) -> Strategy:
+    """`views`: the trainer's view callback, handed to strategies that score on several views (FastGS).
+    `duration`: the time span of a dynamic scene (4D model); None for a static one."""
     cfg = cfg or StrategyConfig()
-    if name == "default":
+    if duration is not None and name not in ("default", "none"):
+        raise ValueError(f"--strategy {name} is not available for dynamic (4D) scenes; use default or none")
+    if name == "default" and duration is not None:
+        grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
+        strategy = Default4DStrategy(grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False,
+                                     time_split=cfg.time_split, duration=duration)
+    elif name == "default":
         grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
         strategy = DefaultStrategy(absgrad=cfg.absgrad, grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False)
     elif name == "mcmc":
@@ -92,7 +100,7 @@ def initialize_state(strategy: Strategy, scene_scale: float) -> dict:
     """The strategy's running state (MCMC's takes no scene scale)."""
     if isinstance(strategy, MCMCStrategy):
         return strategy.initialize_state()
-    if isinstance(strategy, (DefaultStrategy, FastGSStrategy)):
+    if isinstance(strategy, (DefaultStrategy, FastGSStrategy)):  # Default4DStrategy is a DefaultStrategy
         return strategy.initialize_state(scene_scale=scene_scale)
     return {}
 
@@ -118,5 +126,5 @@ def strategy_learning_rates(strategy: Strategy) -> dict | None:
     return getattr(strategy, "learning_rates", None)
 
 
-__all__ = ["FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
+__all__ = ["Default4DStrategy", "FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
            "make_strategy", "post_backward_kwargs", "scale_schedule", "strategy_learning_rates", "REFERENCE_STEPS"]
