@@ -1,15 +1,19 @@
 """Spatio-temporal pruning and the key-frame temporal filter for 4D Gaussians (4DGS-1K: Yuan et al., "1000+ FPS
 4D Gaussian Splatting for Dynamic Scene Rendering", 2025, Sec. 4).
 
-Score (per Gaussian i, formulas of the paper, Sec. 4.1):
-  SS_i    = sum over training views (each at its own time) and pixels of alpha_i T_i      (spatial score)
-  p2_i(t) = ((t - mu_t)^2 / Sigma_t^2 - 1 / Sigma_t) p_i(t) = d^2 p_i / dt^2            (Sigma_t = Sigma_tt)
-  STV_i   = sum over the training frame times t of 1 / (0.5 tanh(|p2_i(t)|) + 0.5)      (temporal variation)
-  ST_i    = STV_i * gamma(S4D_i), gamma = LightGaussian's volume factor of the 4 scales
-  S_i     = ST_i * SS_i; the lowest `ratio` are removed, then the model is fine-tuned without densification.
-|p2| is our reading: the paper maps p2 to (0, 1) with tanh, and without the absolute value the denominator
-reaches 0 at the peak of every short-lived Gaussian (p2 = -1 / Sigma_t), ranking exactly the transient
-Gaussians the method removes highest. With it, STV is high for Gaussians whose opacity changes slowly.
+Score (per Gaussian i, the paper's Eq. 4-7):
+  SS_i(t)  = sum over the training views at time t and their pixels of alpha_i T_i          (spatial, Eq. 4)
+  p2_i(t)  = ((t - mu_t)^2 / Sigma_t^2 - 1 / Sigma_t) p_i(t) = d^2 p_i / dt^2              (Eq. 5, Sigma_t = Sigma_tt)
+  w_i(t)   = 1 / (0.5 tanh(|p2_i(t)|) + 0.5), in (1, 2]: 2 where the opacity is steady      (Eq. 6's summand)
+  S_i      = gamma(S4D_i) sum_t w_i(t) SS_i(t), gamma = LightGaussian's volume factor of the 4 scales (Eq. 7)
+The lowest `ratio` are removed, then the model is fine-tuned without densification.
+Two readings, both for the paper's stated intent ("large second derivative magnitude corresponds to unstable,
+short-lived Gaussians"; "a higher temporal score to Gaussians with a longer lifespan"):
+- |p2|: without it the denominator reaches 0 at the peak of every short-lived Gaussian (p2 = -1 / Sigma_t),
+  ranking exactly the transient Gaussians highest.
+- w_i is taken at the time of each SS_i(t) it multiplies (Eq. 6 indexes g_{i,t}). Summing w over all t first and
+  multiplying by the total SS, the other reading, gives a Gaussian dead most of the sequence (p ~ 0, so p2 ~ 0)
+  the highest temporal score: a flash of sigma_t 0.03 outscores one present all along.
 
 Temporal filter (Sec. 4.2): key-frames spaced evenly over the training times; for each, the union over all
 training cameras, rendered at the key-frame's time, of the Gaussians that contribute to a pixel; a frame at
@@ -46,26 +50,25 @@ def _per_view_stats(splats, cam, t: float, ctx: PruneContext, candidates: Tensor
 
 
 @torch.no_grad()
-def spatial_score(splats, ctx: PruneContext) -> Tensor:
-    """SS [N]: sum of alpha T over all training views, each rendered at its own time."""
-    total = torch.zeros(len(splats["means"]), device=ctx.device)
-    for cam, _ in ctx.views():
-        ids, stats = _per_view_stats(splats, cam, cam.time, ctx)
-        total.index_add_(0, ids, stats.weight_sum)
-    return total
+def stability_weight(splats, t: float, ids: Tensor | None = None) -> Tensor:
+    """w(t) = 1 / (0.5 tanh(|p2(t)|) + 0.5) [N] or [M] (4DGS-1K Eq. 5-6, with |p2|)."""
+    sel = (lambda x: x) if ids is None else (lambda x: x[ids])
+    cov = covariance_4d(sel(splats["scales"]), sel(splats["scales_t"]), sel(splats["quats"]), sel(splats["quats_r"]))
+    var_t = cov[:, 3, 3]  # Sigma_t
+    dt = t - sel(splats["times"])[:, 0]
+    p2 = (dt**2 / var_t**2 - 1.0 / var_t) * torch.exp(-0.5 * dt**2 / var_t)  # second derivative of p(t)
+    return 1.0 / (0.5 * torch.tanh(p2.abs()) + 0.5)
 
 
 @torch.no_grad()
-def temporal_score(splats, frame_times: Tensor) -> Tensor:
-    """ST [N] = STV x gamma(S4D) over the frame times [T] (4DGS-1K Eq. 6-8, with |p2|)."""
-    cov = covariance_4d(splats["scales"], splats["scales_t"], splats["quats"], splats["quats_r"])
-    var_t = cov[:, 3, 3][:, None]  # Sigma_t [N,1]
-    dt = frame_times[None, :] - splats["times"]  # [N,T]
-    p = torch.exp(-0.5 * dt**2 / var_t)
-    p2 = (dt**2 / var_t**2 - 1.0 / var_t) * p  # second derivative of the temporal marginal
-    stv = (1.0 / (0.5 * torch.tanh(p2.abs()) + 0.5)).sum(dim=1)
-    log_scales_4d = torch.cat([splats["scales"], splats["scales_t"]], dim=-1)
-    return stv * lightgaussian_volume_factor(log_scales_4d)
+def spatiotemporal_score(splats, ctx: PruneContext) -> Tensor:
+    """S [N] = gamma(S4D) sum over the training views (each at its own time t) of w(t) SS(t) (4DGS-1K Eq. 7)."""
+    total = torch.zeros(len(splats["means"]), device=ctx.device)
+    for cam, _ in ctx.views():
+        ids, stats = _per_view_stats(splats, cam, cam.time, ctx)
+        total.index_add_(0, ids, stats.weight_sum * stability_weight(splats, cam.time, ids))
+    log_scales_4d = torch.cat([splats["scales"], splats["scales_t"]], dim=-1).detach()
+    return total * lightgaussian_volume_factor(log_scales_4d)
 
 
 def keyframe_times(frame_times: Tensor, every: int | None = None, count: int = DEFAULT_KEYFRAMES) -> Tensor:
@@ -111,7 +114,7 @@ class TemporalFilter:
 
 
 class SpatioTemporalPruner(Pruner):
-    """4DGS-1K: one prune by S = ST x SS at `at_fraction` of training (after densification stops), then the
+    """4DGS-1K: one prune by the spatio-temporal variation score S at `at_fraction` of training (after densification stops), then the
     key-frame filter for the rest of training and for rendering."""
 
     name = "spatiotemporal"
@@ -129,7 +132,7 @@ class SpatioTemporalPruner(Pruner):
     def after_step(self, step, params, optimizers, strategy_state) -> None:
         if step != self.step:
             return
-        importance = temporal_score(params, self.frame_times) * spatial_score(params, self.ctx)
+        importance = spatiotemporal_score(params, self.ctx)
         keep = keep_by_ratio(importance, self.ratio)
         self.num_before, self.num_removed = keep.shape[0], int((~keep).sum())
         remove_gaussians(params, optimizers, strategy_state, ~keep)
