@@ -222,3 +222,18 @@ def test_static_scene_refuses_4d_options(tiny_scene, tmp_path, args):
     r = tmp_path / "r"
     assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--device", "cpu", *args]) == 2
     assert not r.exists()
+
+
+def test_prune_command_on_a_4d_checkpoint(tiny_dynamic_scene, tmp_path):
+    """4DGS-1K's own order: train, then prune once and fine-tune through the filter (`gspruner prune`)."""
+    r = tmp_path / "trained"
+    Trainer(_cfg(tiny_dynamic_scene, r, max_steps=40)).train()
+    n = json.loads((r / "metrics.json").read_text())["num_gaussians"]
+    out = tmp_path / "pruned"
+    assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(out), "--score", "spatiotemporal",
+                 "--finetune-steps", "20", "--device", "cpu", "--no-lpips", "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["prune"] == "spatiotemporal" and m["num_gaussians_before_prune"] == n
+    assert m["num_gaussians"] == n - round(0.8 * n) and m["temporal_filter"]
+    assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(tmp_path / "bad"),
+                 "--score", "lightgaussian", "--device", "cpu"]) == 2  # a 3D score on a 4D model

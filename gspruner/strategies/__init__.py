@@ -75,7 +75,7 @@ def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None
     if name == "default" and duration is not None:
         grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
         strategy = Default4DStrategy(grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False,
-                                     time_split=cfg.time_split, duration=duration)
+                                     time_split=cfg.time_split, grow_grad_t=cfg.grow_grad_t, duration=duration)
     elif name == "default":
         grow = cfg.grow_grad2d if cfg.grow_grad2d is not None else 0.0002
         strategy = DefaultStrategy(absgrad=cfg.absgrad, grow_grad2d=grow, prune_opa=cfg.prune_opa, verbose=False)
