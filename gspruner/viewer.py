@@ -128,6 +128,9 @@ def load_view_input(cfg: ViewConfig) -> LoadedScene:
         ckpt = load_checkpoint(cfg.ckpt)
         if not isinstance(ckpt["splats"], dict):
             raise InputError(f"{cfg.ckpt}: 'splats' is not a dict of tensors")
+        if "times" in ckpt["splats"]:
+            raise InputError(f"{cfg.ckpt}: a 4D model (dynamic scene); the viewer shows 3D scenes: "
+                             f"`gspruner export --ckpt {cfg.ckpt} --time T --format ply` and view that file")
         splats = check_splats(ckpt["splats"], cfg.ckpt)
         scene = ckpt.get("scene") or {}
         trained = ckpt.get("config") or {}

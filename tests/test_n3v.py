@@ -74,7 +74,7 @@ def n3v_copy(n3v, tmp_path):
 def test_split_times_and_cache(n3v):
     scene = load_scene(n3v)
     assert scene.kind == "n3v" and scene.background is None
-    assert scene.points.shape == (0, 3) and scene.points_rgb.shape == (0, 3)
+    assert scene.points.shape == (50_000, 3) and scene.points_rgb.shape == (50_000, 3)  # frustum init, see below
     assert len(scene.test) == FRAMES and len(scene.train) == 2 * FRAMES
     assert {c.name.split("/")[0] for c in scene.test} == {"cam00"}
     assert [c.name for c in scene.train[:2]] == ["cam01/0000.png", "cam01/0001.png"]
@@ -201,3 +201,23 @@ def test_bad_inputs(n3v_copy, breakage, message):
 def test_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_scene(tmp_path / "nope", frame_step=2)
+
+
+def test_initial_points_lie_in_the_training_frustums_within_bounds(n3v):
+    """No SfM for videos: points on random training-camera pixels at depths inside the LLFF near/far bounds
+    (0.5..10 here, scaled by the normalization), coloured by their pixel of the first frame."""
+    scene = load_scene(n3v)
+    assert scene.points.shape[1] == 3 and len(scene.points) == len(scene.points_rgb) > 1000
+    scale = np.linalg.norm(scene.transform[:3, 0])
+    first = [c for c in scene.train if c.time == 0.0]  # cam01, cam02 at frame 0
+    hits = np.zeros(len(scene.points), bool)
+    for cam in first:
+        w2c = np.linalg.inv(cam.c2w.double().numpy())
+        p = scene.points @ w2c[:3, :3].T + w2c[:3, 3]
+        uv = p[:, :2] / p[:, 2:3] * cam.K[0, 0].item() + cam.K[:2, 2].numpy()
+        inside = (p[:, 2] >= 0.5 * scale - 1e-4) & (p[:, 2] <= 10 * scale + 1e-4) & (uv >= 0).all(1) & (uv[:, 0] <= W) & (uv[:, 1] <= H)
+        hits |= inside
+    assert hits.all()  # every point is in front of a training camera, inside its image, within its bounds
+    colours = {tuple(c) for c in scene.points_rgb.tolist()}
+    assert any(abs(r - 255) < 40 and g < 60 for r, g, _ in colours) or any(g > 200 for _, g, _ in colours)  # the squares
+    assert any(abs(r - 60) < 10 and abs(g - 60) < 10 for r, g, _ in colours)  # the grey background

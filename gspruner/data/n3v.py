@@ -7,7 +7,9 @@
   video), resized by `data_factor` (INTER_AREA); regenerated when older than the video.
 - Kept frames: `range(0, n_frames, frame_step)[:max_frames]`; each kept (camera, frame) is one Camera, with
   times running evenly over [0, 1] across the kept frames (j / (n_kept - 1)).
-- Split: cam00 is the test camera (the N3V convention), all others train. Cameras-only normalization, no points.
+- Split: cam00 is the test camera (the N3V convention), all others train. Cameras-only normalization.
+- Initial points (no SfM here): random pixels of the training cameras' first frames at random depths within
+  the LLFF near/far bounds, coloured by the pixel (`frustum_points`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gspruner.data.scene import Camera, Scene, _is_fresh, downsample_cache_dir, 
 from gspruner.errors import InputError
 
 POSES_FILE = "poses_bounds.npy"
+INIT_POINTS = 50_000  # frustum-sampled initial points (4DGS initialises N3V from COLMAP points instead)
 VIDEO_GLOB = "cam*.mp4"
 TEST_CAMERA = "cam00"
 
@@ -136,11 +139,36 @@ def load_n3v(data_dir: Path, factor: int, normalize: bool, frame_step: int = 1, 
     for video, (_, size, targets) in tqdm(todo, desc=f"decoding -> {out_dir}", unit="video", disable=not todo):
         extract_frames(video, targets, size)
 
-    train, test = [], []
+    train, test, first_frames = [], [], []
     for video, pose, (K, size, targets) in zip(probes, c2w, fitted):
         cams = [Camera(rel[video.path.stem][i].as_posix(), torch.tensor(K, dtype=torch.float32),
                        torch.tensor(pose, dtype=torch.float32), size[0], size[1], targets[i], t)
                 for i, t in zip(kept, times)]
         (test if video.path.stem == TEST_CAMERA else train).extend(cams)
-    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), camera_extent(c2w),
-                 transform, data_dir, "n3v", None)
+        if video.path.stem != TEST_CAMERA:
+            first_frames.append(cams[0])
+    scale = float(np.linalg.norm(transform[:3, 0]))  # the normalization's similarity scale
+    bounds = np.load(poses_path)[:, 15:17][[v.path.stem != TEST_CAMERA for v in probes]] * scale  # [C,2] near, far
+    points, rgb = frustum_points(first_frames, bounds)
+    return Scene(train, test, points, rgb, camera_extent(c2w), transform, data_dir, "n3v", None)
+
+
+def frustum_points(cams: list[Camera], bounds: np.ndarray, n: int = INIT_POINTS, seed: int = 0):
+    """Initial points [n,3] and colours [n,3] uint8 without SfM: random pixels of the training cameras' first
+    frames, at depths uniform in inverse depth between each camera's LLFF near/far bounds, coloured by the pixel."""
+    if not cams:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(cams), n)
+    points, rgb = np.zeros((n, 3), np.float32), np.zeros((n, 3), np.uint8)
+    for c, cam in enumerate(cams):
+        sel = np.nonzero(which == c)[0]
+        image = cv2.imread(str(cam.image_path), cv2.IMREAD_COLOR)[:, :, ::-1]  # [H,W,3] RGB
+        u, v = rng.random(len(sel)) * cam.width, rng.random(len(sel)) * cam.height
+        near, far = max(bounds[c, 0], 1e-3), max(bounds[c, 1], bounds[c, 0] + 1e-3)
+        depth = 1.0 / (1.0 / near + rng.random(len(sel)) * (1.0 / far - 1.0 / near))  # uniform in 1/depth
+        K, c2w = cam.K.double().numpy(), cam.c2w.double().numpy()
+        rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones(len(sel))], axis=1)  # camera z = 1
+        points[sel] = (rays * depth[:, None]) @ c2w[:3, :3].T + c2w[:3, 3]
+        rgb[sel] = image[np.minimum(v.astype(int), cam.height - 1), np.minimum(u.astype(int), cam.width - 1)]
+    return points, rgb
