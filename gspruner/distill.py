@@ -104,6 +104,8 @@ def distill_sh(cfg: DistillConfig) -> dict:
     missing = [k for k in _SPLAT_KEYS if k not in state]
     if missing:
         raise InputError(f"{ckpt_path}: checkpoint splats lack {', '.join(missing)}")
+    if "times" in state:
+        raise InputError(f"{ckpt_path}: a 4D model (dynamic scene); distill-sh takes static 3D checkpoints")
     trained = teacher_ckpt.get("config", {})
     teacher_degree = min(int(trained.get("sh_degree", 3)), round(math.sqrt(state["shN"].shape[1] + 1)) - 1)
     if not 0 <= cfg.sh_degree < teacher_degree:
