@@ -77,6 +77,8 @@ class TrainConfig:
     """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
     temporal_filter: bool = True
     """--prune spatiotemporal: after the prune, each frame rasterizes only the Gaussians visible at its two nearest key-frames (4DGS-1K), during the fine-tune and at evaluation."""
+    filter_views: Literal["timestamp", "all"] = "timestamp"
+    """Temporal filter: a key-frame's mask is the union over the training views at its time (timestamp, 4DGS-1K: all cameras of a multi-view video frame, the single camera of a monocular D-NeRF frame) or over every training camera rendered at its time (all: wider masks, fewer holes from novel views of monocular scenes)."""
     keyframe_every: Optional[int] = None
     """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
     batch_size: Optional[int] = None
@@ -191,7 +193,13 @@ class PruneConfig:
     threshold: Optional[float] = None
     """Threshold mode instead of a ratio: remove Gaussians whose score is below this (RadSplat: 0.01)."""
     finetune_steps: int = 5000
-    """Fine-tuning steps after pruning (no densification), as LightGaussian's 30k -> 35k."""
+    """Fine-tuning steps after pruning (no densification), as LightGaussian's 30k -> 35k (4DGS-1K: 5000 too)."""
+    temporal_filter: bool = True
+    """--score spatiotemporal: fine-tune and evaluate through the key-frame temporal filter (see `gspruner train --help`)."""
+    filter_views: Literal["timestamp", "all"] = "timestamp"
+    """--score spatiotemporal: the views whose visibility makes a key-frame's mask (see `gspruner train --help`)."""
+    keyframe_every: Optional[int] = None
+    """--score spatiotemporal: a key-frame every this many training frames (default: 6 key-frames)."""
     data_dir: Optional[Path] = None
     """The scene (default: the one recorded in the checkpoint)."""
     data_factor: Optional[int] = None

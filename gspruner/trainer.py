@@ -186,7 +186,8 @@ class Trainer:
         self.strategy_state = initialize_state(self.strategy, self.scene_scale)
         self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
                                   threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed,
-                                  temporal_filter=c.temporal_filter, keyframe_every=c.keyframe_every)
+                                  temporal_filter=c.temporal_filter, keyframe_every=c.keyframe_every,
+                                  filter_views=c.filter_views)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []

@@ -237,3 +237,23 @@ def test_prune_command_on_a_4d_checkpoint(tiny_dynamic_scene, tmp_path):
     assert m["num_gaussians"] == n - round(0.8 * n) and m["temporal_filter"]
     assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(tmp_path / "bad"),
                  "--score", "lightgaussian", "--device", "cpu"]) == 2  # a 3D score on a 4D model
+
+
+def test_keyframe_masks_from_the_views_at_its_time_are_within_all_views(tiny_dynamic_scene):
+    """filter_views "timestamp" (the paper: the training views at the key-frame's time; one camera for D-NeRF)
+    gives subsets of "all" (every training camera rendered at that time), and key-frames are frame times."""
+    from gspruner.data import load_scene
+    from gspruner.pruning.base import PruneContext
+
+    scene = load_scene(tiny_dynamic_scene, background=(0.0, 0.0, 0.0))
+    frame_times = torch.tensor([c.time for c in scene.train])
+    ctx = PruneContext(views=lambda: ((c, None) for c in scene.train), device=torch.device("cpu"), max_steps=1,
+                       densify_stop_step=0, sh_degree=0, frame_times=frame_times)
+    gen = torch.Generator().manual_seed(0)
+    splats = create_splats_4d(((torch.rand(3000, 3, generator=gen) - 0.5) * 2).numpy(), None, (0.0, 1.0), sh_degree=0)
+    keys = keyframe_times(frame_times)
+    assert len(keys) == 6 and all(bool((frame_times == k).any()) for k in keys)
+    own = TemporalFilter.build(splats, keys, ctx, "timestamp")
+    every = TemporalFilter.build(splats, keys, ctx, "all")
+    assert not (own.visible & ~every.visible).any()
+    assert own.visible.sum() < every.visible.sum()

@@ -15,9 +15,12 @@ short-lived Gaussians"; "a higher temporal score to Gaussians with a longer life
   multiplying by the total SS, the other reading, gives a Gaussian dead most of the sequence (p ~ 0, so p2 ~ 0)
   the highest temporal score: a flash of sigma_t 0.03 outscores one present all along.
 
-Temporal filter (Sec. 4.2): key-frames spaced evenly over the training times; for each, the union over all
-training cameras, rendered at the key-frame's time, of the Gaussians that contribute to a pixel; a frame at
-time t rasterizes only the union of the masks of its two nearest key-frames. Built right after the prune and
+Temporal filter (Sec. 4.2): key-frames at evenly spaced training frame times; for each, the union over the
+training views at that time (`filter_views="timestamp"`, the paper's "all training views at current
+timestamp": every camera of a multi-view video frame, the one camera of a monocular D-NeRF frame) or over
+every training camera rendered at the key-frame's time (`"all"`, a wider set for monocular data), of the
+Gaussians that contribute to a pixel; a frame at time t rasterizes only the union of the masks of its two
+nearest key-frames. Built right after the prune and
 used during the fine-tune (which recovers what the filter loses) and at evaluation.
 """
 
@@ -72,12 +75,14 @@ def spatiotemporal_score(splats, ctx: PruneContext) -> Tensor:
 
 
 def keyframe_times(frame_times: Tensor, every: int | None = None, count: int = DEFAULT_KEYFRAMES) -> Tensor:
-    """Key-frame times [K]: every `every`-th frame time (and the last), or `count` evenly over the span."""
+    """Key-frame times [K], each a training frame time: every `every`-th frame (and the last), or the `count`
+    frames nearest to evenly spaced times over the span."""
     frame_times = torch.unique(frame_times)  # sorted
     if every is not None:
         keys = frame_times[::every]
         return keys if keys[-1] == frame_times[-1] else torch.cat([keys, frame_times[-1:]])
-    return torch.linspace(float(frame_times[0]), float(frame_times[-1]), max(2, min(count, len(frame_times))))
+    even = torch.linspace(float(frame_times[0]), float(frame_times[-1]), max(2, min(count, len(frame_times))))
+    return torch.unique(frame_times[(even[:, None] - frame_times[None, :]).abs().argmin(dim=1)])
 
 
 @dataclasses.dataclass
@@ -89,11 +94,15 @@ class TemporalFilter:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, splats, key_times: Tensor, ctx: PruneContext) -> "TemporalFilter":
+    def build(cls, splats, key_times: Tensor, ctx: PruneContext, views: str = "timestamp") -> "TemporalFilter":
+        """views "timestamp": the training views of the key-frame's own time (the paper: N3V's cameras at that
+        frame; D-NeRF's single camera); "all": every training camera, rendered at the key-frame's time."""
         n = len(splats["means"])
         visible = torch.zeros(len(key_times), n, dtype=torch.bool, device=ctx.device)
         for k, t in enumerate(key_times.tolist()):
-            for cam, _ in ctx.views():  # every training camera, rendered at the key-frame's time
+            for cam, _ in ctx.views():
+                if views == "timestamp" and abs(cam.time - t) > 1e-6:
+                    continue
                 ids, stats = _per_view_stats(splats, cam, t, ctx)
                 visible[k, ids[stats.hit_count > 0]] = True
         return cls(key_times.to(ctx.device), visible)
@@ -120,11 +129,11 @@ class SpatioTemporalPruner(Pruner):
     name = "spatiotemporal"
 
     def __init__(self, ctx: PruneContext, frame_times: Tensor, ratio: float | None = None, at_fraction: float = 2 / 3,
-                 use_filter: bool = True, keyframe_every: int | None = None):
+                 use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp"):
         self.ctx, self.ratio = ctx, DEFAULT_RATIO_4D if ratio is None else ratio
         self.frame_times = torch.unique(frame_times.float()).to(ctx.device)
         self.step = min(max(round(at_fraction * ctx.max_steps), ctx.densify_stop_step), max(ctx.max_steps - 1, 0))
-        self.use_filter, self.keyframe_every = use_filter, keyframe_every
+        self.use_filter, self.keyframe_every, self.filter_views = use_filter, keyframe_every, filter_views
         self.num_before: int | None = None
         self.num_removed = 0
         self.filter: TemporalFilter | None = None
@@ -137,7 +146,8 @@ class SpatioTemporalPruner(Pruner):
         self.num_before, self.num_removed = keep.shape[0], int((~keep).sum())
         remove_gaussians(params, optimizers, strategy_state, ~keep)
         if self.use_filter:
-            self.filter = TemporalFilter.build(params, keyframe_times(self.frame_times, self.keyframe_every), self.ctx)
+            keys = keyframe_times(self.frame_times, self.keyframe_every)
+            self.filter = TemporalFilter.build(params, keys, self.ctx, self.filter_views)
 
     def active_mask(self, time: float | None) -> Tensor | None:
         if self.filter is None or time is None:
@@ -153,6 +163,7 @@ class SpatioTemporalPruner(Pruner):
             "prune_ratio": None if not self.num_before else self.num_removed / self.num_before,
             "temporal_filter": self.filter is not None,
             "num_keyframes": None if self.filter is None else len(self.filter.key_times),
+            "filter_views": self.filter_views if self.use_filter else None,
             "keyframe_times": None if self.filter is None else [round(float(t), 4) for t in self.filter.key_times],
         }
 
