@@ -105,7 +105,7 @@ class TemporalFilter:
                     continue
                 ids, stats = _per_view_stats(splats, cam, t, ctx)
                 visible[k, ids[stats.hit_count > 0]] = True
-        return cls(key_times.to(ctx.device), visible)
+        return cls(key_times.to(ctx.device).contiguous(), visible)
 
     def active(self, t: float) -> Tensor:
         """[N] bool: visible at the key-frame at or before t, or at the one after (clamped at the ends)."""
@@ -119,7 +119,7 @@ class TemporalFilter:
 
     @classmethod
     def from_state(cls, state: dict, device) -> "TemporalFilter":
-        return cls(state["key_times"].to(device), state["visible"].to(device))
+        return cls(state["key_times"].to(device).contiguous(), state["visible"].to(device))
 
 
 class SpatioTemporalPruner(Pruner):
