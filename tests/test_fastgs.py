@@ -243,6 +243,14 @@ def test_schedule_scales_with_max_steps():
     assert s.learning_rates == {"opacities": 0.025, "sh0": 0.0025, "shN": 0.00025}
 
 
+def test_absgrad_only_while_densifying():
+    s = make_strategy("fastgs", 1000)
+    assert s.refine_stop_iter == 500 and s.absgrad  # the first render computes the AbsGS gradient
+    s.step_post_backward({}, {}, {}, 500, {})  # densification is over: nothing reads means2d.absgrad any more
+    assert not s.absgrad
+    assert make_strategy("fastgs", 1000).absgrad  # a new (e.g. resumed) strategy computes it for its first step
+
+
 def test_held_optimizers_schedule():
     s = make_strategy("fastgs", 30_000)
     all_names = {"means", "scales", "quats", "opacities", "sh0", "shN"}

@@ -39,6 +39,7 @@ EXTEND_MAX = 3.33  # opacity-aware radius: extend = min(3.33, sqrt(2 ln(255 o)))
 _LOG_T_MIN = math.log(float(torch.tensor(T_MIN, dtype=torch.float32)))  # log of 1e-4f
 _SIGMA_MARGIN = 1e-3  # slack on sigma <= ln(255 o) when bounding the ellipse (exactness guard)
 _CHUNK = 1 << 17  # pairs per vectorized step: cache-sized temporaries, bounded memory
+_INT16_MAX = 32767  # a band's pixel offsets sort as int16 keys when they fit (faster stable sort)
 # torch threads inside the chunk loops (thousands of short ops). 1 is robust: with more, every op is an
 # OpenMP region, and on a busy 2-core machine each region can stall for a scheduler tick (measured
 # 10-40x slowdowns); on an idle machine 2 threads gain only ~10-25%. 0 = keep torch's setting.
@@ -292,7 +293,8 @@ def contributing_pairs(
         yr = torch.stack([ty0[cam, ids] * tile_size, (ty1[cam, ids] * tile_size).clamp_max(height) - 1], -1)
         m, q, o = means2d[cam, ids].double(), conics[cam, ids].double(), opacities[cam, ids].double()
         rg, y, x0, w, dy = _row_spans(m, q, o, xr, yr)  # [R] rows, depth-major
-        y, order = torch.sort(y, stable=True)  # rows by (image row, depth)
+        y, order = torch.sort(y.to(torch.int16 if height <= _INT16_MAX else torch.int32), stable=True)  # rows by (image row, depth)
+        y = y.long()
         rg, x0, w, dy = (t.index_select(0, order) for t in (rg, x0, w, dy))
         # per-row constants: sigma = 0.5 a dx^2 + (b dy) dx + 0.5 c dy^2, dx = (m_x - x0 - 0.5) - j at pixel x0 + j
         qa, qb, qc = (q[:, k].index_select(0, rg) for k in range(3))
@@ -311,6 +313,7 @@ def contributing_pairs(
         for k0, k1 in _chunks(row_off[y_rows], _CHUNK):  # bands of whole image rows
             r0, r1 = (int(v) for v in torch.searchsorted(row_off, torch.tensor([k0, k1], device=dev)))
             p0 = int(y[r0]) * width  # first pixel of the band
+            key_dt = torch.int16 if (int(y[r1 - 1]) + 1) * width - p0 <= _INT16_MAX else torch.int32
             # (a) candidate pairs and their alpha, ordered (image row, depth, x)
             pr = torch.repeat_interleave(w[r0:r1])  # pair -> row (local)
             at = lambda t: t[r0:r1].index_select(0, pr)  # noqa: E731  per-row value at each pair
@@ -318,8 +321,8 @@ def contributing_pairs(
             dx = at(dx0) - j.to(dt)  # mean_x - pixel centre x
             sigma = (at(A) * dx + at(B)) * dx + at(Cy)  # 3DGS Eq. 4: 0.5 d^T Sigma'^-1 d
             a = (at(o_r) * torch.exp(-sigma)).clamp_max(MAX_ALPHA)  # 3DGS Eq. 3: alpha = o G
-            a = a * ((sigma >= 0) & (a >= ALPHA_THRESHOLD))  # 0 = skipped (gsplat's alpha < 1/255 test)
-            pix, perm = torch.sort((at(pix0) + j - p0).int(), stable=True)  # pixel-major, depth order kept
+            a = torch.where((sigma >= 0) & (a >= ALPHA_THRESHOLD), a, 0.0)  # 0 = skipped (gsplat's alpha < 1/255 test)
+            pix, perm = torch.sort((at(pix0) + j - p0).to(key_dt), stable=True)  # pixel-major, depth order kept
             pr, a, pix = pr.index_select(0, perm), a.index_select(0, perm), pix.long()
             # (b) T_i = prod_{j<i} (1 - alpha_j): segmented exclusive cumsum of log(1 - alpha) in float64,
             #     keeping pairs until gsplat's exclusive stop T (1 - alpha) <= 1e-4
@@ -328,10 +331,10 @@ def contributing_pairs(
             cs = torch.cumsum(la, 0) - la  # exclusive
             logT = cs - cs.index_select(0, (torch.cumsum(counts, 0) - counts).index_select(0, pix))  # from pixel start
             keep = (a > 0) & (logT + la > _LOG_T_MIN)
-            logTfin[cam, p0:].scatter_add_(0, pix, la * keep)
             idx = keep.nonzero().squeeze(1)
             n1 = n + len(idx)
             torch.add(pix.index_select(0, idx), p0, out=out["pix"][n:n1])
+            logTfin[cam].scatter_add_(0, out["pix"][n:n1], la.index_select(0, idx))  # the kept pairs' log(1 - alpha)
             torch.index_select(gid_r[r0:r1], 0, pr.index_select(0, idx), out=out["g"][n:n1])
             torch.index_select(a, 0, idx, out=out["alpha"][n:n1])
             torch.exp(logT.index_select(0, idx), out=out["T"][n:n1])
@@ -339,7 +342,10 @@ def contributing_pairs(
         outs.append({k: v[:n] for k, v in out.items()})  # views; the early-stopped tail is left unused
     cat = {k: outs[0][k] if C == 1 else torch.cat([o[k] for o in outs]) for k in outs[0]}
     counts = torch.tensor([len(o["g"]) for o in outs], device=dev)
-    cams = torch.repeat_interleave(torch.arange(C, device=dev), counts) if C > 1 else torch.zeros_like(cat["g"])
+    if C > 1:
+        cams = torch.repeat_interleave(torch.arange(C, device=dev), counts)
+    else:  # all zeros: a stride-0 view, no P-long buffer to allocate and fill (read-only)
+        cams = torch.zeros(1, dtype=torch.long, device=dev).expand(len(cat["g"]))
     pix = cat["pix"]
     starts = _segment_starts(pix if C == 1 else cams * HW + pix, C * HW)
     return Pairs(cat["g"], cams, pix, cat["alpha"], cat["T"], cat["alpha"] * cat["T"],
@@ -373,7 +379,7 @@ class _Composite(torch.autograd.Function):
         C, N, D = colors.shape
         H, W = pairs.height, pairs.width
         Tfin = pairs.final_transmittances.reshape(-1)  # [C H W]
-        cols = colors.reshape(C * N, D).t()  # [D, C N]
+        cols = colors.reshape(C * N, D).t().contiguous()  # [D, C N], contiguous rows for the gathers
         out = torch.zeros(D, C * H * W, dtype=colors.dtype, device=colors.device)
         with _loop_threads():
             for i0, i1 in _chunks(pairs.pixel_starts, _CHUNK):
@@ -399,8 +405,10 @@ class _Composite(torch.autograd.Function):
         if bg is not None:
             tail = tail - (g.reshape(C, -1, D) * bg[:, None, :]).sum(-1).reshape(-1)
         tail = Tfin * tail  # T_final (dL/dA - bg . dL/dC), [C H W]
-        g, cols = g.t().contiguous(), colors.reshape(M, D).t()  # [D, C H W], [D, M]
-        mx, my = means2d.detach().reshape(M, 2).t()
+        # per-channel / per-component rows made contiguous once: the chunk loop gathers from them per pair
+        g, cols = g.t().contiguous(), colors.reshape(M, D).t().contiguous()  # [D, C H W], [D, M]
+        mx, my = means2d.detach().reshape(M, 2).t().contiguous()
+        q_rows = conics.detach().reshape(M, 3).t().contiguous()  # [3, M] conic (a, b, c)
         xs = torch.arange(W, dtype=dt, device=dev) + 0.5
         px = xs.repeat(pairs.height)  # pixel centres by pixel id, [H W]
         py = (torch.arange(pairs.height, dtype=dt, device=dev) + 0.5).repeat_interleave(W)
@@ -414,8 +422,7 @@ class _Composite(torch.autograd.Function):
         with _loop_threads():
             for i0, i1 in _chunks(starts, _CHUNK):  # whole pixels per chunk
                 fid, img = _flat_ids(pairs, i0, i1, N)
-                alpha, T = pairs.alphas[i0:i1], pairs.transmittances[i0:i1]
-                w = alpha * T
+                alpha, T, w = pairs.alphas[i0:i1], pairs.transmittances[i0:i1], pairs.weights[i0:i1]  # w = alpha T
                 gp = [g[d].index_select(0, img) for d in range(D)]  # dL/dC at the pair's pixel
                 cg = sum(cols[d].index_select(0, fid) * gp[d] for d in range(D))  # c_i . dL/dC
                 # colour behind pair i in its pixel: S_i = sum_{j > i} w_j c_j . dL/dC (gsplat's `buffer`)
@@ -432,7 +439,7 @@ class _Composite(torch.autograd.Function):
                 for k, v in enumerate((u, ux, uy, ux * dx, ux * dy, uy * dy)):
                     acc[k].scatter_add_(0, fid, v)
                 if absg is not None:  # AbsGS: sum over pixels of |per-pixel dL/dmeans2d| = |u Q d|
-                    qa, qb, qc = (conics.detach().reshape(M, 3)[:, k].index_select(0, fid) for k in range(3))
+                    qa, qb, qc = (q_rows[k].index_select(0, fid) for k in range(3))
                     absg[0].scatter_add_(0, fid, (qa * ux + qb * uy).abs())
                     absg[1].scatter_add_(0, fid, (qb * ux + qc * uy).abs())
                 if v_cols is not None:
@@ -440,7 +447,7 @@ class _Composite(torch.autograd.Function):
                         v_cols[d].scatter_add_(0, fid, w * gp[d])
 
         u, ux, uy, uxx, uxy, uyy = acc
-        qa, qb, qc = conics.detach().reshape(M, 3).t()
+        qa, qb, qc = q_rows
         v_means2d = -torch.stack([qa * ux + qb * uy, qb * ux + qc * uy], -1).reshape(C, N, 2)  # dsigma/dmean = Q d
         v_conics = -torch.stack([0.5 * uxx, uxy, 0.5 * uyy], -1).reshape(C, N, 3)  # dsigma/dQ
         v_opac = (u / opacities.detach().reshape(M).clamp_min(1e-30)).reshape(C, N)
