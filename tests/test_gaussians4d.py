@@ -107,3 +107,12 @@ def test_gradients_reach_every_4d_parameter():
     rgb.sum().backward()
     for name in ("means", "times", "scales", "scales_t", "quats", "quats_r", "opacities", "sh0"):
         assert splats[name].grad is not None and splats[name].grad.abs().sum() > 0, name
+
+
+def test_rotmat_to_quat_round_trips():
+    from gspruner.model.gaussians4d import rotmat_to_quat
+    from gspruner.render.torch_raster import quat_to_rotmat
+
+    q = torch.nn.functional.normalize(torch.randn(500, 4, dtype=torch.float64), dim=-1)
+    q = q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+    torch.testing.assert_close(rotmat_to_quat(quat_to_rotmat(q)), q, atol=1e-9, rtol=0)

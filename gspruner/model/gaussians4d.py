@@ -129,30 +129,23 @@ def activated_at(splats, t: float, sh_degree: int | None = None, candidates: Ten
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
-    """[M,3,3] rotation matrices -> [M,4] unit quaternions wxyz (Shepperd's method, w >= 0)."""
-    m = R
-    tr = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cands = torch.stack([tr, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], dim=1)  # pick the largest of 4w^2, 4x^2, ...
-    k = cands.argmax(dim=1)
-    q = torch.zeros(R.shape[0], 4, dtype=R.dtype, device=R.device)
-    for case in range(4):
-        sel = k == case
-        if not sel.any():
-            continue
-        r = m[sel]
-        if case == 0:
-            s = torch.sqrt(1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2]) * 2
-            q[sel] = torch.stack([0.25 * s, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 1, 0] - r[:, 0, 1]) / s], 1)
-        elif case == 1:
-            s = torch.sqrt(1 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2]) * 2
-            q[sel] = torch.stack([(r[:, 2, 1] - r[:, 1, 2]) / s, 0.25 * s, (r[:, 0, 1] + r[:, 1, 0]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s], 1)
-        elif case == 2:
-            s = torch.sqrt(1 + r[:, 1, 1] - r[:, 0, 0] - r[:, 2, 2]) * 2
-            q[sel] = torch.stack([(r[:, 0, 2] - r[:, 2, 0]) / s, (r[:, 0, 1] + r[:, 1, 0]) / s, 0.25 * s, (r[:, 1, 2] + r[:, 2, 1]) / s], 1)
-        else:
-            s = torch.sqrt(1 + r[:, 2, 2] - r[:, 0, 0] - r[:, 1, 1]) * 2
-            q[sel] = torch.stack([(r[:, 1, 0] - r[:, 0, 1]) / s, (r[:, 0, 2] + r[:, 2, 0]) / s, (r[:, 1, 2] + r[:, 2, 1]) / s, 0.25 * s], 1)
-    return q * torch.where(q[:, :1] < 0, -1.0, 1.0)
+    """[M,3,3] rotation matrices -> [M,4] unit quaternions wxyz, w >= 0: the eigenvector of the largest eigenvalue
+    of Bar-Itzhack's symmetric 4x4 matrix (batched `gspruner.data.colmap.rotmat_to_qvec`)."""
+    r = R.double()
+    r00, r01, r02 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2]
+    r10, r11, r12 = r[:, 1, 0], r[:, 1, 1], r[:, 1, 2]
+    r20, r21, r22 = r[:, 2, 0], r[:, 2, 1], r[:, 2, 2]
+    zero = torch.zeros_like(r00)
+    K = torch.stack([
+        r00 - r11 - r22, zero, zero, zero,
+        r01 + r10, r11 - r00 - r22, zero, zero,
+        r02 + r20, r12 + r21, r22 - r00 - r11, zero,
+        r21 - r12, r02 - r20, r10 - r01, r00 + r11 + r22,
+    ], dim=-1).reshape(-1, 4, 4) / 3.0  # lower triangle, as eigh reads it
+    _, vecs = torch.linalg.eigh(K)  # ascending: the last column belongs to the largest eigenvalue
+    x, y, z, w = vecs[:, :, -1].unbind(-1)
+    q = torch.stack([w, x, y, z], dim=-1)
+    return (q * torch.where(q[:, :1] < 0, -1.0, 1.0)).to(R.dtype)
 
 
 @torch.no_grad()
