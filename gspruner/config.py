@@ -44,6 +44,8 @@ class StrategyConfig:
     """FastGS: step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
     fastgs_lrs: bool = True
     """FastGS: its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
+    fastgs_compact_box: float = 0.5
+    """FastGS: β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult`, 0.7 for T&T); 1 = off. CPU rasterizer only (per pixel; FastGS cuts 16×16 tiles); evaluation and export render without it."""
     time_split: bool = False
     """4D models: also split Gaussians long in time whose mean |dL/d mu_t| exceeds --strategy-cfg.grow-grad-t (the official 4DGS code accumulates this time gradient but never uses it; see strategies/default4d.py)."""
     grow_grad_t: float = 0.0002 / 40

@@ -31,7 +31,7 @@ from .model import create_optimizers, create_splats, random_points
 from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
 from .pruning import MASK_PRUNERS, PRUNERS_4D, PruneContext, make_pruner
 from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
-                         post_backward_kwargs, strategy_learning_rates)
+                         post_backward_kwargs, strategy_learning_rates, training_render_kwargs)
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
 OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
@@ -191,7 +191,7 @@ class Trainer:
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []
-        self.current_sh_degree, self.last_num_rays, self.step_gates = 0, 0, {}
+        self.current_sh_degree, self.last_num_rays, self.step_gates, self.current_step = 0, 0, {}, 0
         if self.resume_ckpt is not None:
             ck = self.resume_ckpt
             self.pruner.load_state_dict(ck.get("pruner", {}))
@@ -218,13 +218,21 @@ class Trainer:
             frame_times=torch.tensor([cam.time for cam in scene.train]) if self.dynamic else None,
         )
 
+    def render_kwargs(self, absgrad: bool = True) -> dict:
+        """The strategy's options for this step's renders (AbsGS gradient, FastGS's compact box); evaluation renders plain."""
+        kwargs = training_render_kwargs(self.strategy, self.current_step)
+        if not absgrad:
+            kwargs.pop("absgrad", None)
+        return kwargs
+
     @torch.no_grad()
     def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
         """`cam` rendered as this step renders (SH degree, pruner gates), without gradients: (rgb [H,W,3], info)."""
         n = len(self.splats["means"])
         gates = {k: g.detach() for k, g in self.step_gates.items() if g is not None and g.shape[0] == n}
         rgb, _, info = render_view(self.splats, cam, self.device, self.current_sh_degree, self.background, **gates,
-                                   near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane)
+                                   near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
+                                   **self.render_kwargs(absgrad=False))
         return rgb, info
 
     def _prepare_result_dir(self) -> None:
@@ -258,6 +266,7 @@ class Trainer:
         cams = [self._next_camera() for _ in range(self.batch_size)]
         sh_degree = min(step // self.sh_interval, c.sh_degree) if self.sh_interval else c.sh_degree
         self.current_sh_degree, self.last_num_rays = sh_degree, sum(cam.width * cam.height for cam in cams)
+        self.current_step = step
         self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
         frames, loss = [], 0.0
         for cam in cams:
@@ -265,7 +274,7 @@ class Trainer:
             rgb, _, info = render_view(
                 self.splats, cam, self.device, sh_degree, self.background, **self.step_gates,
                 active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
-                absgrad=getattr(self.strategy, "absgrad", False),
+                **self.render_kwargs(),
             )
             loss = loss + self._photometric_loss(rgb, gt) / len(cams)  # 4DGS: loss / batch_size per frame
             frames.append((cam, gt, rgb, info))

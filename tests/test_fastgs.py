@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from gspruner.cli import main
-from gspruner.config import TrainConfig
+from gspruner.config import StrategyConfig, TrainConfig
 from gspruner.evaluation import render_view
 from gspruner.metrics import ssim
 from gspruner.model import create_optimizers
 from gspruner.render.stats import contribution_stats
 from gspruner.render.torch_raster import ALPHA_THRESHOLD, MAX_ALPHA, T_MIN, project
-from gspruner.strategies import FastGSStrategy, ViewSampler, held_optimizers, make_strategy
+from gspruner.strategies import FastGSStrategy, ViewSampler, held_optimizers, make_strategy, training_render_kwargs
 from gspruner.strategies.fastgs import error_mask, masked_hit_count, multiview_scores, photometric_loss
 from gspruner.trainer import Trainer
 
@@ -235,7 +235,7 @@ def test_view_sampler_reuses_the_step_render():
 def test_schedule_scales_with_max_steps():
     full = make_strategy("fastgs", 30_000)
     assert (full.refine_start_iter, full.refine_stop_iter, full.refine_every, full.reset_every) == (500, 15_000, 500, 3000)
-    assert full.final_prune_iters == (18_000, 21_000, 24_000, 27_000) and full.absgrad
+    assert full.final_prune_iters == (18_000, 21_000, 24_000, 27_000)
     s = make_strategy("fastgs", 3000)
     assert (s.refine_start_iter, s.refine_stop_iter, s.refine_every, s.reset_every) == (50, 1500, 50, 300)
     assert s.final_prune_iters == (1800, 2100, 2400, 2700)
@@ -243,12 +243,16 @@ def test_schedule_scales_with_max_steps():
     assert s.learning_rates == {"opacities": 0.025, "sh0": 0.0025, "shN": 0.00025}
 
 
-def test_absgrad_only_while_densifying():
+def test_render_kwargs_follow_the_schedule():
+    """AbsGS gradients while densifying; the compact box until compact_box_stop_iter, plain renders after."""
     s = make_strategy("fastgs", 1000)
-    assert s.refine_stop_iter == 500 and s.absgrad  # the first render computes the AbsGS gradient
-    s.step_post_backward({}, {}, {}, 500, {})  # densification is over: nothing reads means2d.absgrad any more
-    assert not s.absgrad
-    assert make_strategy("fastgs", 1000).absgrad  # a new (e.g. resumed) strategy computes it for its first step
+    assert (s.refine_stop_iter, s.compact_box_stop_iter) == (500, 900)
+    assert training_render_kwargs(s, 0) == {"absgrad": True, "compact_box": 0.5}
+    assert training_render_kwargs(s, 500) == {"absgrad": False, "compact_box": 0.5}  # nothing reads absgrad now
+    assert training_render_kwargs(s, 900) == {"absgrad": False, "compact_box": 1.0}  # the model ends plain
+    off = make_strategy("fastgs", 1000, StrategyConfig(fastgs_compact_box=1.0))
+    assert training_render_kwargs(off, 0)["compact_box"] == 1.0
+    assert training_render_kwargs(make_strategy("default", 1000), 0) == {"absgrad": False}
 
 
 def test_held_optimizers_schedule():

@@ -58,7 +58,7 @@ def make_scene(n=40, seed=0, sh_degree=None, dtype=torch.float64, width=W, heigh
 
 def ref_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near=0.01, far=1e10,
                   eps2d=0.3, radius_clip=0.0, sh_degree=None, backgrounds=None, mode="RGB", antialiased=False,
-                  tile=16, pix_offsets=None):
+                  tile=16, pix_offsets=None, compact_box=1.0):
     """Returns (colors [C,H,W,D], alphas [C,H,W,1], means2d [C,N,2], radii [C,N,2])."""
     N, C = means.shape[0], viewmats.shape[0]
     q = quats / quats.norm(dim=-1, keepdim=True)
@@ -129,6 +129,8 @@ def ref_rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, 
         sigma = 0.5 * (a_ * dx * dx + c_ * dy * dy) + b_ * dx * dy
         alpha = torch.clamp(o * torch.exp(-sigma), max=0.999)
         valid = in_tile & (sigma >= 0) & (alpha >= 1 / 255)
+        if compact_box < 1:  # FastGS compact box, per pixel: d^2 <= beta 2 ln(255 o)
+            valid &= sigma <= compact_box * torch.log(o * 255)
         T = torch.ones(px.shape[0], dtype=means.dtype)
         done = torch.zeros(px.shape[0], dtype=torch.bool)
         img = torch.zeros(px.shape[0], feat.shape[-1], dtype=means.dtype)
@@ -188,6 +190,24 @@ def test_forward_matches_reference(mode, dtype):
     assert (a.double() - a_r).abs().max() < 1e-5
     assert (img.double() - img_r).abs().max() < tol, (img.double() - img_r).abs().max()
     assert (a_r > 0.5).any() and (a_r < 0.05).any()  # the scene has both covered and empty pixels
+
+
+def test_compact_box_matches_reference_and_cuts_pairs():
+    """FastGS's compact box (beta 0.5): the reference's pixel rule, gradients included; fewer pairs."""
+    scene = make_scene(seed=1)
+    for beta in (0.5, 0.7):
+        img_r, a_r, _, _ = ref(scene, mode="RGB", compact_box=beta)
+        img, a, info = ours(scene, compact_box=beta)
+        assert (a - a_r).abs().max() < 1e-6 and (img - img_r).abs().max() < 1e-6
+    _, a_full, info_full = ours(scene)
+    assert len(info["pairs"]) < 0.8 * len(info_full["pairs"])  # the faint tails are gone
+    assert (a - a_full).abs().max() > 1e-3  # and the image changed
+    g_ours = _grads(ours, scene, torch.float64, mode="RGB", compact_box=0.5)
+    g_ref = _grads(ref, scene, torch.float64, mode="RGB", compact_box=0.5)
+    for name in g_ref:
+        assert cosine(g_ours[name], g_ref[name]) > 1 - 1e-9, name
+    with pytest.raises(ValueError, match="compact_box"):
+        ours(scene, compact_box=0.0)
 
 
 def test_early_stop_and_clamp_exercised():

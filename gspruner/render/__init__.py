@@ -8,6 +8,7 @@ gsplat's non-packed path so gsplat's strategies run unchanged.
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional, Tuple
 
 from torch import Tensor
@@ -41,6 +42,7 @@ def rasterize(
     absgrad: bool = False,
     rasterize_mode: str = "classic",
     covars: Optional[Tensor] = None,  # [N, 6] upper triangle (xx, xy, xz, yy, yz, zz), or [N, 3, 3]
+    compact_box: float = 1.0,
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Render Gaussians -> (render_colors [C, H, W, D'], render_alphas [C, H, W, 1], info).
 
@@ -48,8 +50,13 @@ def rasterize(
     replaces quats/scales. On CPU `packed` is ignored (info is always gsplat's non-packed layout:
     radii [C, N, 2], means2d [C, N, 2], ..., gaussian_ids None) and info also holds "pairs", the
     `torch_raster.Pairs` that were composited.
+
+    `compact_box` = beta < 1 (CPU only): FastGS's compact box, pixels with d^2 > beta 2 ln(255 o) are
+    skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (warned once).
     """
     if means.device.type == "cuda":
+        if compact_box < 1.0:
+            _warn_once("compact_box is a CPU-rasterizer option; gsplat's CUDA rasterizer renders without it")
         import gsplat
 
         if covars is not None and covars.shape[-1] == 6:  # gsplat 1.5.3 takes [N, 3, 3]
@@ -65,4 +72,11 @@ def rasterize(
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
         sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
         render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
+        compact_box=compact_box,
     )
+
+
+def _warn_once(message: str, _seen: set = set()) -> None:  # noqa: B006  (the set is the memory)
+    if message not in _seen:
+        _seen.add(message)
+        warnings.warn(message, stacklevel=3)

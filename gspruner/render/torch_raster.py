@@ -201,16 +201,17 @@ class Pairs:
         return self.gaussian_ids.numel()
 
 
-def _row_spans(m: Tensor, q: Tensor, o: Tensor, xr: Tensor, yr: Tensor):
-    """Pixel rows of V Gaussians: the touched-tile box cut to the ellipse sigma <= ln(255 o) + margin.
+def _row_spans(m: Tensor, q: Tensor, o: Tensor, xr: Tensor, yr: Tensor, beta: float = 1.0):
+    """Pixel rows of V Gaussians: the touched-tile box cut to the ellipse sigma <= beta ln(255 o) + margin.
 
-    alpha = o exp(-sigma) >= 1/255 needs sigma <= ln(255 o), so this drops only pixels gsplat skips
-    too. m [V, 2], q [V, 3] (conic a, b, c), o [V] in float64; xr, yr [V, 2] inclusive pixel ranges
-    of the touched tiles. Returns per row [R]: Gaussian (index into V), y, first x, width, dy = m_y - p_y.
+    alpha = o exp(-sigma) >= 1/255 needs sigma <= ln(255 o), so with beta = 1 this drops only pixels
+    gsplat skips too. m [V, 2], q [V, 3] (conic a, b, c), o [V] in float64; xr, yr [V, 2] inclusive
+    pixel ranges of the touched tiles. Returns per row [R]: Gaussian (index into V), y, first x, width,
+    dy = m_y - p_y.
     """
     mx, my = m.unbind(-1)
     qa, qb, qc = q.unbind(-1)
-    L = torch.log(o * 255.0) + _SIGMA_MARGIN
+    L = beta * torch.log(o * 255.0) + _SIGMA_MARGIN
     det = qa * qc - qb * qb  # det of the conic, > 0 (inverse of a blurred covariance)
     ey, ex = torch.sqrt(2 * L * qa / det), torch.sqrt(2 * L * qc / det)  # ellipse half-extents
     y0 = torch.maximum(torch.ceil(my - ey - 0.5).long(), yr[:, 0])
@@ -267,6 +268,7 @@ def contributing_pairs(
     width: int,
     height: int,
     tile_size: int = 16,
+    compact_box: float = 1.0,
 ) -> Pairs:
     """All contributing (camera, Gaussian, pixel) pairs of a projection, exactly as gsplat composites them.
 
@@ -278,7 +280,13 @@ def contributing_pairs(
 
     Work goes band by band of image rows (about `_CHUNK` candidate pairs each), so temporaries stay
     cache-sized and only the final pairs are stored.
+
+    `compact_box` = beta < 1 keeps only pixels with sigma <= beta ln(255 o), i.e. d^2 <= beta 2 ln(255 o)
+    (FastGS's compact box, Sec. 3.4, `mult`); FastGS cuts 16x16 tiles, this cuts single pixels (our
+    CPU rasterizer enumerates pixels, not tiles), which drops more of the faint tail. 1 = gsplat exactly.
     """
+    if not 0.0 < compact_box <= 1.0:
+        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
     C, N = means2d.shape[:2]
     dev, dt = means2d.device, means2d.dtype
     HW = width * height
@@ -292,7 +300,7 @@ def contributing_pairs(
         xr = torch.stack([tx0[cam, ids] * tile_size, (tx1[cam, ids] * tile_size).clamp_max(width) - 1], -1)
         yr = torch.stack([ty0[cam, ids] * tile_size, (ty1[cam, ids] * tile_size).clamp_max(height) - 1], -1)
         m, q, o = means2d[cam, ids].double(), conics[cam, ids].double(), opacities[cam, ids].double()
-        rg, y, x0, w, dy = _row_spans(m, q, o, xr, yr)  # [R] rows, depth-major
+        rg, y, x0, w, dy = _row_spans(m, q, o, xr, yr, compact_box)  # [R] rows, depth-major
         y, order = torch.sort(y.to(torch.int16 if height <= _INT16_MAX else torch.int32), stable=True)  # rows by (image row, depth)
         y = y.long()
         rg, x0, w, dy = (t.index_select(0, order) for t in (rg, x0, w, dy))
@@ -301,6 +309,7 @@ def contributing_pairs(
         A, B, Cy = (0.5 * qa).to(dt), (qb * dy).to(dt), (0.5 * qc * dy * dy).to(dt)
         dx0 = (m[:, 0].index_select(0, rg) - x0 - 0.5).to(dt)
         o_r = o.index_select(0, rg).to(dt)
+        cut_r = (compact_box * torch.log(o * 255.0)).index_select(0, rg).to(dt) if compact_box < 1 else None
         pix0 = y * width + x0  # pixel id of the row's first pair
         gid_r = ids.index_select(0, rg)  # row -> Gaussian id
         row_off = torch.cat([w.new_zeros(1), torch.cumsum(w, 0)])  # first pair of each row, [R + 1]
@@ -322,6 +331,8 @@ def contributing_pairs(
             sigma = (at(A) * dx + at(B)) * dx + at(Cy)  # 3DGS Eq. 4: 0.5 d^T Sigma'^-1 d
             a = (at(o_r) * torch.exp(-sigma)).clamp_max(MAX_ALPHA)  # 3DGS Eq. 3: alpha = o G
             a = torch.where((sigma >= 0) & (a >= ALPHA_THRESHOLD), a, 0.0)  # 0 = skipped (gsplat's alpha < 1/255 test)
+            if cut_r is not None:  # compact box: sigma <= beta ln(255 o)
+                a = torch.where(sigma <= at(cut_r), a, 0.0)
             pix, perm = torch.sort((at(pix0) + j - p0).to(key_dt), stable=True)  # pixel-major, depth order kept
             pr, a, pix = pr.index_select(0, perm), a.index_select(0, perm), pix.long()
             # (b) T_i = prod_{j<i} (1 - alpha_j): segmented exclusive cumsum of log(1 - alpha) in float64,
@@ -492,8 +503,10 @@ def rasterize(
     absgrad: bool = False,
     rasterize_mode: str = "classic",
     covars: Optional[Tensor] = None,  # [N, 6] or [N, 3, 3]
+    compact_box: float = 1.0,
 ) -> Tuple[Tensor, Tensor, Dict]:
-    """CPU `gsplat.rasterization` (pinhole, no batch dims). `packed` is ignored: info is always non-packed."""
+    """CPU `gsplat.rasterization` (pinhole, no batch dims). `packed` is ignored: info is always non-packed.
+    `compact_box` < 1: FastGS's compact box per pixel (see `contributing_pairs`); 1 = gsplat."""
     N, C = means.shape[0], viewmats.shape[0]
     if means.dim() != 2 or means.shape[-1] != 3:
         raise ValueError(f"means must be [N, 3], got {tuple(means.shape)}")
@@ -533,7 +546,7 @@ def rasterize(
             backgrounds = torch.zeros_like(backgrounds[:, :1])
 
     pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii,
-                               width, height, tile_size)
+                               width, height, tile_size, compact_box)
     render_colors, render_alphas = composite(proj.means2d, proj.conics, proj.opacities,
                                              feats.contiguous(), backgrounds, pairs, absgrad)
     if render_mode in ("ED", "RGB+ED"):  # expected depth = accumulated depth / alpha

@@ -33,6 +33,7 @@ _STEP_FIELDS = (
     "sh_step_every",
     "sparse_step_iters",
     "sparse_step_every",
+    "compact_box_stop_iter",
 )
 
 
@@ -87,6 +88,7 @@ def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None
             densify_score_thresh=cfg.fastgs_densify_score, grad_thresh=cfg.fastgs_grad_thresh,
             grad_abs_thresh=cfg.fastgs_grad_abs_thresh, dense=cfg.fastgs_dense,
             final_prune_score=cfg.fastgs_prune_score, optimizer_schedule=cfg.fastgs_optimizer_schedule,
+            compact_box_beta=cfg.fastgs_compact_box,
             learning_rates=dict(FASTGS_LRS) if cfg.fastgs_lrs else None, verbose=False,
         )
     elif name == "none":
@@ -121,10 +123,16 @@ def held_optimizers(strategy: Strategy, step: int) -> set:
     return held(step) if held is not None else set()
 
 
+def training_render_kwargs(strategy: Strategy, step: int) -> dict:
+    """Rasterizer options the strategy asks of the training render at `step`: AbsGS gradients, FastGS's compact box."""
+    own = getattr(strategy, "render_kwargs", None)
+    return own(step) if own is not None else {"absgrad": bool(getattr(strategy, "absgrad", False))}
+
+
 def strategy_learning_rates(strategy: Strategy) -> dict | None:
     """Adam learning rates the strategy asks for (overriding the defaults), or None."""
     return getattr(strategy, "learning_rates", None)
 
 
 __all__ = ["Default4DStrategy", "FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
-           "make_strategy", "post_backward_kwargs", "scale_schedule", "strategy_learning_rates", "REFERENCE_STEPS"]
+           "make_strategy", "post_backward_kwargs", "scale_schedule", "strategy_learning_rates", "training_render_kwargs", "REFERENCE_STEPS"]
