@@ -123,8 +123,6 @@ class Trainer:
                              f"--prune {c.prune} is for static scenes; a dynamic scene takes --prune spatiotemporal")
         if c.prune in PRUNERS_4D and c.prune_threshold is not None:
             raise InputError(f"--prune {c.prune} prunes by --prune-ratio, not by a threshold")
-        if self.dynamic and c.viewer:
-            raise InputError("--viewer does not show 4D models yet; train without it")
         if c.keyframe_every is not None and c.keyframe_every < 1:
             raise InputError(f"--keyframe-every must be ≥ 1 (got {c.keyframe_every})")
 
@@ -325,7 +323,7 @@ class Trainer:
         viewer = TrainingViewer(lambda: self.splats, lambda: self.current_sh_degree, self.device,
                                 port=self.cfg.port, output_dir=self.cfg.result_dir,
                                 background=self.background or (0.0, 0.0, 0.0), max_sh_degree=self.cfg.sh_degree,
-                                scene_scale=self.scene.scene_scale)
+                                scene_scale=self.scene.scene_scale, time_range=self.time_range)
         tqdm.write(f"viewer: {viewer.url}")
         return viewer
 
@@ -433,8 +431,12 @@ def remove_run_files(result_dir: Path) -> None:
 
 def scene_fingerprint(scene) -> dict:
     """What identifies the scene a checkpoint was trained on."""
-    return {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
-            "train_images": [cam.name for cam in scene.train]}
+    fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
+                   "train_images": [cam.name for cam in scene.train]}
+    times = [cam.time for cam in scene.train if cam.time is not None]
+    if times:  # a dynamic scene: the span of its training frames (the viewer's time slider)
+        fingerprint["time_range"] = [min(times), max(times)]
+    return fingerprint
 
 
 def check_same_scene(ckpt: dict, scene, ckpt_path) -> None:

@@ -52,14 +52,15 @@ CPU_MAX_RENDER_RES = 256  # default cap (pixels, long side) of a frame rendered 
 RENDER_MODES = ("RGB", "depth", "alpha")
 OBJECT_KINDS = ("blender", "dnerf")  # scenes rendered over the training background (as gspruner eval does)
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+SPLAT_KEYS_4D = ("times", "scales_t", "quats_r")  # a 4D model (dynamic scene) has these as well
 
 
 @dataclass
 class ViewConfig:
-    """Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree."""
+    """Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider."""
 
     ckpt: Optional[Path] = None
-    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt). Give exactly one of --ckpt and --ply."""
+    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt), 3D or 4D. Give exactly one of --ckpt and --ply."""
     ply: Optional[Path] = None
     """A splat file: INRIA 3DGS .ply; also .compressed.ply, .spz and .splat where gspruner.export.formats is present. Give exactly one of --ckpt and --ply."""
     host: str = "127.0.0.1"
@@ -96,15 +97,16 @@ def sh_degree_of(splats: dict) -> int:
 
 
 def check_splats(splats: dict, source: Path) -> dict:
-    missing = [k for k in SPLAT_KEYS if k not in splats]
+    keys = SPLAT_KEYS + (SPLAT_KEYS_4D if "times" in splats else ())
+    missing = [k for k in keys if k not in splats]
     if missing:
         raise InputError(f"{source}: splats lack {', '.join(missing)}")
-    counts = {k: int(splats[k].shape[0]) for k in SPLAT_KEYS}
+    counts = {k: int(splats[k].shape[0]) for k in keys}
     if len(set(counts.values())) != 1:
         raise InputError(f"{source}: inconsistent Gaussian counts across parameters {counts}")
     if counts["means"] == 0:
         raise InputError(f"{source}: holds no Gaussians")
-    return {k: splats[k].detach().float().contiguous() for k in SPLAT_KEYS}
+    return {k: splats[k].detach().float().contiguous() for k in keys}
 
 
 @dataclass
@@ -114,6 +116,8 @@ class LoadedScene:
     background: tuple[float, float, float]
     scene_scale: Optional[float]  # max camera distance from the camera centroid, when the checkpoint says
     source: Path
+    time_range: Optional[tuple[float, float]] = None  # a 4D model: the frame times it was trained on
+    temporal_filter: Optional[object] = None  # a 4D model pruned with --prune spatiotemporal: its key-frame filter
 
 
 def load_view_input(cfg: ViewConfig) -> LoadedScene:
@@ -128,9 +132,6 @@ def load_view_input(cfg: ViewConfig) -> LoadedScene:
         ckpt = load_checkpoint(cfg.ckpt)
         if not isinstance(ckpt["splats"], dict):
             raise InputError(f"{cfg.ckpt}: 'splats' is not a dict of tensors")
-        if "times" in ckpt["splats"]:
-            raise InputError(f"{cfg.ckpt}: a 4D model (dynamic scene); the viewer shows 3D scenes: "
-                             f"`gspruner export --ckpt {cfg.ckpt} --time T --format ply` and view that file")
         splats = check_splats(ckpt["splats"], cfg.ckpt)
         scene = ckpt.get("scene") or {}
         trained = ckpt.get("config") or {}
@@ -138,6 +139,12 @@ def load_view_input(cfg: ViewConfig) -> LoadedScene:
             background = tuple(float(c) for c in trained["background"])
         scene_scale = scene.get("scene_scale")
         source = Path(cfg.ckpt)
+        if "times" in splats:  # 4D: the training frames' time span (checkpoints before it was stored: [0, 1])
+            from .checkpoint import temporal_filter_of
+
+            time_range = tuple(float(t) for t in scene.get("time_range") or (0.0, 1.0))
+            return LoadedScene(splats, sh_degree_of(splats), background, scene_scale, source, time_range,
+                               temporal_filter_of(ckpt, "cpu"))
     else:
         splats = check_splats(read_splat_file(cfg.ply), cfg.ply)
         source = Path(cfg.ply)
@@ -197,6 +204,8 @@ class RenderOptions:
     max_render_res: Optional[int] = None  # None = uncapped
     near_plane: float = 0.01
     far_plane: float = 1e10
+    time: float = 0.0  # 4D models: the time the scene is sliced at
+    temporal_filter: Optional[object] = None  # 4D models: a TemporalFilter narrowing the Gaussians drawn, or None
 
 
 _TURBO_LUT: Optional[torch.Tensor] = None
@@ -234,18 +243,29 @@ def render_frame(
     sh_degree: int,
     options: RenderOptions,
 ) -> tuple[np.ndarray, int]:
-    """One frame: (uint8 [H, W, 3], number of Gaussians drawn). Raises on failure (the caller guards)."""
+    """One frame: (uint8 [H, W, 3], number of Gaussians drawn). Raises on failure (the caller guards).
+
+    A 4D model is sliced at options.time (only the Gaussians alive then, narrowed by options.temporal_filter)."""
     from .model import activated
+    from .model.gaussians4d import activated_at, is_4d
     from .render import rasterize
 
     device = torch.device(device)
     viewmat = torch.linalg.inv(torch.as_tensor(np.asarray(c2w, dtype=np.float64))).float()
     Ks = torch.as_tensor(np.asarray(K, dtype=np.float32))[None].to(device)
     viewmats = viewmat[None].to(device)
-    p = activated({k: v.detach() for k, v in splats.items()}, sh_degree)
-    p = {k: v.to(device) for k, v in p.items()}
-    bg = torch.tensor([options.background], dtype=torch.float32, device=device)
+    splats = {k: v.detach() for k, v in splats.items()}
     kwargs = dict(near_plane=options.near_plane, far_plane=options.far_plane)
+    if is_4d(splats):
+        flt = options.temporal_filter
+        p = activated_at(splats, float(options.time), sh_degree,
+                         candidates=None if flt is None else flt.active(float(options.time)).to(splats["means"].device))
+        kwargs["covars"] = p["covars"].to(device)  # the conditional 3D covariances at t replace quats / scales
+        p["quats"] = p["scales"] = None
+    else:
+        p = activated(splats, sh_degree)
+    p = {k: None if v is None else v.to(device) for k, v in p.items()}
+    bg = torch.tensor([options.background], dtype=torch.float32, device=device)
     mode = options.render_mode
     if mode == "RGB" and options.colour_by_opacity:
         colors = turbo(p["opacities"])  # [N,3] post-activation colours
@@ -401,7 +421,8 @@ def server_url(server) -> str:
 class _Controls:
     """The gspruner GUI folder: background, SH degree, render mode, colour by opacity, Gaussian counts."""
 
-    def __init__(self, server, viewer, renderer: SplatRenderer, max_sh_degree: int):
+    def __init__(self, server, viewer, renderer: SplatRenderer, max_sh_degree: int,
+                 time_range: Optional[tuple[float, float]] = None):
         self.viewer = viewer
         self.renderer = renderer
         opts = renderer.options
@@ -421,7 +442,30 @@ class _Controls:
                 "Colour by opacity", initial_value=opts.colour_by_opacity,
                 hint="Turbo colour map of each Gaussian's opacity (blue = transparent, red = opaque): the stand-in "
                      "for per-Gaussian importance, which checkpoints do not store yet.")
+            self.time = self.use_filter = None
+            if time_range is not None:  # a 4D model
+                t0, t1 = time_range
+                self.time = gui.add_slider("Time", min=t0, max=max(t1, t0 + 1e-6), step=max(t1 - t0, 1e-6) / 200,
+                                           initial_value=min(max(opts.time, t0), t1),
+                                           hint="The time the 4D model is sliced at (the training frames' span).")
+                self._filter = opts.temporal_filter
+                if self._filter is not None:
+                    self.use_filter = gui.add_checkbox(
+                        "Temporal filter", initial_value=True,
+                        hint="Draw only the Gaussians visible at the two nearest key-frames (4DGS-1K), as evaluation does.")
             self.latency = gui.add_markdown("")
+
+        if self.time is not None:
+            @self.time.on_update
+            def _(_):
+                opts.time = float(self.time.value)
+                self.rerender()
+
+        if self.use_filter is not None:
+            @self.use_filter.on_update
+            def _(_):
+                opts.temporal_filter = self._filter if self.use_filter.value else None
+                self.rerender()
 
         @self.mode.on_update
         def _(_):
@@ -476,7 +520,8 @@ def _cap_viewer_res(viewer, max_res: Optional[int]) -> None:
         slider.value = viewer.render_tab_state.viewer_res
 
 
-def _make_viewer(server, renderer: SplatRenderer, output_dir: Optional[Path], mode: str, max_sh_degree: int):
+def _make_viewer(server, renderer: SplatRenderer, output_dir: Optional[Path], mode: str, max_sh_degree: int,
+                 time_range: Optional[tuple[float, float]] = None):
     import warnings
 
     import nerfview
@@ -488,7 +533,7 @@ def _make_viewer(server, renderer: SplatRenderer, output_dir: Optional[Path], mo
     warnings.filterwarnings("ignore", message="Queued a BackgroundImageMessage on a closed connection")
     server.gui.set_panel_label("gspruner")
     _cap_viewer_res(viewer, renderer.options.max_render_res)
-    controls = _Controls(server, viewer, renderer, max_sh_degree)
+    controls = _Controls(server, viewer, renderer, max_sh_degree, time_range)
     return viewer, controls
 
 
@@ -526,7 +571,10 @@ def start_view(cfg: ViewConfig) -> ViewHandle:
     device = resolve_device(cfg.device)
     max_res = default_max_render_res(device, cfg.max_render_res)
     splats = {k: v.to(device) for k, v in scene.splats.items()}
-    options = RenderOptions(background=scene.background, sh_degree=scene.sh_degree, max_render_res=max_res)
+    options = RenderOptions(background=scene.background, sh_degree=scene.sh_degree, max_render_res=max_res,
+                            temporal_filter=scene.temporal_filter)
+    if scene.time_range is not None:  # a 4D model opens at mid-sequence
+        options.time = 0.5 * (scene.time_range[0] + scene.time_range[1])
     renderer = SplatRenderer(lambda: splats, lambda: scene.sh_degree, device, options)
     server = start_server(cfg.host, cfg.port)
     try:
@@ -535,7 +583,7 @@ def start_view(cfg: ViewConfig) -> ViewHandle:
         server.initial_camera.look_at = tuple(look_at)
         server.initial_camera.up = tuple(up)
         output_dir = scene.source.resolve().parent
-        viewer, controls = _make_viewer(server, renderer, output_dir, "rendering", scene.sh_degree)
+        viewer, controls = _make_viewer(server, renderer, output_dir, "rendering", scene.sh_degree, scene.time_range)
         controls.set_total(int(scene.splats["means"].shape[0]))
     except BaseException:
         server.stop()
@@ -614,7 +662,7 @@ class TrainingViewer:
     def __init__(self, splats_getter: Callable[[], dict], sh_degree_getter: Callable[[], int], device,
                  host: str = "127.0.0.1", port: int = 8080, output_dir: Optional[Path] = None,
                  max_render_res: Optional[int] = None, background=(0.0, 0.0, 0.0), max_sh_degree: Optional[int] = None,
-                 scene_scale: Optional[float] = None):
+                 scene_scale: Optional[float] = None, time_range: Optional[tuple[float, float]] = None):
         device = torch.device(device)
         max_res = default_max_render_res(device, max_render_res)
         self.server = start_server(host, port)
@@ -623,12 +671,15 @@ class TrainingViewer:
             if max_sh_degree is None:
                 max_sh_degree = sh_degree_of(first)
             options = RenderOptions(background=tuple(background), sh_degree=max_sh_degree, max_render_res=max_res)
+            if time_range is not None:  # a 4D model: a time slider, opening at mid-sequence
+                options.time = 0.5 * (time_range[0] + time_range[1])
             self.renderer = SplatRenderer(splats_getter, sh_degree_getter, device, options)
             position, look_at, up = initial_view({k: v.detach().cpu() for k, v in first.items()}, scene_scale)
             self.server.initial_camera.position = tuple(position)
             self.server.initial_camera.look_at = tuple(look_at)
             self.server.initial_camera.up = tuple(up)
-            self.viewer, self.controls = _make_viewer(self.server, self.renderer, output_dir, "training", max_sh_degree)
+            self.viewer, self.controls = _make_viewer(self.server, self.renderer, output_dir, "training", max_sh_degree,
+                                                      time_range)
         except BaseException:
             self.server.stop()
             raise

@@ -403,3 +403,45 @@ def test_headless_chromium_shows_the_rendered_scene(view, tmp_path):
     print(f"\nbrowser screenshot: {out}")
     assert view.renderer.frames > frames_before, "the browser never asked for a frame"
     assert fraction > 0.5, f"viewport mostly empty ({fraction:.2f} of it shows the scene); see {out}"
+
+
+# -- 4D models ------------------------------------------------------------------------------------------
+
+
+def test_4d_checkpoint_is_viewed_at_a_time_through_its_filter(tiny_dynamic_scene, tmp_path):
+    """A 4D checkpoint opens with its frames' time span and key-frame filter; a frame at time t is the
+    evaluation render of a camera at t; frames at two times differ (the objects move)."""
+    from gspruner.checkpoint import load_checkpoint, temporal_filter_of
+    from gspruner.evaluation import render_view
+    from gspruner.viewer import load_view_input
+
+    r = tmp_path / "run4d"
+    Trainer(TrainConfig(data_dir=tiny_dynamic_scene, result_dir=r, max_steps=30, device="cpu", progress=False,
+                        lpips=False, save_renders=False, init_num_pts=2000, sh_degree=1,
+                        prune="spatiotemporal", prune_ratio=0.5)).train()
+    scene = load_scene(tiny_dynamic_scene)
+    loaded = load_view_input(ViewConfig(ckpt=r / "ckpt" / "last.pt"))
+    times = [cam.time for cam in scene.train]
+    assert loaded.time_range == pytest.approx((min(times), max(times)))
+    assert loaded.temporal_filter is not None and set(loaded.splats) >= {"times", "scales_t", "quats_r"}
+    splats, flt = loaded.splats, loaded.temporal_filter
+    cam = scene.train[len(scene.train) // 3]
+    opts = RenderOptions(background=loaded.background, time=cam.time, temporal_filter=flt)
+    frame, drawn = render_frame(splats, cam.c2w.numpy(), cam.K.numpy(), cam.width, cam.height, "cpu", 1, opts)
+    ref, _, info = render_view(splats, cam, "cpu", 1, scene.background, active=flt.active(cam.time))
+    assert loaded.background == pytest.approx(scene.background)
+    assert np.abs(frame.astype(int) - (ref.numpy() * 255 + 0.5).astype(np.uint8)).max() <= 1
+    assert 0 < drawn <= len(info["ids"]) < splats["means"].shape[0]  # only the Gaussians alive at t, in the filter
+    later, _ = render_frame(splats, cam.c2w.numpy(), cam.K.numpy(), cam.width, cam.height, "cpu", 1,
+                            dataclasses.replace(opts, time=scene.train[-1].time))
+    assert np.abs(later.astype(int) - frame).mean() > 2.0
+    unfiltered, drawn_all = render_frame(splats, cam.c2w.numpy(), cam.K.numpy(), cam.width, cam.height, "cpu", 1,
+                                         dataclasses.replace(opts, temporal_filter=None))
+    assert drawn_all >= drawn
+    assert temporal_filter_of(load_checkpoint(r / "ckpt" / "last.pt"), "cpu") is not None
+    # the server: a time slider over the frames' span (and the filter switch), opening at mid-sequence
+    with start_view(ViewConfig(ckpt=r / "ckpt" / "last.pt", port=0, device="cpu")) as handle:
+        slider = handle.controls.time
+        assert (slider.min, slider.max) == pytest.approx(loaded.time_range)
+        assert handle.renderer.options.time == pytest.approx(sum(loaded.time_range) / 2)
+        assert handle.controls.use_filter is not None and handle.renderer.options.temporal_filter is not None

@@ -117,8 +117,8 @@ class FastGSStrategy(Strategy):
 
         absgrad: AbsGS gradients, read by `_update_state` only while densifying; the renders after that
         skip its per-pair backward work (about a fifth of the CPU backward).
-        compact_box: FastGS renders with its compact box throughout, but a model trained that way looks
-        hazier in a plain 3DGS renderer (fox, 1000 steps: 29.1 dB with the box, 27.8 without); from
+        compact_box: FastGS renders with its compact box throughout, but a model trained that way scores
+        lower in a plain 3DGS renderer (fox, 1000 steps: 29.1 dB with the box, 27.8 without); from
         compact_box_stop_iter on (after the final VCPs) the renders are plain, so the model that is
         evaluated and exported is a standard 3DGS model. 1 = plain.
         """
