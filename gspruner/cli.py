@@ -100,6 +100,7 @@ def run_prune(cfg: PruneConfig) -> dict:
         temporal_filter=cfg.temporal_filter,
         filter_views=cfg.filter_views,
         keyframe_every=cfg.keyframe_every,
+        filter_min_weight=cfg.filter_min_weight,
         init_ckpt=cfg.ckpt,
         lpips=cfg.lpips,
         progress=cfg.progress,

@@ -125,6 +125,8 @@ class Trainer:
             raise InputError(f"--prune {c.prune} prunes by --prune-ratio, not by a threshold")
         if c.keyframe_every is not None and c.keyframe_every < 1:
             raise InputError(f"--keyframe-every must be ≥ 1 (got {c.keyframe_every})")
+        if not 0.0 <= c.filter_min_weight < 1.0:
+            raise InputError(f"--filter-min-weight must be in [0, 1) (got {c.filter_min_weight})")
 
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
@@ -185,7 +187,7 @@ class Trainer:
         self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
                                   threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed,
                                   temporal_filter=c.temporal_filter, keyframe_every=c.keyframe_every,
-                                  filter_views=c.filter_views)
+                                  filter_views=c.filter_views, filter_min_weight=c.filter_min_weight)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []

@@ -12,7 +12,8 @@ from gspruner.config import TrainConfig
 from gspruner.export import read_ply
 from gspruner.model import create_optimizers
 from gspruner.model.gaussians4d import covariance_4d, create_splats_4d
-from gspruner.pruning.spatiotemporal import TemporalFilter, keyframe_times, spatiotemporal_score, stability_weight
+from gspruner.pruning.spatiotemporal import (TemporalFilter, _per_view_stats, keyframe_times, spatiotemporal_score,
+                                             stability_weight)
 from gspruner.strategies.default4d import Default4DStrategy, split_4d
 from gspruner.trainer import Trainer
 
@@ -257,3 +258,11 @@ def test_keyframe_masks_from_the_views_at_its_time_are_within_all_views(tiny_dyn
     every = TemporalFilter.build(splats, keys, ctx, "all")
     assert not (own.visible & ~every.visible).any()
     assert own.visible.sum() < every.visible.sum()
+    # min_weight: visible = largest alpha T above it, within the any-pixel masks
+    faint = TemporalFilter.build(splats, keys, ctx, "timestamp", min_weight=0.05)
+    assert not (faint.visible & ~own.visible).any() and 0 < faint.visible.sum() < own.visible.sum()
+    expect = torch.zeros(len(splats["means"]), dtype=torch.bool)
+    for cam in (c for c in scene.train if abs(c.time - float(keys[0])) < 1e-6):
+        ids, stats = _per_view_stats(splats, cam, float(keys[0]), ctx)
+        expect[ids[stats.weight_max > 0.05]] = True
+    assert torch.equal(faint.visible[0], expect)

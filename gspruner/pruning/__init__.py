@@ -21,7 +21,8 @@ RADSPLAT_THRESHOLD = 0.01
 
 def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
                 at_fractions: tuple[float, ...] | None = None, lp_score: str = "radsplat", seed: int = 0,
-                temporal_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp") -> Pruner:
+                temporal_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp",
+                filter_min_weight: float = 0.0) -> Pruner:
     """`ratio` set -> ratio mode; radsplat without a ratio -> threshold mode (t_prune 0.01).
     lp3dgs / ste-mask learn their ratio (a given ratio or threshold is an error).
     spatiotemporal (4D models, ctx.frame_times set) prunes by ratio (default 0.8) and builds the key-frame filter."""
@@ -36,7 +37,8 @@ def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, thresh
             raise ValueError("--prune spatiotemporal prunes by --prune-ratio, not by a threshold")
         kw = {} if at_fractions is None else {"at_fraction": at_fractions[0]}
         return SpatioTemporalPruner(ctx, ctx.frame_times, ratio=ratio, use_filter=temporal_filter,
-                                    keyframe_every=keyframe_every, filter_views=filter_views, **kw)
+                                    keyframe_every=keyframe_every, filter_views=filter_views,
+                                    filter_min_weight=filter_min_weight, **kw)
     if name in MASK_PRUNERS:
         if ratio is not None or threshold is not None:
             raise ValueError(f"--prune {name} learns its pruning ratio: drop --prune-ratio / --prune-threshold")

@@ -94,9 +94,11 @@ class TemporalFilter:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, splats, key_times: Tensor, ctx: PruneContext, views: str = "timestamp") -> "TemporalFilter":
+    def build(cls, splats, key_times: Tensor, ctx: PruneContext, views: str = "timestamp",
+              min_weight: float = 0.0) -> "TemporalFilter":
         """views "timestamp": the training views of the key-frame's own time (the paper: N3V's cameras at that
-        frame; D-NeRF's single camera); "all": every training camera, rendered at the key-frame's time."""
+        frame; D-NeRF's single camera); "all": every training camera, rendered at the key-frame's time.
+        Visible: reaches a pixel of one of them (min_weight 0), or blends into one with alpha T > min_weight."""
         n = len(splats["means"])
         visible = torch.zeros(len(key_times), n, dtype=torch.bool, device=ctx.device)
         for k, t in enumerate(key_times.tolist()):
@@ -104,7 +106,8 @@ class TemporalFilter:
                 if views == "timestamp" and abs(cam.time - t) > 1e-6:
                     continue
                 ids, stats = _per_view_stats(splats, cam, t, ctx)
-                visible[k, ids[stats.hit_count > 0]] = True
+                seen = stats.hit_count > 0 if min_weight <= 0 else stats.weight_max > min_weight
+                visible[k, ids[seen]] = True
         return cls(key_times.to(ctx.device).contiguous(), visible)
 
     def active(self, t: float) -> Tensor:
@@ -129,11 +132,13 @@ class SpatioTemporalPruner(Pruner):
     name = "spatiotemporal"
 
     def __init__(self, ctx: PruneContext, frame_times: Tensor, ratio: float | None = None, at_fraction: float = 2 / 3,
-                 use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp"):
+                 use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp",
+                 filter_min_weight: float = 0.0):
         self.ctx, self.ratio = ctx, DEFAULT_RATIO_4D if ratio is None else ratio
         self.frame_times = torch.unique(frame_times.float()).to(ctx.device)
         self.step = min(max(round(at_fraction * ctx.max_steps), ctx.densify_stop_step), max(ctx.max_steps - 1, 0))
         self.use_filter, self.keyframe_every, self.filter_views = use_filter, keyframe_every, filter_views
+        self.filter_min_weight = filter_min_weight
         self.num_before: int | None = None
         self.num_removed = 0
         self.filter: TemporalFilter | None = None
@@ -147,7 +152,7 @@ class SpatioTemporalPruner(Pruner):
         remove_gaussians(params, optimizers, strategy_state, ~keep)
         if self.use_filter:
             keys = keyframe_times(self.frame_times, self.keyframe_every)
-            self.filter = TemporalFilter.build(params, keys, self.ctx, self.filter_views)
+            self.filter = TemporalFilter.build(params, keys, self.ctx, self.filter_views, self.filter_min_weight)
 
     def active_mask(self, time: float | None) -> Tensor | None:
         if self.filter is None or time is None:
@@ -164,6 +169,7 @@ class SpatioTemporalPruner(Pruner):
             "temporal_filter": self.filter is not None,
             "num_keyframes": None if self.filter is None else len(self.filter.key_times),
             "filter_views": self.filter_views if self.use_filter else None,
+            "filter_min_weight": self.filter_min_weight if self.use_filter else None,
             "keyframe_times": None if self.filter is None else [round(float(t), 4) for t in self.filter.key_times],
         }
 
