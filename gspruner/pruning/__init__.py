@@ -6,7 +6,7 @@ from .base import Pruner, PruneContext, remove_gaussians
 from .importance import SCORES, compute_importance
 from .lp3dgs import MaskPruner
 from .oneshot import ScorePruner, keep_by_ratio, keep_by_threshold
-from .spatiotemporal import SpatioTemporalPruner, TemporalFilter
+from .spatiotemporal import DEFAULT_FILTER_MIN_WEIGHT, SpatioTemporalPruner, TemporalFilter
 
 MASK_PRUNERS = ("lp3dgs", "ste-mask")  # learned masks: the ratio is learned
 PRUNERS_4D = ("spatiotemporal",)  # 4D models only
@@ -22,7 +22,7 @@ RADSPLAT_THRESHOLD = 0.01
 def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
                 at_fractions: tuple[float, ...] | None = None, lp_score: str = "radsplat", seed: int = 0,
                 temporal_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp",
-                filter_min_weight: float = 0.0) -> Pruner:
+                filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT) -> Pruner:
     """`ratio` set -> ratio mode; radsplat without a ratio -> threshold mode (t_prune 0.01).
     lp3dgs / ste-mask learn their ratio (a given ratio or threshold is an error).
     spatiotemporal (4D models, ctx.frame_times set) prunes by ratio (default 0.8) and builds the key-frame filter."""
