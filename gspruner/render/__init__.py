@@ -52,11 +52,11 @@ def rasterize(
     `torch_raster.Pairs` that were composited.
 
     `compact_box` = beta < 1 (CPU only): FastGS's compact box, pixels with d^2 > beta 2 ln(255 o) are
-    skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (warned once).
+    skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (with a warning).
     """
     if means.device.type == "cuda":
-        if compact_box < 1.0:
-            _warn_once("compact_box is a CPU-rasterizer option; gsplat's CUDA rasterizer renders without it")
+        if compact_box < 1.0:  # Python's default filter shows this once per call site, not every step
+            warnings.warn("compact_box is a CPU-rasterizer option; gsplat's CUDA rasterizer renders without it", stacklevel=2)
         import gsplat
 
         if covars is not None and covars.shape[-1] == 6:  # gsplat 1.5.3 takes [N, 3, 3]
@@ -74,9 +74,3 @@ def rasterize(
         render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
         compact_box=compact_box,
     )
-
-
-def _warn_once(message: str, _seen: set = set()) -> None:  # noqa: B006  (the set is the memory)
-    if message not in _seen:
-        _seen.add(message)
-        warnings.warn(message, stacklevel=3)
