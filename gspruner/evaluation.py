@@ -11,8 +11,7 @@ import torch
 
 from .data.scene import Camera, Scene
 from .metrics import LPIPS, lpips_status, psnr, ssim
-from .model import activated
-from .model.gaussians4d import activated_at, is_4d
+from .model.gaussians4d import is_4d, rasterizer_inputs
 from .render import rasterize
 
 
@@ -24,29 +23,24 @@ def render_view(splats, cam: Camera, device, sh_degree: int, background=None, op
     A 4D model is sliced at `cam.time` and only the Gaussians alive then are rasterized (`active` [N] bool,
     a temporal filter, narrows them further); info["ids"] [M] says which Gaussians those are and
     info["dt"] [M] holds t - mu_t, whose gradient the 4D strategy reads."""
-    if is_4d(splats):
-        if cam.time is None:
-            raise ValueError(f"{cam.name}: a 4D model needs a camera with a time")
-        p = activated_at(splats, cam.time, sh_degree, candidates=active)
-        ids = p["ids"]
-        if opacity_gate is not None:
-            p["opacities"] = p["opacities"] * opacity_gate[ids]
-        if scale_gate is not None:  # scales x g -> covariance x g^2
-            p["covars"] = p["covars"] * (scale_gate[ids] ** 2)[:, :, None]
-        p["quats"] = p["scales"] = None
-    else:
-        p = activated(splats, sh_degree)
-        if opacity_gate is not None:
-            p["opacities"] = p["opacities"] * opacity_gate
-        if scale_gate is not None:
-            p["scales"] = p["scales"] * scale_gate
+    t = cam.time if is_4d(splats) else None  # a static model reads no time (its cameras need not have one)
+    if is_4d(splats) and t is None:
+        raise ValueError(f"{cam.name}: a 4D model needs a camera with a time")
+    p = rasterizer_inputs(splats, sh_degree, t, candidates=active)
+    ids = p.get("ids")  # 4D: the Gaussians alive at t; the gates index them
+    if opacity_gate is not None:
+        p["opacities"] = p["opacities"] * (opacity_gate if ids is None else opacity_gate[ids])
+    if scale_gate is not None and ids is None:
+        p["scales"] = p["scales"] * scale_gate
+    elif scale_gate is not None:  # scales x g -> covariance x g^2
+        p["covars"] = p["covars"] * (scale_gate[ids] ** 2)[:, :, None]
     bg = None if background is None else torch.tensor([background], dtype=torch.float32, device=device)
     colors, alphas, info = rasterize(
         p["means"], p["quats"], p["scales"], p["opacities"], p["colors"],
         cam.viewmat[None].to(device), cam.K[None].to(device), cam.width, cam.height,
-        sh_degree=sh_degree, backgrounds=bg, covars=p.get("covars"), **kwargs,
+        sh_degree=sh_degree, backgrounds=bg, covars=p["covars"], **kwargs,
     )
-    if "ids" in p:
+    if ids is not None:
         info["ids"], info["dt"] = p["ids"], p["dt"]
     return colors[0].clamp(0, 1), alphas[0], info
 

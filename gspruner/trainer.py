@@ -218,12 +218,9 @@ class Trainer:
             frame_times=torch.tensor([cam.time for cam in scene.train]) if self.dynamic else None,
         )
 
-    def render_kwargs(self, absgrad: bool = True) -> dict:
+    def render_kwargs(self) -> dict:
         """The strategy's options for this step's renders (AbsGS gradient, FastGS's compact box); evaluation renders plain."""
-        kwargs = training_render_kwargs(self.strategy, self.current_step)
-        if not absgrad:
-            kwargs.pop("absgrad", None)
-        return kwargs
+        return training_render_kwargs(self.strategy, self.current_step)
 
     @torch.no_grad()
     def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
@@ -232,7 +229,7 @@ class Trainer:
         gates = {k: g.detach() for k, g in self.step_gates.items() if g is not None and g.shape[0] == n}
         rgb, _, info = render_view(self.splats, cam, self.device, self.current_sh_degree, self.background, **gates,
                                    near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
-                                   **self.render_kwargs(absgrad=False))
+                                   **self.render_kwargs())  # absgrad only acts in a backward pass: none here
         return rgb, info
 
     def _prepare_result_dir(self) -> None:

@@ -246,8 +246,7 @@ def render_frame(
     """One frame: (uint8 [H, W, 3], number of Gaussians drawn). Raises on failure (the caller guards).
 
     A 4D model is sliced at options.time (only the Gaussians alive then, narrowed by options.temporal_filter)."""
-    from .model import activated
-    from .model.gaussians4d import activated_at, is_4d
+    from .model.gaussians4d import is_4d, rasterizer_inputs
     from .render import rasterize
 
     device = torch.device(device)
@@ -255,16 +254,11 @@ def render_frame(
     Ks = torch.as_tensor(np.asarray(K, dtype=np.float32))[None].to(device)
     viewmats = viewmat[None].to(device)
     splats = {k: v.detach() for k, v in splats.items()}
-    kwargs = dict(near_plane=options.near_plane, far_plane=options.far_plane)
-    if is_4d(splats):
-        flt = options.temporal_filter
-        p = activated_at(splats, float(options.time), sh_degree,
-                         candidates=None if flt is None else flt.active(float(options.time)).to(splats["means"].device))
-        kwargs["covars"] = p["covars"].to(device)  # the conditional 3D covariances at t replace quats / scales
-        p["quats"] = p["scales"] = None
-    else:
-        p = activated(splats, sh_degree)
+    flt = options.temporal_filter if is_4d(splats) else None
+    candidates = None if flt is None else flt.active(float(options.time)).to(splats["means"].device)
+    p = rasterizer_inputs(splats, sh_degree, float(options.time), candidates)
     p = {k: None if v is None else v.to(device) for k, v in p.items()}
+    kwargs = dict(near_plane=options.near_plane, far_plane=options.far_plane, covars=p["covars"])
     bg = torch.tensor([options.background], dtype=torch.float32, device=device)
     mode = options.render_mode
     if mode == "RGB" and options.colour_by_opacity:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .gaussians import create_splats
+from .gaussians import activated, create_splats
 
 MIN_MARGINAL = 0.05  # 4DGS CUDA: a Gaussian is skipped at t when its temporal marginal p(t) <= 0.05
 
@@ -116,16 +116,26 @@ def active_ids(splats, t: float, candidates: Tensor | None = None, min_marginal:
     return ids[marginal_t(splats, t, ids) > min_marginal]
 
 
+def rasterizer_inputs(splats, sh_degree: int | None = None, t: float | None = None,
+                      candidates: Tensor | None = None) -> dict[str, Tensor | None]:
+    """What `rasterize` takes: `activated` for a 3D model (covars None), `activated_at(t)` for a 4D one."""
+    if not is_4d(splats):
+        return {**activated(splats, sh_degree), "covars": None}
+    if t is None:
+        raise ValueError("a 4D model is rendered at a time: t is required")
+    return activated_at(splats, t, sh_degree, candidates)
+
+
 def activated_at(splats, t: float, sh_degree: int | None = None, candidates: Tensor | None = None) -> dict[str, Tensor]:
-    """Rasterizer inputs at time t, for the Gaussians alive at t: means, covars [M,3,3], opacities sigma * p(t),
-    SH colours, and ids [M] (which Gaussians of `splats` they are) and dt [M] (see `slice_at`)."""
+    """Rasterizer inputs at time t, for the Gaussians alive at t: means, covars [M,3,3] (quats, scales None),
+    opacities sigma * p(t), SH colours, and ids [M] (which Gaussians of `splats` they are) and dt [M] (see `slice_at`)."""
     ids = active_ids(splats, t, candidates)
     s = slice_at(splats, t, ids)
     colors = torch.cat([splats["sh0"][ids], splats["shN"][ids]], dim=1)
     if sh_degree is not None:
         colors = colors[:, : (sh_degree + 1) ** 2]
-    return {"means": s["means"], "covars": s["covars"], "opacities": torch.sigmoid(splats["opacities"][ids]) * s["marginal"],
-            "colors": colors, "ids": ids, "dt": s["dt"]}
+    return {"means": s["means"], "quats": None, "scales": None, "covars": s["covars"],
+            "opacities": torch.sigmoid(splats["opacities"][ids]) * s["marginal"], "colors": colors, "ids": ids, "dt": s["dt"]}
 
 
 def rotmat_to_quat(R: Tensor) -> Tensor:
