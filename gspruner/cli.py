@@ -28,7 +28,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     from .export import read_splats
     from .export.formats import sh_degree_of
     from .device import resolve_device
-    from .trainer import OBJECT_KINDS
 
     if (cfg.ckpt is None) == (cfg.ply is None):
         raise InputError("give exactly one of --ckpt and --ply")
@@ -49,19 +48,24 @@ def run_eval(cfg: EvalConfig) -> dict:
         background=tuple(cfg.background if cfg.background is not None else trained["background"]),
         frame_step=trained.get("frame_step", 1), max_frames=trained.get("max_frames"),
     )
-    if scene.kind not in OBJECT_KINDS:
-        scene.background = None
     splats = splats_from_state(raw, device)
     sh_degree = sh_degree_of(splats) if cfg.ply is not None else trained["sh_degree"]
     temporal_filter = temporal_filter_of(ckpt, device) if cfg.ckpt is not None else None
     metrics = evaluate(splats, scene, device, sh_degree, split="test" if scene.test else "train",
                        render_dir=cfg.render_dir, with_lpips=cfg.lpips,
-                       active_fn=None if temporal_filter is None else temporal_filter.active)
+                       active_fn=None if temporal_filter is None else temporal_filter.active,
+                       time_range=time_range_of(ckpt) if cfg.ckpt is not None and "times" in splats else None)
     metrics.update(num_gaussians=len(splats["means"]), source=str(cfg.ckpt or cfg.ply), data_dir=str(scene.data_dir))
     if cfg.ply is not None:
         metrics["file_bytes"] = cfg.ply.stat().st_size
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+def time_range_of(ckpt: dict) -> tuple[float, float] | None:
+    """The training frames' time span a 4D checkpoint recorded (None before it was stored)."""
+    span = (ckpt.get("scene") or {}).get("time_range")
+    return (float(span[0]), float(span[1])) if span else None
 
 
 def run_prune(cfg: PruneConfig) -> dict:

@@ -79,8 +79,8 @@ class TrainConfig:
     """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
     temporal_filter: bool = True
     """--prune spatiotemporal: after the prune, each frame rasterizes only the Gaussians visible at its two nearest key-frames (4DGS-1K), during the fine-tune and at evaluation."""
-    filter_views: Literal["timestamp", "all"] = "timestamp"
-    """Temporal filter: a key-frame's mask is the union over the training views at its time (timestamp, 4DGS-1K: all cameras of a multi-view video frame, the single camera of a monocular D-NeRF frame) or over every training camera rendered at its time (all: wider masks, fewer holes from novel views of monocular scenes)."""
+    filter_views: Literal["auto", "timestamp", "all"] = "auto"
+    """Temporal filter: a key-frame's mask is the union over the training views at its time (timestamp, 4DGS-1K: all cameras of a multi-view video frame, the single camera of a monocular D-NeRF frame) or over every training camera rendered at its time (all: the Gaussians novel views of a monocular scene need); auto: all when each training time has one camera (monocular), else timestamp."""
     keyframe_every: Optional[int] = None
     """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
     filter_min_weight: float = 0.05
@@ -116,7 +116,7 @@ class TrainConfig:
     init_num_pts: int = 100_000
     """Number of random initial Gaussians (random init only)."""
     init_extent: Optional[float] = None
-    """Random init cube half-size in units of the scene scale (default 3.0; 0.35 for object-centric NeRF-synthetic scenes)."""
+    """Random init cube half-size in units of the scene scale, centred on the origin. Default: for images with alpha (an object: NeRF-synthetic, D-NeRF, instant-ngp RGBA) the sphere every training camera sees whole (~±1.37 on NeRF-synthetic, where INRIA 3DGS uses ±1.3); otherwise 3.0 (gsplat)."""
     init_opacity: Optional[float] = None
     """Initial opacity (default 0.1; 0.5 for mcmc, as gsplat's mcmc preset)."""
     init_scale: Optional[float] = None
@@ -125,6 +125,8 @@ class TrainConfig:
     """Weight of mean(opacity) in the loss (default 0; 0.01 for mcmc)."""
     scale_reg: Optional[float] = None
     """Weight of mean(scale) in the loss (default 0; 0.01 for mcmc)."""
+    means_lr_travel: float = 0.5
+    """Runs shorter than 30k steps start the means learning rate (30000 / --max-steps)^this × higher (3.2× at 3000 steps) and decay it to the 30k schedule's final value, so Gaussians can still travel; 0 = gsplat's schedule (1.6e-4 × scene scale decaying to 1 %)."""
     ssim_lambda: float = 0.2
     """Loss = (1 - λ)·L1 + λ·(1 - SSIM)."""
     near_plane: float = 0.01
@@ -132,7 +134,9 @@ class TrainConfig:
     far_plane: float = 1e10
     """Gaussians farther than this are culled."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Background colour that RGBA images (NeRF-synthetic) are composited on and rendered over."""
+    """Evaluation background for images with alpha (any loader): test images are composited on it and renders drawn over it (metrics, renders/, viewer)."""
+    random_background: bool = True
+    """Images with alpha: train each frame against a random background colour, the render composited on the same colour (gsplat's random_bkgd, nerfstudio splatfacto's "random"); off: train on --background."""
     strategy_cfg: StrategyConfig = field(default_factory=StrategyConfig)
     """Densification options."""
     eval_every: int = 0
@@ -200,7 +204,7 @@ class PruneConfig:
     """Fine-tuning steps after pruning (no densification), as LightGaussian's 30k -> 35k (4DGS-1K: 5000 too)."""
     temporal_filter: bool = True
     """--score spatiotemporal: fine-tune and evaluate through the key-frame temporal filter (see `gspruner train --help`)."""
-    filter_views: Literal["timestamp", "all"] = "timestamp"
+    filter_views: Literal["auto", "timestamp", "all"] = "auto"
     """--score spatiotemporal: the views whose visibility makes a key-frame's mask (see `gspruner train --help`)."""
     keyframe_every: Optional[int] = None
     """--score spatiotemporal: a key-frame every this many training frames (default: 6 key-frames)."""
@@ -242,6 +246,8 @@ class DistillConfig:
     """Std of a random turn of the pseudo camera about its centre, in degrees (LightGaussian: 0)."""
     freeze_geometry: bool = False
     """Fine-tune only the colours (sh0, shN); by default positions, scales and rotations are fine-tuned too, as LightGaussian's released script (--enable_covariance). Opacities are always frozen (LightGaussian's default)."""
+    means_lr_travel: float = 0.5
+    """Runs shorter than 30k steps start the means learning rate (30000 / --max-steps)^this × higher (3.2× at 3000 steps) and decay it to the 30k schedule's final value, so Gaussians can still travel; 0 = gsplat's schedule (1.6e-4 × scene scale decaying to 1 %)."""
     ssim_lambda: float = 0.2
     """Loss against the teacher's render = (1 - λ)·L1 + λ·(1 - SSIM)."""
     data_dir: Optional[Path] = None

@@ -39,7 +39,7 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import psnr, ssim
 from .model import create_optimizers
-from .trainer import OBJECT_KINDS, RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
+from .trainer import RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
 
 __all__ = ["distill_sh", "pseudo_camera", "psnr_vs_reference"]
 
@@ -69,7 +69,7 @@ def psnr_vs_reference(splats, sh_degree: int, reference, reference_sh_degree: in
     for cam in cams:
         rgb, _, _ = render_view(splats, cam, device, sh_degree, background)
         ref, _, _ = render_view(reference, cam, device, reference_sh_degree, background)
-        values.append(psnr(rgb, ref))
+        values.append(psnr(rgb.clamp(0, 1), ref.clamp(0, 1)))
     return float(sum(values) / len(values)) if values else float("nan")
 
 
@@ -123,9 +123,7 @@ def distill_sh(cfg: DistillConfig) -> dict:
     if not scene.train:
         raise InputError(f"{scene.data_dir}: no training images")
     check_same_scene(teacher_ckpt, scene, ckpt_path)
-    if scene.kind not in OBJECT_KINDS:  # as `gspruner eval`: only object scenes are composited on a background
-        scene.background = None
-    background = scene.background
+    background = scene.background  # None for opaque images
     planes = {"near_plane": trained.get("near_plane", 0.01), "far_plane": trained.get("far_plane", 1e10)}
     _prepare_result_dir(cfg)
 

@@ -18,7 +18,10 @@ from .render import rasterize
 def render_view(splats, cam: Camera, device, sh_degree: int, background=None, opacity_gate=None, scale_gate=None,
                 active=None, **kwargs):
     """Render one camera: (rgb [H,W,3], alpha [H,W,1], info); opacity_gate [N] multiplies opacity,
-    scale_gate [N,1] the scales.
+    scale_gate [N,1] the scales; `background` a colour (tuple or [3] tensor) or None (black).
+
+    Colours are not clamped: a training render brighter than white still gets a gradient (gsplat and INRIA
+    clamp only at evaluation); evaluation, viewer and saved renders clamp.
 
     A 4D model is sliced at `cam.time` and only the Gaussians alive then are rasterized (`active` [N] bool,
     a temporal filter, narrows them further); info["ids"] [M] says which Gaussians those are and
@@ -34,7 +37,7 @@ def render_view(splats, cam: Camera, device, sh_degree: int, background=None, op
         p["scales"] = p["scales"] * scale_gate
     elif scale_gate is not None:  # scales x g -> covariance x g^2
         p["covars"] = p["covars"] * (scale_gate[ids] ** 2)[:, :, None]
-    bg = None if background is None else torch.tensor([background], dtype=torch.float32, device=device)
+    bg = None if background is None else torch.as_tensor(background, dtype=torch.float32, device=device).reshape(1, 3)
     colors, alphas, info = rasterize(
         p["means"], p["quats"], p["scales"], p["opacities"], p["colors"],
         cam.viewmat[None].to(device), cam.K[None].to(device), cam.width, cam.height,
@@ -42,7 +45,7 @@ def render_view(splats, cam: Camera, device, sh_degree: int, background=None, op
     )
     if ids is not None:
         info["ids"], info["dt"] = p["ids"], p["dt"]
-    return colors[0].clamp(0, 1), alphas[0], info
+    return colors[0], alphas[0], info
 
 
 def write_side_by_side(path: Path, render: torch.Tensor, gt: torch.Tensor) -> None:
@@ -63,10 +66,13 @@ def evaluate(
     render_dir: Path | None = None,
     with_lpips: bool = True,
     active_fn=None,
+    time_range: tuple[float, float] | None = None,
 ) -> dict:
     """Mean PSNR / SSIM / LPIPS over `split`; LPIPS is None (with a reason) when it can't be exact.
     `active_fn(time) -> [N] bool | None`: a temporal filter (4D models); "mean_rasterized" counts the
-    Gaussians sent to the rasterizer per view."""
+    Gaussians sent to the rasterizer per view. `time_range` (t0, t1) of the training frames (4D models): the
+    same metrics also over the views inside it (`*_in_span`: interpolation) and outside it (`*_out_of_span`:
+    extrapolation in time)."""
     cams = scene.test if split == "test" else scene.train
     lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
     lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
@@ -76,6 +82,7 @@ def evaluate(
         t0 = time.perf_counter()
         active = active_fn(cam.time) if active_fn is not None else None
         rgb, _, info = render_view(splats, cam, device, sh_degree, scene.background, active=active)
+        rgb = rgb.clamp(0, 1)
         if rgb.is_cuda:
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
@@ -87,6 +94,14 @@ def evaluate(
         if render_dir is not None:
             write_side_by_side(render_dir / f"{split}_{i:04d}_{Path(cam.name).stem}.png", rgb, gt)
     n = max(len(cams), 1)
+    by_span = {}
+    if time_range is not None:
+        inside = [time_range[0] - 1e-6 <= cam.time <= time_range[1] + 1e-6 for cam in cams]
+        for suffix, want in (("in_span", True), ("out_of_span", False)):
+            idx = [i for i, v in enumerate(inside) if v == want]
+            mean = lambda values: float(sum(values[i] for i in idx) / len(idx)) if idx and values else None  # noqa: E731
+            by_span.update({f"psnr_{suffix}": mean(psnrs), f"ssim_{suffix}": mean(ssims),
+                            f"lpips_{suffix}": mean(lpipss), f"num_views_{suffix}": len(idx)})
     return {
         "psnr": float(sum(psnrs) / n) if cams else None,
         "ssim": float(sum(ssims) / n) if cams else None,
@@ -97,4 +112,5 @@ def evaluate(
         "split": split,
         "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
         "mean_rasterized": float(sum(rasterized) / n) if cams else None,
+        **by_span,
     }

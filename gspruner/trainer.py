@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -22,19 +23,20 @@ from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
 from .config import DEMO_DIR, DEMO_GROW_GRAD2D, TrainConfig
 from .data import load_scene
 from .data.demo import ensure_demo_scene
+from .data.normalize import shared_view_sphere
 from .device import resolve_device
 from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import ssim
 from .model import create_optimizers, create_splats, random_points
+from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
 from .pruning import MASK_PRUNERS, PRUNERS_4D, PruneContext, make_pruner
 from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
                          post_backward_kwargs, strategy_learning_rates, training_render_kwargs)
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
-OBJECT_KINDS = ("blender", "dnerf")  # object-centric scenes: composited on a background, small random init
 
 
 def check_result_dir(cfg: TrainConfig) -> None:
@@ -87,7 +89,7 @@ class Trainer:
         )
         if not self.scene.train:
             raise InputError(f"{data_dir}: no training images")
-        self.background = self.scene.background if self.scene.kind in OBJECT_KINDS else None
+        self.background = self.scene.background  # evaluation background: None for opaque images
         self._check_dynamic()
         self.resume_ckpt = None
         if cfg.resume:
@@ -104,7 +106,7 @@ class Trainer:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
             check_same_scene(self.init_ckpt, self.scene, cfg.init_ckpt)
         self._apply_strategy_presets()
-        self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer
+        self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer (training cameras only)
         # 0: the full SH degree from the first step (fine-tuning)
         self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
 
@@ -155,13 +157,28 @@ class Trainer:
         if use_sfm:
             points, rgb = scene.points, scene.points_rgb
         else:
-            extent = c.init_extent if c.init_extent is not None else (0.35 if scene.kind in OBJECT_KINDS else 3.0)
-            points, rgb = random_points(c.init_num_pts, extent * self.scene_scale, seed=c.seed), None
+            center, half = self.random_init_cube()
+            points, rgb = center + random_points(c.init_num_pts, half, seed=c.seed), None
         if self.dynamic:
             splats = create_splats_4d(points, rgb, self.time_range, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
         else:
             splats = create_splats(points, rgb, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
         return splats.to(self.device)
+
+    def random_init_cube(self) -> tuple[np.ndarray, float]:
+        """(centre [3], half-size) of the random initial cube: --init-extent × scene scale when given; else for
+        an object on a transparent background the sphere every training camera sees whole (the object's bounds,
+        ~INRIA's ±1.3 on NeRF-synthetic), for an open scene gsplat's 3 × scene scale around the origin."""
+        c, scene = self.cfg, self.scene
+        if c.init_extent is not None:
+            return np.zeros(3, np.float32), c.init_extent * self.scene_scale
+        if scene.has_alpha:
+            c2w = np.stack([cam.c2w.double().numpy() for cam in scene.train])
+            half_fov_tan = np.array([min(cam.width / 2 / float(cam.K[0, 0]), cam.height / 2 / float(cam.K[1, 1]))
+                                     for cam in scene.train])
+            center, radius = shared_view_sphere(c2w, half_fov_tan)
+            return center.astype(np.float32), radius
+        return np.zeros(3, np.float32), 3.0 * self.scene_scale
 
     def _setup(self) -> None:
         c = self.cfg
@@ -180,8 +197,8 @@ class Trainer:
         lrs = dict(strategy_learning_rates(self.strategy) or {})
         if self.dynamic:  # mu_t's lr is the means' x the scene scale, as 4DGS (spatial_lr_scale)
             lrs.update(LRS_4D, times=LRS_4D["times"] * self.scene_scale)
-        self.optimizers = create_optimizers(self.splats, self.scene_scale * (0.01 if fine_tune else 1.0), lrs=lrs)
-        gamma = 1.0 if fine_tune else 0.01 ** (1.0 / self.max_steps)  # means lr decays to 1 % (gsplat)
+        start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
+        self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy_state = initialize_state(self.strategy, self.scene_scale)
         self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
@@ -257,6 +274,13 @@ class Trainer:
             loss = loss + self.scale_reg * torch.exp(self.splats["scales"]).mean()
         return loss
 
+    def training_background(self):
+        """A random colour per frame for images with alpha (gsplat's `random_bkgd`, splatfacto's "random"): a
+        model composited on one fixed colour can paint that colour instead of covering the object."""
+        if self.scene.has_alpha and self.cfg.random_background:
+            return torch.rand(3, generator=self.generator)
+        return self.background
+
     def train_step(self, step: int) -> tuple[float, float]:
         """One optimisation step over a batch of frames (one camera each; a 4D model slices each at its time)."""
         c = self.cfg
@@ -267,9 +291,10 @@ class Trainer:
         self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
         frames, loss = [], 0.0
         for cam in cams:
-            gt = self.scene.image(cam).to(self.device)
+            background = self.training_background()
+            gt = self.scene.image(cam, background).to(self.device)
             rgb, _, info = render_view(
-                self.splats, cam, self.device, sh_degree, self.background, **self.step_gates,
+                self.splats, cam, self.device, sh_degree, background, **self.step_gates,
                 active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
                 **self.render_kwargs(),
             )
@@ -391,7 +416,7 @@ class Trainer:
         split = "test" if self.scene.test else "train"
         m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split,
                      render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips,
-                     active_fn=self.pruner.active_mask)
+                     active_fn=self.pruner.active_mask, time_range=self.time_range)
         if self.dynamic and self.pruner.active_mask(self.time_range[0]) is not None:  # the same without the filter
             u = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split, with_lpips=False)
             extra.update(psnr_unfiltered=u["psnr"], ssim_unfiltered=u["ssim"], render_fps_unfiltered=u["render_fps"],
@@ -431,6 +456,7 @@ def remove_run_files(result_dir: Path) -> None:
 def scene_fingerprint(scene) -> dict:
     """What identifies the scene a checkpoint was trained on."""
     fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
+                   "background": list(scene.background) if scene.background is not None else None,
                    "train_images": [cam.name for cam in scene.train]}
     times = [cam.time for cam in scene.train if cam.time is not None]
     if times:  # a dynamic scene: the span of its training frames (the viewer's time slider)

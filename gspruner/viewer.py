@@ -50,7 +50,7 @@ from .errors import InputError
 
 CPU_MAX_RENDER_RES = 256  # default cap (pixels, long side) of a frame rendered on the CPU
 RENDER_MODES = ("RGB", "depth", "alpha")
-OBJECT_KINDS = ("blender", "dnerf")  # scenes rendered over the training background (as gspruner eval does)
+OBJECT_KINDS = ("blender", "dnerf")  # checkpoints without a recorded background: these kinds were rendered over it
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 SPLAT_KEYS_4D = ("times", "scales_t", "quats_r")  # a 4D model (dynamic scene) has these as well
 
@@ -135,7 +135,9 @@ def load_view_input(cfg: ViewConfig) -> LoadedScene:
         splats = check_splats(ckpt["splats"], cfg.ckpt)
         scene = ckpt.get("scene") or {}
         trained = ckpt.get("config") or {}
-        if scene.get("kind") in OBJECT_KINDS and trained.get("background") is not None:
+        if "background" in scene:  # the scene's evaluation background (None: opaque images)
+            background = tuple(float(c) for c in scene["background"]) if scene["background"] is not None else background
+        elif scene.get("kind") in OBJECT_KINDS and trained.get("background") is not None:  # older checkpoints
             background = tuple(float(c) for c in trained["background"])
         scene_scale = scene.get("scene_scale")
         source = Path(cfg.ckpt)

@@ -30,7 +30,7 @@ from gspruner.data import load_scene
 from gspruner.evaluation import evaluate
 from gspruner.export.command import training_centres
 from gspruner.export.formats import FORMATS, drop_sh_bands, read_splats, sh_degree_of, write_splats
-from gspruner.trainer import OBJECT_KINDS, resolve_device
+from gspruner.device import resolve_device
 
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 REFERENCE_SPZ_BITS = (5, 4)
@@ -60,8 +60,6 @@ def main():
         test_every=args.test_every if args.test_every is not None else trained["test_every"],
         background=tuple(trained["background"]),
     )
-    if scene.kind not in OBJECT_KINDS:
-        scene.background = None
     split = "test" if scene.test else "train"
     centres = training_centres(scene)  # [C,3]: compressed-ply's view-aware SH rounding
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_export_"))

@@ -20,3 +20,12 @@ def tiny_dynamic_scene(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("scenes") / "tiny_dynamic"
     return ensure_dynamic_demo_scene(root, width=40, height=40, n_train=24, n_test=6, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_object_scene(tmp_path_factory):
+    """A small procedural NeRF-synthetic object scene (cream chair with thin legs, RGBA, static), shared by the tests."""
+    from gspruner.data.object_demo import ensure_object_demo_scene
+
+    root = tmp_path_factory.mktemp("scenes") / "tiny_object"
+    return ensure_object_demo_scene(root, width=64, height=64, n_train=40, n_test=8, seed=0)

@@ -15,7 +15,8 @@ import torch
 from gspruner.data import ensure_demo_scene, load_scene
 from gspruner.data import colmap
 from gspruner.data.colmap import ColmapCamera, ColmapImage, ColmapModel, ColmapPoints
-from gspruner.data.normalize import similarity_from_cameras, transform_cameras, transform_points
+from gspruner.data.normalize import (camera_extent, shared_view_sphere, similarity_from_cameras, transform_cameras,
+                                     transform_points)
 from gspruner.errors import InputError
 
 
@@ -177,7 +178,8 @@ def test_normalization(demo):
     assert np.linalg.norm(centers[:, :2].mean(axis=0)) < 0.1  # centred; cameras orbit at unit distance
     assert 0.7 < np.median(np.linalg.norm(centers, axis=1)) < 1.3
     assert centers[:, 2].min() > np.median(norm.points[:, 2])  # z up: cameras above the ground
-    assert norm.scene_scale == pytest.approx(np.linalg.norm(centers - centers.mean(0), axis=1).max())
+    train_centers = np.stack([c.c2w[:3, 3].numpy() for c in norm.train])  # the scene scale: training cameras only
+    assert norm.scene_scale == pytest.approx(np.linalg.norm(train_centers - train_centers.mean(0), axis=1).max())
 
 
 def test_similarity_from_cameras_turns_up_to_z():
@@ -289,6 +291,51 @@ def test_blender_loader(tmp_path):
     np.testing.assert_allclose(half.train[0].K[:2].numpy(), cam.K[:2].numpy() / 2, rtol=1e-6)
 
 
+def test_alpha_is_kept_and_composited_on_any_background(tmp_path):
+    """Images with alpha stay RGBA (premultiplied) so training can composite them on a random colour; the scene
+    scale comes from the training cameras alone."""
+    scene = load_scene(write_blender(tmp_path, n=4), background=(1.0, 1.0, 1.0))
+    assert scene.has_alpha
+    rgba = scene.rgba(scene.train[1]).numpy()
+    np.testing.assert_allclose(rgba[1, 1], [128 / 255, 0, 0, 128 / 255], atol=1e-6)  # red x alpha, alpha
+    np.testing.assert_allclose(rgba[0, 0], [0, 0, 0, 0])
+    green = scene.image(scene.train[1], torch.tensor([0.0, 1.0, 0.0])).numpy()
+    np.testing.assert_allclose(green[1, 1], [128 / 255, 1 - 128 / 255, 0], atol=1e-6)
+    np.testing.assert_allclose(green[0, 0], [0, 1, 0])
+    np.testing.assert_allclose(scene.image(scene.train[1]).numpy()[0, 0], [1, 1, 1])  # default: the scene's
+    # train cameras sit on a circle of radius 4 around the origin; the test ones are never counted
+    train_c2w = np.stack([c.c2w.double().numpy() for c in scene.train])
+    np.testing.assert_allclose(scene.scene_scale, camera_extent(train_c2w))
+    moved = json.loads((tmp_path / "transforms_test.json").read_text())
+    moved["frames"][0]["transform_matrix"] = look_at_origin_opengl([40.0, 0.0, 1.5]).tolist()
+    (tmp_path / "transforms_test.json").write_text(json.dumps(moved))
+    assert load_scene(tmp_path).scene_scale == pytest.approx(scene.scene_scale)
+
+
+def test_opaque_images_have_no_background(demo):
+    scene = load_scene(demo)
+    assert not scene.has_alpha and scene.background is None
+    cam = scene.train[0]
+    np.testing.assert_array_equal(scene.image(cam, torch.tensor([0.0, 1.0, 0.0])).numpy(), scene.image(cam).numpy())
+    assert scene.rgba(cam)[..., 3].min() == 1.0
+
+
+def test_shared_view_sphere_of_an_orbit():
+    """Cameras on a sphere of radius 4 looking at (0.2, -0.1, 0.3) with a 40° FOV all see a ball of radius
+    4·sin(20°) around it whole (NeRF-synthetic: ~1.37)."""
+    target = np.array([0.2, -0.1, 0.3])
+    c2w = []
+    for k in range(12):
+        a, e = 2 * math.pi * k / 12, 0.2 + 0.5 * (k % 3)
+        m = look_at_origin_opengl(4 * np.array([math.cos(a) * math.cos(e), math.sin(a) * math.cos(e), math.sin(e)]))
+        m[:3, 3] += target
+        m[:3, 1:3] *= -1  # OpenGL -> OpenCV
+        c2w.append(m)
+    center, radius = shared_view_sphere(np.stack(c2w), np.full(12, math.tan(math.radians(20))))
+    np.testing.assert_allclose(center, target, atol=1e-9)
+    assert radius == pytest.approx(4 * math.sin(math.radians(20)), rel=1e-6)
+
+
 def test_dnerf_time(tmp_path):
     scene = load_scene(write_blender(tmp_path, times=True))
     assert scene.kind == "dnerf"
@@ -386,10 +433,11 @@ def test_malformed_text_model(tmp_path):
 
 
 def test_unreadable_image(demo_copy):
-    bad = demo_copy / "images" / "view_001.png"
+    bad = demo_copy / "images" / "view_002.png"
     bad.write_bytes(b"not a png")
-    scene = load_scene(demo_copy)  # pixels are read lazily
-    assert_input_error(bad, scene.image, scene.train[0])
+    scene = load_scene(demo_copy)  # pixels are read lazily (only the first training image, for its alpha)
+    assert scene.train[1].image_path == bad
+    assert_input_error(bad, scene.image, scene.train[1])
     assert_input_error(bad, load_scene, demo_copy, data_factor=2)  # downsampling reads them all
 
 

@@ -168,6 +168,10 @@ def test_4d_training_pruning_filter_and_export(tiny_dynamic_scene, tmp_path, cap
     assert saved["num_gaussians"] == round(saved["num_gaussians_before_prune"] * 0.4)
     # the filter narrows what each frame rasterizes below what the temporal marginal alone keeps
     assert saved["temporal_filter"] and saved["num_keyframes"] == 6
+    assert saved["filter_views"] == "all"  # auto: a monocular scene's masks come from every training camera
+    # test frames lie between training frames: all inside the training time span
+    assert saved["num_views_in_span"] == saved["num_views"] and saved["num_views_out_of_span"] == 0
+    assert saved["psnr_in_span"] == pytest.approx(saved["psnr"]) and saved["psnr_out_of_span"] is None
     assert saved["mean_rasterized"] < saved["mean_rasterized_unfiltered"] <= saved["num_gaussians"]
     assert abs(saved["psnr"] - saved["psnr_unfiltered"]) < 3.0
     ckpt = load_checkpoint(r / "ckpt" / "last.pt")
@@ -185,6 +189,23 @@ def test_4d_training_pruning_filter_and_export(tiny_dynamic_scene, tmp_path, cap
     assert main(["export", "--ckpt", str(r / "ckpt" / "last.pt"), "--format", "ply", "--out", str(tmp_path / "x.ply")]) == 2
     assert not (tmp_path / "x.ply").exists()
     assert read_ply(r / "point_cloud.ply")["means"].shape[0] > 0  # the mid-sequence snapshot
+
+
+def test_metrics_split_at_the_training_time_span(tiny_dynamic_scene):
+    """evaluate(time_range=...) reports the views inside the training frames' span and those outside it apart."""
+    from gspruner.data import load_scene
+    from gspruner.evaluation import evaluate
+
+    scene = load_scene(tiny_dynamic_scene)
+    gen = torch.Generator().manual_seed(0)
+    splats = create_splats_4d(((torch.rand(2000, 3, generator=gen) - 0.5) * 2).numpy(), None, (0.0, 1.0), sh_degree=0)
+    times = sorted(cam.time for cam in scene.test)
+    span = (times[1] - 1e-3, times[-2] + 1e-3)
+    m = evaluate(splats, scene, "cpu", 0, with_lpips=False, time_range=span)
+    assert m["num_views_in_span"] == len(times) - 2 and m["num_views_out_of_span"] == 2
+    mean = (m["psnr_in_span"] * m["num_views_in_span"] + m["psnr_out_of_span"] * 2) / len(times)
+    assert mean == pytest.approx(m["psnr"]) and m["psnr_in_span"] != m["psnr_out_of_span"]
+    assert "psnr_in_span" not in evaluate(splats, scene, "cpu", 0, with_lpips=False)
 
 
 def test_4d_resume_is_exact(tiny_dynamic_scene, tmp_path):

@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
-from gsplat.strategy import DefaultStrategy, MCMCStrategy
+from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy, MCMCStrategy
 
-from gspruner.strategies import make_strategy, scale_schedule
+from gspruner.strategies import Default4DStrategy, DefaultStrategy, make_strategy, scale_schedule
 from gspruner.strategies.cpu_ops import relocation_torch
 
 
@@ -38,9 +38,87 @@ def test_schedules_scale_with_max_steps():
     assert (full.refine_start_iter, full.refine_stop_iter, full.reset_every, full.refine_every) == (500, 15_000, 3000, 100)
     short = make_strategy("default", 3000)
     assert short.refine_stop_iter == 1500 and short.refine_start_iter == 50
-    # refine_every keeps a floor of 25 steps and resets stay 30 refinements apart
-    assert short.refine_every == 25 and short.reset_every == 750
+    # the 30k shape: resets at the same fractions, refinements every 100 x 3k/30k = 10 steps
+    assert short.refine_every == 10 and short.reset_every == 300
     mcmc = make_strategy("mcmc", 7000)
     assert isinstance(mcmc, MCMCStrategy) and mcmc.refine_stop_iter == round(25_000 * 7 / 30)
-    assert scale_schedule(DefaultStrategy(), 60_000).refine_stop_iter == 30_000
+    assert scale_schedule(GsplatDefaultStrategy(), 60_000).refine_stop_iter == 30_000
     assert type(make_strategy("none", 100)).__name__ == "Strategy"
+    # below 1000 steps the 100-step floor between resets leaves fewer of them
+    assert _schedule_counts(make_strategy("default", 500), 500)[0] == [100, 200]
+    assert _schedule_counts(make_strategy("default", 250), 250)[0] == [100]
+
+
+def _schedule_counts(strategy, max_steps):
+    resets = [s for s in range(max_steps) if strategy.is_reset_step(s)]
+    refinements = [s for s in range(max_steps) if s < strategy.refine_stop_iter and s > strategy.refine_start_iter
+                   and s % strategy.refine_every == 0 and s % strategy.reset_every >= strategy.pause_refine_after_reset]
+    return resets, refinements
+
+
+@pytest.mark.parametrize("max_steps", [1000, 3000, 7000, 30_000])
+def test_short_schedules_keep_the_30k_resets(max_steps):
+    """Every run gets the 30k schedule's 4 resets (at 10/20/30/40 %) before densification stops; from 3k steps
+    the same 144 refinements, below that as many as the 10-step floor allows."""
+    strategy = make_strategy("default", max_steps)
+    resets, refinements = _schedule_counts(strategy, max_steps)
+    assert [r / max_steps for r in resets] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-3)
+    if max_steps >= 3000:  # 144 in the 30k schedule; rounding refine_every to whole steps moves it a little
+        assert abs(len(refinements) - 144) <= 3
+    else:
+        assert strategy.refine_every == 10 and len(refinements) == 48  # steps 20, 30, .., 490
+    assert strategy.refine_every >= 10
+
+
+def _fake_step(params, strategy, state, step, n, **extra):
+    """A step's `info` as the rasterizer gives it: every Gaussian visible, a small 2D gradient."""
+    means2d = torch.zeros(1, n, 2, requires_grad=True)
+    info = {"width": 32, "height": 32, "n_cameras": 1, "radii": torch.ones(1, n, 2), "gaussian_ids": None,
+            "means2d": means2d, **extra}
+    strategy.step_pre_backward(params, {}, state, step, info)
+    (means2d * 1e-6).sum().backward()
+    return info
+
+
+@pytest.mark.parametrize("name", ["default", "default4d"])
+def test_opacity_resets_at_each_scheduled_step(monkeypatch, name):
+    """Opacities drop to 2 x prune_opa at every reset step, exactly once, without relying on gsplat's own
+    step_post_backward (1.5.3 never resets: `step % reset_every == 0 & step > 0` is always false)."""
+    from gsplat.strategy import DefaultStrategy as Gsplat
+    import gspruner.strategies.default as ours
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("gsplat's step_post_backward must not run (a fixed release would reset twice)")
+
+    monkeypatch.setattr(Gsplat, "step_post_backward", forbidden)
+    calls = []
+    real_reset = ours.reset_opa
+    monkeypatch.setattr(ours, "reset_opa", lambda **kw: (calls.append(kw["value"]), real_reset(**kw)))
+
+    n = 50
+    params = torch.nn.ParameterDict({
+        "means": torch.nn.Parameter(torch.randn(n, 3)), "scales": torch.nn.Parameter(torch.full((n, 3), -3.0)),
+        "quats": torch.nn.Parameter(torch.randn(n, 4)), "opacities": torch.nn.Parameter(torch.full((n,), 3.0)),
+        "sh0": torch.nn.Parameter(torch.zeros(n, 1, 3)), "shN": torch.nn.Parameter(torch.zeros(n, 0, 3)),
+    })
+    if name == "default4d":
+        params["times"] = torch.nn.Parameter(torch.zeros(n, 1))
+        params["scales_t"] = torch.nn.Parameter(torch.zeros(n, 1))
+        params["quats_r"] = torch.nn.Parameter(torch.randn(n, 4))
+        strategy = Default4DStrategy(refine_start_iter=1000, refine_stop_iter=40, reset_every=10, refine_every=5, verbose=False)
+    else:
+        strategy = DefaultStrategy(refine_start_iter=1000, refine_stop_iter=40, reset_every=10, refine_every=5, verbose=False)
+    optimizers = {k: torch.optim.Adam([{"params": p, "lr": 0.01, "name": k}]) for k, p in params.items()}
+    state = strategy.initialize_state(scene_scale=1.0)
+    reset_value = torch.logit(torch.tensor(2 * strategy.prune_opa)).item()
+    dropped_at = []
+    for step in range(60):
+        extra = {"ids": torch.arange(n), "dt": torch.zeros(n, requires_grad=True)} if name == "default4d" else {}
+        info = _fake_step(params, strategy, state, step, n, **extra)
+        with torch.no_grad():
+            params["opacities"].fill_(3.0)  # as if the optimizer had raised them again
+        strategy.step_post_backward(params, optimizers, state, step, info)
+        if params["opacities"].max().item() <= reset_value + 1e-5:
+            dropped_at.append(step)
+    assert dropped_at == [10, 20, 30]  # not 0, not at or after refine_stop_iter (40)
+    assert calls == [2 * strategy.prune_opa] * 3

@@ -49,7 +49,13 @@ def dynamic_objects(t: float) -> list:
 
 def render_rgba(c2w: np.ndarray, K: np.ndarray, width: int, height: int, t: float) -> np.ndarray:
     """RGBA [H,W,4] in [0,1] (straight alpha, 2x2 supersampled) of the scene at time t from OpenCV c2w [4,4]."""
-    objects, o = dynamic_objects(t), c2w[:3, 3]
+    return render_objects_rgba(c2w, K, width, height, dynamic_objects(t))
+
+
+def render_objects_rgba(c2w: np.ndarray, K: np.ndarray, width: int, height: int, objects: list) -> np.ndarray:
+    """RGBA [H,W,4] in [0,1] (straight alpha, 2x2 supersampled) of `objects` from OpenCV c2w [4,4]; misses are
+    transparent."""
+    o = c2w[:3, 3]
     premultiplied = np.zeros((height * width, 4))
     for d in subpixel_rays(c2w, K, width, height):
         dist, hit_id = _closest(o, d, objects)
@@ -77,20 +83,27 @@ def frame_schedule(n_train: int, n_test: int, seed: int) -> dict[str, list[tuple
     return schedule
 
 
-def _generate(out: Path, width: int, height: int, n_train: int, n_test: int, seed: int) -> None:
+def write_rgba_split(out: Path, split: str, frames: list[tuple[np.ndarray, list, dict]], width: int,
+                     height: int) -> None:
+    """Renders frames [(OpenCV c2w [4,4], objects, extra frame keys)] at CAMERA_ANGLE_X into `out/split/r_XXX.png`
+    (RGBA 8-bit) and `out/transforms_{split}.json` (OpenGL camera-to-world, as NeRF-synthetic); nothing if no frames."""
+    if not frames:
+        return
     f = 0.5 * width / math.tan(0.5 * CAMERA_ANGLE_X)
     K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]])
+    (out / split).mkdir()
+    meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": []}
+    for k, (c2w, objects, extra) in enumerate(frames):
+        rgba = render_objects_rgba(c2w, K, width, height, objects)
+        cv2.imwrite(str(out / split / f"r_{k:03d}.png"), np.round(rgba[..., [2, 1, 0, 3]] * 255).astype(np.uint8))
+        meta["frames"].append({"file_path": f"./{split}/r_{k:03d}", **extra,
+                               "transform_matrix": opengl_to_opencv(c2w).tolist()})  # the flip is an involution
+    (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _generate(out: Path, width: int, height: int, n_train: int, n_test: int, seed: int) -> None:
     for split, frames in frame_schedule(n_train, n_test, seed).items():
-        if not frames:
-            continue
-        (out / split).mkdir()
-        meta = {"camera_angle_x": CAMERA_ANGLE_X, "frames": []}
-        for k, (t, c2w) in enumerate(frames):
-            rgba = render_rgba(c2w, K, width, height, t)
-            cv2.imwrite(str(out / split / f"r_{k:03d}.png"), np.round(rgba[..., [2, 1, 0, 3]] * 255).astype(np.uint8))
-            meta["frames"].append({"file_path": f"./{split}/r_{k:03d}", "time": t,
-                                   "transform_matrix": opengl_to_opencv(c2w).tolist()})  # the flip is an involution
-        (out / f"transforms_{split}.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_rgba_split(out, split, [(c2w, dynamic_objects(t), {"time": t}) for t, c2w in frames], width, height)
 
 
 def ensure_dynamic_demo_scene(root: Path, width: int = 64, height: int = 64, n_train: int = 40, n_test: int = 8,

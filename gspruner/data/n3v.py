@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gspruner.data.normalize import camera_extent, normalize_world
-from gspruner.data.scene import Camera, Scene, _is_fresh, downsample_cache_dir, fit_camera, write_png_atomic
+from gspruner.data.normalize import normalize_world
+from gspruner.data.scene import Camera, Scene, _is_fresh, downsample_cache_dir, fit_camera, train_extent, write_png_atomic
 from gspruner.errors import InputError
 
 POSES_FILE = "poses_bounds.npy"
@@ -150,7 +150,7 @@ def load_n3v(data_dir: Path, factor: int, normalize: bool, frame_step: int = 1, 
     scale = float(np.linalg.norm(transform[:3, 0]))  # the normalization's similarity scale
     bounds = np.load(poses_path)[:, 15:17][[v.path.stem != TEST_CAMERA for v in probes]] * scale  # [C,2] near, far
     points, rgb = frustum_points(first_frames, bounds)
-    return Scene(train, test, points, rgb, camera_extent(c2w), transform, data_dir, "n3v", None)
+    return Scene(train, test, points, rgb, train_extent(train), transform, data_dir, "n3v", None)
 
 
 def frustum_points(cams: list[Camera], bounds: np.ndarray, n: int = INIT_POINTS, seed: int = 0):

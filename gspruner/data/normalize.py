@@ -78,3 +78,28 @@ def normalize_world(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np
 def camera_extent(c2w: np.ndarray) -> float:  # [N,4,4] -> max distance of camera centres from their mean
     centers = c2w[:, :3, 3]
     return float(np.max(np.linalg.norm(centers - centers.mean(axis=0), axis=-1)))
+
+
+def shared_view_sphere(c2w: np.ndarray, half_fov_tan: np.ndarray) -> tuple[np.ndarray, float]:
+    """The sphere every camera sees whole: the bounds of an object-centric capture.
+
+    c2w [N,4,4] OpenCV camera-to-world, half_fov_tan [N] tan of each camera's smaller half field of view.
+    Centre: the point nearest to all optical axes (least squares); radius: min over cameras of
+    d_i · sin(θ_i − φ_i), with d_i the camera's distance to the centre, θ_i its half field of view and φ_i the
+    angle between its axis and the centre. On NeRF-synthetic (cameras at radius ~4, 40° FOV) this is ~1.37,
+    about INRIA 3DGS's ±1.3 random-init cube for those scenes.
+    """
+    origins, axes = c2w[:, :3, 3], c2w[:, :3, 2]
+    axes = axes / np.linalg.norm(axes, axis=-1, keepdims=True)
+    P = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]  # [N,3,3] projectors orthogonal to each axis
+    A, b = P.sum(axis=0), np.einsum("nij,nj->i", P, origins)
+    center = np.linalg.lstsq(A, b, rcond=None)[0] if len(c2w) > 1 else origins[0] + axes[0]
+    to_center = center - origins
+    distance = np.linalg.norm(to_center, axis=-1)
+    cos_offset = np.einsum("ni,ni->n", to_center, axes) / np.maximum(distance, 1e-12)
+    offset = np.arccos(np.clip(cos_offset, -1.0, 1.0))
+    margin = np.clip(np.arctan(half_fov_tan) - offset, 0.0, None)
+    radius = float(np.min(distance * np.sin(margin)))
+    if radius <= 0:  # no point seen by every camera: fall back to the cameras' own spread
+        radius = 0.5 * camera_extent(c2w)
+    return center, radius

@@ -70,23 +70,44 @@ class Scene:
     test: list[Camera]
     points: np.ndarray  # [P,3] float32 SfM points in the normalized world (P may be 0)
     points_rgb: np.ndarray  # [P,3] uint8
-    scene_scale: float  # max camera distance from the camera centroid
+    scene_scale: float  # max distance of the training cameras from their centroid
     transform: np.ndarray  # [4,4] normalization applied to the original world
     data_dir: Path
     kind: str  # "colmap" | "blender" | "ingp" | "dnerf" | "n3v"
-    background: tuple[float, float, float] | None  # colour RGBA images were composited on
+    # The colour a scene with alpha (an object on a transparent background) is evaluated on; None for opaque
+    # images. The same rule for every loader: images with alpha make an object-centric scene.
+    background: tuple[float, float, float] | None
     recipes: dict[Path, ImageRecipe] = field(default_factory=dict, repr=False)  # image_path -> recipe
-    _images: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)
+    _images: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,4] premultiplied
+    _composited: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,3] on `background`
 
-    def image(self, cam: Camera) -> torch.Tensor:  # [H,W,3] float32 in [0,1], cached after first load
+    @property
+    def has_alpha(self) -> bool:
+        """Images with alpha: train on random backgrounds, evaluate on `background`."""
+        return self.background is not None
+
+    def rgba(self, cam: Camera) -> torch.Tensor:
+        """[H,W,4] float32: RGB premultiplied by alpha, and alpha (1 for opaque images); cached after first load."""
         key = Path(cam.image_path)
         if key not in self._images:
             recipe = self.recipes.get(key) or ImageRecipe((cam.width, cam.height))
-            pixels = load_pixels(key, recipe, self.background)
+            pixels = load_pixels(key, recipe)
             if pixels.shape[:2] != (cam.height, cam.width):
                 raise InputError(f"{key}: image is {pixels.shape[1]}x{pixels.shape[0]}, camera expects {cam.width}x{cam.height}")
             self._images[key] = torch.from_numpy(pixels)
         return self._images[key]
+
+    def image(self, cam: Camera, background: torch.Tensor | tuple | None = None) -> torch.Tensor:
+        """[H,W,3] float32 in [0,1]: the image composited on `background` (default: the scene's; ignored for
+        opaque images)."""
+        key = Path(cam.image_path)
+        if background is None or not self.has_alpha:
+            if key not in self._composited:
+                self._composited[key] = self.image(cam, self.background) if self.has_alpha else self.rgba(cam)[..., :3]
+            return self._composited[key]
+        rgba = self.rgba(cam)
+        bg = torch.as_tensor(background, dtype=torch.float32, device=rgba.device)
+        return rgba[..., :3] + bg * (1.0 - rgba[..., 3:])
 
 
 # ------------------------------------------------------------------------------------------------ pixels
@@ -98,8 +119,10 @@ def read_image(path: Path) -> np.ndarray:  # [H,W,C] uint8/uint16 as stored (BGR
     return image
 
 
-def load_pixels(path: Path, recipe: ImageRecipe, background: tuple[float, float, float] | None) -> np.ndarray:
-    """[H,W,3] float32 RGB in [0,1]: composite alpha on `background` (or drop it), resize, undistort."""
+def load_pixels(path: Path, recipe: ImageRecipe) -> np.ndarray:
+    """[H,W,4] float32 in [0,1]: RGB premultiplied by alpha (alpha 1 for images without one), resized and
+    undistorted (both linear filters, so on premultiplied colour they do not bleed the hidden colour of
+    transparent pixels into the edges)."""
     raw = read_image(path)
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(raw.dtype, 1.0)
     image = raw.astype(np.float32) / scale
@@ -107,18 +130,19 @@ def load_pixels(path: Path, recipe: ImageRecipe, background: tuple[float, float,
         image = image[..., None]
     channels = image.shape[2]
     rgb = np.repeat(image[..., :1], 3, axis=2) if channels < 3 else image[..., 2::-1]  # BGR -> RGB
-    alpha = image[..., 3:4] if channels == 4 else image[..., 1:2] if channels == 2 else None
-    if alpha is not None and background is not None:
-        rgb = rgb * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
-    if (rgb.shape[1], rgb.shape[0]) != recipe.size:
-        shrink = recipe.size[0] < rgb.shape[1]
-        rgb = cv2.resize(rgb, recipe.size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    alpha = image[..., 3:4] if channels == 4 else image[..., 1:2] if channels == 2 else np.ones_like(rgb[..., :1])
+    rgba = np.concatenate([rgb * alpha, alpha], axis=-1)
+    if (rgba.shape[1], rgba.shape[0]) != recipe.size:
+        shrink = recipe.size[0] < rgba.shape[1]
+        rgba = cv2.resize(rgba, recipe.size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     if recipe.undistortion is not None:
         u = recipe.undistortion
-        rgb = cv2.remap(rgb, u.mapx, u.mapy, cv2.INTER_LINEAR)
+        rgba = cv2.remap(rgba, u.mapx, u.mapy, cv2.INTER_LINEAR)
         x, y, w, h = u.roi
-        rgb = rgb[y:y + h, x:x + w]
-    return np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32)
+        rgba = rgba[y:y + h, x:x + w]
+    rgba = np.clip(rgba, 0.0, 1.0)
+    rgba[..., :3] = np.minimum(rgba[..., :3], rgba[..., 3:])  # premultiplied: colour ≤ alpha
+    return np.ascontiguousarray(rgba, dtype=np.float32)
 
 
 def fit_camera(K: np.ndarray, width: int, height: int, dist: np.ndarray | None, factor: int):
@@ -197,7 +221,7 @@ def load_scene(data_dir, data_factor: int = 1, test_every: int = 8, normalize: b
         return n3v.load_n3v(data_dir, int(data_factor), normalize, frame_step, max_frames)
     model_dir = colmap.find_model_dir(data_dir)
     if model_dir is not None:
-        return _load_colmap(data_dir, model_dir, int(data_factor), test_every, normalize)
+        return _load_colmap(data_dir, model_dir, int(data_factor), test_every, normalize, background)
     if (data_dir / "transforms_train.json").is_file():
         return _load_blender(data_dir, int(data_factor), test_every, background)
     if (data_dir / "transforms.json").is_file():
@@ -230,7 +254,7 @@ def _colmap_intrinsics(cam: colmap.ColmapCamera, path: Path) -> tuple[np.ndarray
     return K, (dist if np.any(dist != 0) else None)
 
 
-def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, normalize: bool) -> Scene:
+def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
     cameras_file, images_file, _ = colmap.model_files(model_dir)
     model = colmap.read_model(model_dir)
     if not model.images:
@@ -266,8 +290,9 @@ def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, 
         cameras.append(_camera(im.name, K, pose, w, h, paths[im.name]))
         recipes[paths[im.name]] = recipe
     train, test = split_every(cameras, test_every)
-    return Scene(train, test, points.astype(np.float32), model.points.rgb.astype(np.uint8), camera_extent(c2w),
-                 transform, data_dir, "colmap", None, recipes)
+    return Scene(train, test, points.astype(np.float32), model.points.rgb.astype(np.uint8), train_extent(train),
+                 transform, data_dir, "colmap", scene_background(train[0].image_path if train else None, background),
+                 recipes)
 
 
 def _camera(name, K, c2w, width, height, image_path, time=None) -> Camera:
@@ -287,9 +312,17 @@ def _cameras_from_frames(frames: list[Frame], c2w: np.ndarray, factor: int, reci
     return cameras
 
 
-def _has_alpha(path: Path) -> bool:
-    image = read_image(path)
-    return image.ndim == 3 and image.shape[2] in (2, 4)
+def train_extent(train: list[Camera]) -> float:
+    """The scene scale: max distance of the training cameras from their centroid (test cameras never count)."""
+    return camera_extent(np.stack([c.c2w.double().numpy() for c in train])) if train else 1.0
+
+
+def scene_background(image_path: Path | None, background) -> tuple[float, float, float] | None:
+    """One rule for every loader: a scene whose images have alpha is evaluated on `background`; None when opaque."""
+    if image_path is None or background is None:
+        return None
+    image = read_image(Path(image_path))
+    return tuple(float(c) for c in background) if image.ndim == 3 and image.shape[2] in (2, 4) else None
 
 
 def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> Scene:
@@ -308,10 +341,8 @@ def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> S
         test = _cameras_from_frames(test_frames, np.stack([f.c2w for f in test_frames]), factor, recipes)
     else:
         train, test = split_every(train, test_every)
-    all_c2w = np.stack([c.c2w.double().numpy() for c in train + test])
-    background = tuple(background) if background is not None and _has_alpha(train_frames[0].image_path) else None
-    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), camera_extent(all_c2w),
-                 np.eye(4), data_dir, kind, background, recipes)
+    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), train_extent(train),
+                 np.eye(4), data_dir, kind, scene_background(train_frames[0].image_path, background), recipes)
 
 
 def _load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
@@ -322,6 +353,5 @@ def _load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, ba
         c2w, _, transform = normalize_world(c2w, np.zeros((0, 3)))
     recipes = {}
     train, test = split_every(_cameras_from_frames(frames, c2w, factor, recipes), test_every)
-    background = tuple(background) if background is not None and _has_alpha(frames[0].image_path) else None
-    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), camera_extent(c2w),
-                 transform, data_dir, "ingp", background, recipes)
+    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), train_extent(train),
+                 transform, data_dir, "ingp", scene_background(frames[0].image_path, background), recipes)

@@ -26,6 +26,22 @@ DEFAULT_LRS = {
 }
 
 
+REFERENCE_STEPS = 30_000  # the schedule gsplat's learning rates were set for
+MEANS_LR_END = 0.01  # gsplat: the means lr decays exponentially to 1 % of its start over the run
+
+
+def means_lr_schedule(max_steps: int, travel: float = 0.5) -> tuple[float, float]:
+    """(start factor, per-step decay gamma) of the means learning rate for a run of `max_steps`.
+
+    gsplat decays lr_means from 1.6e-4 × scene scale to 1 % over the run; in a 1k-step run a Gaussian can then
+    travel ~1/30 of what it can in 30k steps (Adam moves a parameter ~lr per step). A shorter run starts higher,
+    by (30k / max_steps)^travel (1 from 30k steps on), and still ends at the 30k schedule's final lr (1 % of
+    1.6e-4), so it converges as finely.
+    """
+    start = max(1.0, REFERENCE_STEPS / max_steps) ** travel
+    return start, (MEANS_LR_END / start) ** (1.0 / max_steps)
+
+
 def rgb_to_sh(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / SH_C0
 

@@ -21,7 +21,7 @@ RADSPLAT_THRESHOLD = 0.01
 
 def make_pruner(name: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
                 at_fractions: tuple[float, ...] | None = None, lp_score: str = "radsplat", seed: int = 0,
-                temporal_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp",
+                temporal_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "auto",
                 filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT) -> Pruner:
     """`ratio` set -> ratio mode; radsplat without a ratio -> threshold mode (t_prune 0.01).
     lp3dgs / ste-mask learn their ratio (a given ratio or threshold is an error).

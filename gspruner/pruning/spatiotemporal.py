@@ -18,7 +18,9 @@ short-lived Gaussians"; "a higher temporal score to Gaussians with a longer life
 Temporal filter (Sec. 4.2): key-frames at evenly spaced training frame times; for each, the union over the
 training views at that time (`filter_views="timestamp"`, the paper's "all training views at current
 timestamp": every camera of a multi-view video frame, the one camera of a monocular D-NeRF frame) or over
-every training camera rendered at the key-frame's time (`"all"`, a wider set for monocular data), of the
+every training camera rendered at the key-frame's time (`"all"`, a wider set for monocular data; `"auto"`, the
+default, picks "all" when every training time has one camera — a monocular mask holds only what that one camera
+saw, and novel views of the object lose the rest — and "timestamp" for multi-view video), of the
 Gaussians that blend into a pixel with alpha T above `DEFAULT_FILTER_MIN_WEIGHT` (0.05, our choice: the paper does
 not define visible); a frame at time t rasterizes only the union of the masks of its two
 nearest key-frames. Built right after the prune and
@@ -136,10 +138,12 @@ class SpatioTemporalPruner(Pruner):
     name = "spatiotemporal"
 
     def __init__(self, ctx: PruneContext, frame_times: Tensor, ratio: float | None = None, at_fraction: float = 2 / 3,
-                 use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "timestamp",
+                 use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "auto",
                  filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT):
         self.ctx, self.ratio = ctx, DEFAULT_RATIO_4D if ratio is None else ratio
         self.frame_times = torch.unique(frame_times.float()).to(ctx.device)
+        if filter_views == "auto":  # monocular: one training camera per time
+            filter_views = "all" if len(self.frame_times) == len(frame_times) else "timestamp"
         self.step = min(max(round(at_fraction * ctx.max_steps), ctx.densify_stop_step), max(ctx.max_steps - 1, 0))
         self.use_filter, self.keyframe_every, self.filter_views = use_filter, keyframe_every, filter_views
         self.filter_min_weight = filter_min_weight

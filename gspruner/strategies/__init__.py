@@ -1,7 +1,9 @@
-"""Densification strategies: gsplat's DefaultStrategy (ADC) and MCMCStrategy, used as they are, and FastGS.
+"""Densification strategies: ADC (our `DefaultStrategy`: gsplat's, with the opacity reset gsplat 1.5.3 skips),
+gsplat's MCMCStrategy as it is, FastGS, and the 4D ADC.
 
-Their step-based schedules are written for 30k steps; `make_strategy` scales them to `max_steps`, so a
-2k-step CPU run refines as often, relative to its length, as a 30k-step GPU run.
+Their step-based schedules are written for 30k steps; `make_strategy` scales them to `max_steps` (see
+`scale_schedule`), so a short CPU run has the 30k schedule's shape: the same opacity resets at the same fractions
+of the run, densification stopping at the same fraction.
 """
 
 from __future__ import annotations
@@ -9,17 +11,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from gsplat.strategy import DefaultStrategy, MCMCStrategy, Strategy
+from gsplat.strategy import MCMCStrategy, Strategy
 
 from ..config import StrategyConfig
 from . import cpu_ops
+from .default import DefaultStrategy
 from .default4d import Default4DStrategy
 from .fastgs import FastGSStrategy
 from .views import ViewSampler
 
 cpu_ops.install()
 
-REFERENCE_STEPS = 30_000
+from ..model.gaussians import REFERENCE_STEPS  # noqa: E402  (gsplat schedules are for 30k steps)
 StrategyName = Literal["default", "mcmc", "fastgs", "none"]
 
 _STEP_FIELDS = (
@@ -37,14 +40,22 @@ _STEP_FIELDS = (
 )
 
 
-MIN_REFINE_EVERY = 25  # gradients are averaged over the views seen between refinements: keep enough
+MIN_REFINE_EVERY = 10  # steps between refinements at least: the averaged 2D gradient needs a few views
+MIN_RESET_EVERY = 100  # steps between opacity resets at least: an opacity needs ~100 Adam steps to recover
 
 
 def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
     """Every step-valued field × max_steps / 30k (at least 1 where it was ≥ 1; tuples element-wise).
 
-    `refine_every` keeps a floor of MIN_REFINE_EVERY: at 100 × 2k/30k ≈ 7 steps the averaged 2D
-    gradient is a handful of views and densification runs away on short CPU runs.
+    Floors, for runs shorter than 30k steps:
+    - `refine_every` ≥ MIN_REFINE_EVERY (10) steps: a refinement averages the 2D gradient over the views seen
+      since the last one, and over 3 views (100 × 1k/30k) densification runs away. From 3000 steps on a run
+      refines as often as the 30k schedule (145 refinements at gsplat's defaults); a 1000-step run 48 times.
+    - `reset_every` scales exactly, so a run keeps the 30k schedule's opacity resets (gsplat's 3000 of 30k: 4
+      resets before densification stops at 15k, at 10, 20, 30 and 40 % of the run), down to a floor of
+      MIN_RESET_EVERY (100) steps: Adam at the opacity lr (0.05, FastGS 0.025) needs ~100 steps to bring a
+      logit from the reset value (0.01) back above 0.5. So runs of ≥ 1000 steps keep all 4 resets; shorter
+      ones fewer (500 steps: 2; 250: 1; FastGS, densifying until 50 %, as many).
     """
     s = max_steps / REFERENCE_STEPS
     changes = {}
@@ -56,8 +67,8 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
             changes[name] = tuple(max(1, round(v * s)) for v in value)
     if "refine_every" in changes:
         every = max(changes["refine_every"], min(MIN_REFINE_EVERY, strategy.refine_every))
-        if "reset_every" in changes:  # keep resets as many refinements apart as in the 30k schedule
-            changes["reset_every"] = max(changes["reset_every"], every * strategy.reset_every // strategy.refine_every)
+        if "reset_every" in changes:  # opacities need time to recover between resets, and refinements in between
+            changes["reset_every"] = max(changes["reset_every"], MIN_RESET_EVERY, 2 * every)
         changes["refine_every"] = every
     return replace(strategy, **changes)
 
@@ -134,5 +145,5 @@ def strategy_learning_rates(strategy: Strategy) -> dict | None:
     return getattr(strategy, "learning_rates", None)
 
 
-__all__ = ["Default4DStrategy", "FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
+__all__ = ["DefaultStrategy", "Default4DStrategy", "FastGSStrategy", "StrategyConfig", "ViewSampler", "densify_stop_step", "held_optimizers", "initialize_state",
            "make_strategy", "post_backward_kwargs", "scale_schedule", "strategy_learning_rates", "training_render_kwargs", "REFERENCE_STEPS"]

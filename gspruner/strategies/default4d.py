@@ -1,4 +1,4 @@
-"""Adaptive density control for 4D Gaussians: gsplat's DefaultStrategy with the 4DGS changes
+"""Adaptive density control for 4D Gaussians: our DefaultStrategy (gsplat's, with working opacity resets) with the 4DGS changes
 (Yang et al. 2024, code `fudan-zvg/4d-gaussian-splatting` train.py / scene/gaussian_model.py).
 
 - A step may render several frames (4DGS trains D-NeRF with batches of 2, each frame at its own time):
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import _update_param_with_optimizer, duplicate
 
 from ..model.gaussians4d import rotation_4d
+from .default import DefaultStrategy
 
 
 def _frames(info) -> list[dict]:

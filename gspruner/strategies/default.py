@@ -1,0 +1,56 @@
+"""Adaptive density control (3DGS, Kerbl et al. 2023, Sec. 5.2) as gsplat's `DefaultStrategy`, with the opacity
+reset that gsplat 1.5.3 never performs.
+
+gsplat 1.5.3 `DefaultStrategy.step_post_backward` guards the reset with
+`step % self.reset_every == 0 & step > 0`: `&` binds tighter than `==`, so the chained comparison reads
+`step % reset_every == 0 and 0 > 0`, always false (fixed upstream after 1.5.3, nerfstudio-project/gsplat PR #776).
+Without resets, low-opacity floaters are never culled and the "too big in world space" pruning (active only
+after `reset_every`) is the only floater control.
+
+This class owns `step_post_backward` (the same statistics, clone/split and prune calls as gsplat's), so each
+reset step resets exactly once whether the installed gsplat has the bug or the fix. Call order (gsplat's):
+
+    strategy.check_sanity(params, optimizers)
+    state = strategy.initialize_state(scene_scale)
+    for step in range(max_steps):
+        render -> info
+        strategy.step_pre_backward(params, optimizers, state, step, info)
+        loss.backward()
+        optimizer steps
+        strategy.step_post_backward(params, optimizers, state, step, info)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy
+from gsplat.strategy.ops import reset_opa
+
+
+@dataclass
+class DefaultStrategy(GsplatDefaultStrategy):
+    """gsplat's `DefaultStrategy` (same fields, same defaults) with working opacity resets."""
+
+    def is_reset_step(self, step: int) -> bool:
+        """3DGS resets opacities every `reset_every` steps while densifying (not at step 0)."""
+        return 0 < step < self.refine_stop_iter and step % self.reset_every == 0
+
+    def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:
+        if step >= self.refine_stop_iter:
+            return
+        self._update_state(params, state, info, packed=packed)
+        if step > self.refine_start_iter and step % self.refine_every == 0 \
+                and step % self.reset_every >= self.pause_refine_after_reset:
+            self._grow_gs(params, optimizers, state, step)
+            self._prune_gs(params, optimizers, state, step)  # too big in world space only after the first reset
+            state["grad2d"].zero_()
+            state["count"].zero_()
+            if self.refine_scale2d_stop_iter > 0:
+                state["radii"].zero_()
+        if self.is_reset_step(step):
+            # opacity <- min(opacity, 2 * prune_opa), Adam moments of the opacities zeroed (3DGS reset_opacity)
+            reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
