@@ -92,7 +92,7 @@ class TrainConfig:
     init_ckpt: Optional[Path] = None
     """Start from the Gaussians of this checkpoint instead of the point cloud (fine-tuning; the means lr starts at its decayed end value)."""
     max_steps: Optional[int] = None
-    """Training steps (default: 30000, or 1000 for the demo). Every schedule (densification, SH degree, LR decay) scales with it."""
+    """Training steps (default: 30000, or 1000 for the demo). Every schedule (densification, opacity resets, SH degree, LR decay) scales with it, keeping the 30k shape, with floors: refinements ≥ 10 steps apart (the 30k count of 144 from 3000 steps on), opacity resets ≥ 100 steps apart (all 4 of the 30k schedule from 1000 steps on), and the means lr starting (30000 / max_steps)^--means-lr-travel × higher."""
     data_factor: int = 1
     """Downsample images by this factor (COLMAP: from the full-resolution images/, cached as images_N_png/)."""
     test_every: int = 8
