@@ -246,8 +246,6 @@ class DistillConfig:
     """Std of a random turn of the pseudo camera about its centre, in degrees (LightGaussian: 0)."""
     freeze_geometry: bool = False
     """Fine-tune only the colours (sh0, shN); by default positions, scales and rotations are fine-tuned too, as LightGaussian's released script (--enable_covariance). Opacities are always frozen (LightGaussian's default)."""
-    means_lr_travel: float = 0.5
-    """Runs shorter than 30k steps start the means learning rate (30000 / --max-steps)^this × higher (3.2× at 3000 steps) and decay it to the 30k schedule's final value, so Gaussians can still travel; 0 = gsplat's schedule (1.6e-4 × scene scale decaying to 1 %)."""
     ssim_lambda: float = 0.2
     """Loss against the teacher's render = (1 - λ)·L1 + λ·(1 - SSIM)."""
     data_dir: Optional[Path] = None

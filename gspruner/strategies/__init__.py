@@ -14,6 +14,7 @@ from typing import Literal
 from gsplat.strategy import MCMCStrategy, Strategy
 
 from ..config import StrategyConfig
+from ..model.gaussians import REFERENCE_STEPS  # gsplat's schedules are written for 30k steps
 from . import cpu_ops
 from .default import DefaultStrategy
 from .default4d import Default4DStrategy
@@ -22,7 +23,6 @@ from .views import ViewSampler
 
 cpu_ops.install()
 
-from ..model.gaussians import REFERENCE_STEPS  # noqa: E402  (gsplat schedules are for 30k steps)
 StrategyName = Literal["default", "mcmc", "fastgs", "none"]
 
 _STEP_FIELDS = (
@@ -50,7 +50,7 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
     Floors, for runs shorter than 30k steps:
     - `refine_every` ≥ MIN_REFINE_EVERY (10) steps: a refinement averages the 2D gradient over the views seen
       since the last one, and over 3 views (100 × 1k/30k) densification runs away. From 3000 steps on a run
-      refines as often as the 30k schedule (145 refinements at gsplat's defaults); a 1000-step run 48 times.
+      refines as often as the 30k schedule (144 refinements at gsplat's defaults); a 1000-step run 48 times.
     - `reset_every` scales exactly, so a run keeps the 30k schedule's opacity resets (gsplat's 3000 of 30k: 4
       resets before densification stops at 15k, at 10, 20, 30 and 40 % of the run), down to a floor of
       MIN_RESET_EVERY (100) steps: Adam at the opacity lr (0.05, FastGS 0.025) needs ~100 steps to bring a
