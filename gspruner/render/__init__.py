@@ -1,9 +1,13 @@
 """The one rendering entry point: `rasterize(...)`, gsplat.rasterization semantics on CPU and CUDA.
 
-CUDA tensors go straight to `gsplat.rasterization` (its kernels); CPU tensors go to our
-differentiable pure-PyTorch rasterizer (`torch_raster`), which reproduces gsplat 1.5.3's
-projection, culling, tile binning, alpha rules and gradients, and returns the same `info` keys as
-gsplat's non-packed path so gsplat's strategies run unchanged.
+CUDA tensors go straight to `gsplat.rasterization` (its kernels). CPU tensors go to one of our two
+CPU rasterizers, which reproduce gsplat 1.5.3's projection, culling, tile binning, alpha rules and
+gradients and return the same `info` keys as gsplat's non-packed path, so gsplat's strategies run
+unchanged:
+- `compiled` (default): C++/OpenMP kernels (csrc/cpu_raster.cpp), built on first use;
+- `torch`: the pure-PyTorch rasterizer (`torch_raster`), the reference the compiled one is tested
+  against, and the fallback when no C++ compiler is present or for float64 inputs.
+GSPRUNER_CPU_BACKEND=torch|compiled chooses (see `compiled.py`).
 """
 
 from __future__ import annotations
@@ -13,11 +17,35 @@ from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
-from . import torch_raster
+from . import compiled, torch_raster
 from .sh import spherical_harmonics
-from .torch_raster import Pairs, Projection, contributing_pairs, project
+from .torch_raster import Pairs, Projection
 
-__all__ = ["rasterize", "contributing_pairs", "project", "Pairs", "Projection", "spherical_harmonics"]
+__all__ = ["rasterize", "contributing_pairs", "project", "Pairs", "Projection", "spherical_harmonics",
+           "cpu_backend"]
+
+
+def cpu_backend() -> str:
+    """'compiled' or 'torch': the CPU rasterizer that float32 renders use now (GSPRUNER_CPU_BACKEND)."""
+    return compiled.backend()
+
+
+def project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane=0.01, far_plane=1e10,
+            radius_clip=0.0, eps2d=0.3, covars=None, antialiased=False) -> Projection:
+    """EWA projection of 3D Gaussians (`torch_raster.project`'s contract), on the chosen CPU backend."""
+    use = compiled.handles(means, quats, scales, opacities, viewmats, Ks, covars) \
+        and not (viewmats.requires_grad or Ks.requires_grad)
+    fn = compiled.project if use else torch_raster.project
+    return fn(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, radius_clip,
+              eps2d, covars, antialiased)
+
+
+def contributing_pairs(means2d, conics, opacities, depths, radii, width, height, tile_size=16,
+                       compact_box=1.0) -> Pairs:
+    """Every composited (camera, Gaussian, pixel) pair (`torch_raster.contributing_pairs`' contract)."""
+    use = compiled.handles(means2d, conics, opacities, depths)
+    fn = compiled.contributing_pairs if use else torch_raster.contributing_pairs
+    return fn(means2d, conics, opacities, depths, radii, width, height, tile_size, compact_box)
 
 
 def rasterize(
@@ -46,7 +74,8 @@ def rasterize(
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Render Gaussians -> (render_colors [C, H, W, D'], render_alphas [C, H, W, 1], info).
 
-    Same meaning as `gsplat.rasterization`; dispatch on `means.device.type`. `covars`, if given,
+    Same meaning as `gsplat.rasterization`; dispatch on `means.device.type`, then on the CPU backend
+    (float32 inputs without camera gradients use the compiled one when it is chosen and built). `covars`, if given,
     replaces quats/scales. On CPU `packed` is ignored (info is always gsplat's non-packed layout:
     radii [C, N, 2], means2d [C, N, 2], ..., gaussian_ids None) and info also holds "pairs", the
     `torch_raster.Pairs` that were composited.
@@ -67,7 +96,9 @@ def rasterize(
             sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
         )
-    return torch_raster.rasterize(
+    use = compiled.handles(means, quats, scales, opacities, colors, viewmats, Ks, backgrounds, covars) \
+        and not (viewmats.requires_grad or Ks.requires_grad)
+    return (compiled.rasterize if use else torch_raster.rasterize)(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
         sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,

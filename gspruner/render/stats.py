@@ -10,7 +10,7 @@ composited before the pixel's T < 1e-4 stop — with weight w = alpha T (3DGS Eq
 with m_p an optional per-pixel weight (default 1).
 
 `contribution_stats` hides the backend: CUDA tensors use our fused kernel (cuda/, built just in time)
-when it builds, everything else the pairs of the PyTorch rasterizer.
+when it builds, everything else the pairs of the CPU rasterizer (compiled or PyTorch).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from .torch_raster import contributing_pairs, project
 
 
 @dataclass
@@ -91,6 +90,8 @@ def contribution_stats(
         if cuda_stats.available():
             return ContributionStats(**cuda_stats.stats(
                 means, quats, scales, opacities, viewmat, K, width, height, pw, near_plane, far_plane))
+    from . import contributing_pairs, project  # the chosen CPU backend
+
     proj = project(means, quats, scales, opacities, viewmat[None], K[None], width, height,
                    near_plane=near_plane, far_plane=far_plane)
     pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, width, height)

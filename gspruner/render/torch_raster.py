@@ -481,6 +481,78 @@ def composite(means2d, conics, opacities, colors, backgrounds, pairs: Pairs, abs
 # --------------------------------------------------------------------------------------------
 
 
+def check_inputs(means, quats, scales, opacities, viewmats, Ks, covars, render_mode, rasterize_mode) -> None:
+    """gsplat.rasterization's input contract (pinhole, no batch dims): ValueError on a mismatch."""
+    N, C = means.shape[0], viewmats.shape[0]
+    if means.dim() != 2 or means.shape[-1] != 3:
+        raise ValueError(f"means must be [N, 3], got {tuple(means.shape)}")
+    if covars is None and (quats is None or scales is None or quats.shape != (N, 4) or scales.shape != (N, 3)):
+        raise ValueError("need quats [N, 4] and scales [N, 3], or covars [N, 6]")
+    if covars is not None and covars.shape not in ((N, 6), (N, 3, 3)):
+        raise ValueError(f"covars must be [N, 6] or [N, 3, 3], got {tuple(covars.shape)}")
+    if opacities.shape != (N,) or viewmats.shape != (C, 4, 4) or Ks.shape != (C, 3, 3):
+        raise ValueError("need opacities [N], viewmats [C, 4, 4], Ks [C, 3, 3]")
+    if render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
+    if rasterize_mode not in ("classic", "antialiased"):
+        raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
+
+
+def check_colors(colors: Tensor, sh_degree: Optional[int], C: int, N: int) -> None:
+    """Colours are [(C,) N, D] post-activation, or [(C,) N, K, 3] SH coefficients with sh_degree."""
+    if sh_degree is None:
+        if colors.shape[:-1] not in ((N,), (C, N)):
+            raise ValueError(f"colors must be [N, D] or [C, N, D], got {tuple(colors.shape)}")
+    elif colors.shape[:-2] not in ((N,), (C, N)) or colors.shape[-1] != 3:
+        raise ValueError(f"SH colors must be [N, K, 3] or [C, N, K, 3], got {tuple(colors.shape)}")
+
+
+def view_colors(means: Tensor, colors: Tensor, viewmats: Tensor, sh_degree: Optional[int]) -> Tensor:
+    """Per-camera features [C, N, D]: the colours as given, or clamp_min(SH(mean - camera centre) + 0.5, 0)."""
+    C, N = viewmats.shape[0], means.shape[0]
+    if sh_degree is None:
+        return colors.expand(C, N, colors.shape[-1]) if colors.dim() == 2 else colors
+    campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
+    dirs = means[None] - campos[:, None]  # [C, N, 3]
+    shs = colors.expand((C,) + colors.shape) if colors.dim() == 3 else colors
+    return torch.clamp_min(spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)  # [C, N, 3]
+
+
+def with_depth_channel(render_mode: str, feats: Tensor, depths: Tensor, backgrounds: Optional[Tensor]):
+    """The composited channels of a render mode: RGB, depth only, or RGB + depth (background 0 for depth)."""
+    if render_mode in ("RGB+D", "RGB+ED"):
+        feats = torch.cat([feats, depths[..., None]], dim=-1)
+        if backgrounds is not None:
+            backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[:, :1])], dim=-1)
+    elif render_mode in ("D", "ED"):
+        feats = depths[..., None]
+        if backgrounds is not None:
+            backgrounds = torch.zeros_like(backgrounds[:, :1])
+    return feats.contiguous(), backgrounds
+
+
+def expected_depth(render_mode: str, render_colors: Tensor, render_alphas: Tensor) -> Tensor:
+    """ED modes: accumulated depth / alpha in the last channel."""
+    if render_mode in ("ED", "RGB+ED"):
+        return torch.cat([render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], dim=-1)
+    return render_colors
+
+
+def render_info(proj: Projection, width: int, height: int, tile_size: int) -> Dict:
+    """gsplat's non-packed `info` dict of a CPU render (without "pairs")."""
+    tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    tx0, ty0, tx1, ty1 = tile_ranges(proj.means2d, proj.radii, tile_size, tile_width, tile_height)
+    tiles_per_gauss = ((tx1 - tx0) * (ty1 - ty0) * (proj.radii > 0).all(-1)).to(torch.int32)  # [C, N]
+    return {
+        "batch_ids": None, "camera_ids": None, "gaussian_ids": None,
+        "radii": proj.radii, "means2d": proj.means2d, "depths": proj.depths, "conics": proj.conics,
+        "opacities": proj.opacities, "tile_width": tile_width, "tile_height": tile_height,
+        "tiles_per_gauss": tiles_per_gauss, "isect_ids": None, "flatten_ids": None, "isect_offsets": None,
+        "width": width, "height": height, "tile_size": tile_size, "n_batches": 1,
+        "n_cameras": proj.radii.shape[0],
+    }
+
+
 def rasterize(
     means: Tensor,  # [N, 3]
     quats: Optional[Tensor],  # [N, 4]
@@ -507,61 +579,16 @@ def rasterize(
 ) -> Tuple[Tensor, Tensor, Dict]:
     """CPU `gsplat.rasterization` (pinhole, no batch dims). `packed` is ignored: info is always non-packed.
     `compact_box` < 1: FastGS's compact box per pixel (see `contributing_pairs`); 1 = gsplat."""
-    N, C = means.shape[0], viewmats.shape[0]
-    if means.dim() != 2 or means.shape[-1] != 3:
-        raise ValueError(f"means must be [N, 3], got {tuple(means.shape)}")
-    if covars is None and (quats is None or scales is None or quats.shape != (N, 4) or scales.shape != (N, 3)):
-        raise ValueError("need quats [N, 4] and scales [N, 3], or covars [N, 6]")
-    if covars is not None and covars.shape not in ((N, 6), (N, 3, 3)):
-        raise ValueError(f"covars must be [N, 6] or [N, 3, 3], got {tuple(covars.shape)}")
-    if opacities.shape != (N,) or viewmats.shape != (C, 4, 4) or Ks.shape != (C, 3, 3):
-        raise ValueError("need opacities [N], viewmats [C, 4, 4], Ks [C, 3, 3]")
-    if render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode must be one of {RENDER_MODES}, got {render_mode!r}")
-    if rasterize_mode not in ("classic", "antialiased"):
-        raise ValueError(f"rasterize_mode must be 'classic' or 'antialiased', got {rasterize_mode!r}")
-
+    check_inputs(means, quats, scales, opacities, viewmats, Ks, covars, render_mode, rasterize_mode)
+    check_colors(colors, sh_degree, viewmats.shape[0], means.shape[0])
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
-
-    if sh_degree is None:  # post-activation features [(C,) N, D]
-        if colors.shape[:-1] not in ((N,), (C, N)):
-            raise ValueError(f"colors must be [N, D] or [C, N, D], got {tuple(colors.shape)}")
-        feats = colors.expand(C, N, colors.shape[-1]) if colors.dim() == 2 else colors
-    else:  # SH coefficients [(C,) N, K, 3]; view direction = mean - camera centre
-        if colors.shape[:-2] not in ((N,), (C, N)) or colors.shape[-1] != 3:
-            raise ValueError(f"SH colors must be [N, K, 3] or [C, N, K, 3], got {tuple(colors.shape)}")
-        campos = torch.inverse(viewmats)[:, :3, 3]  # [C, 3]
-        dirs = means[None] - campos[:, None]  # [C, N, 3]
-        shs = colors.expand((C,) + colors.shape) if colors.dim() == 3 else colors
-        feats = torch.clamp_min(spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)  # [C, N, 3]
-
-    if render_mode in ("RGB+D", "RGB+ED"):
-        feats = torch.cat([feats, proj.depths[..., None]], dim=-1)
-        if backgrounds is not None:
-            backgrounds = torch.cat([backgrounds, torch.zeros_like(backgrounds[:, :1])], dim=-1)
-    elif render_mode in ("D", "ED"):
-        feats = proj.depths[..., None]
-        if backgrounds is not None:
-            backgrounds = torch.zeros_like(backgrounds[:, :1])
-
+    feats, backgrounds = with_depth_channel(render_mode, view_colors(means, colors, viewmats, sh_degree),
+                                            proj.depths, backgrounds)
     pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii,
                                width, height, tile_size, compact_box)
-    render_colors, render_alphas = composite(proj.means2d, proj.conics, proj.opacities,
-                                             feats.contiguous(), backgrounds, pairs, absgrad)
-    if render_mode in ("ED", "RGB+ED"):  # expected depth = accumulated depth / alpha
-        render_colors = torch.cat([render_colors[..., :-1],
-                                   render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], dim=-1)
-
-    tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    tx0, ty0, tx1, ty1 = tile_ranges(proj.means2d, proj.radii, tile_size, tile_width, tile_height)
-    tiles_per_gauss = ((tx1 - tx0) * (ty1 - ty0) * (proj.radii > 0).all(-1)).to(torch.int32)  # [C, N]
-    info = {
-        "batch_ids": None, "camera_ids": None, "gaussian_ids": None,
-        "radii": proj.radii, "means2d": proj.means2d, "depths": proj.depths, "conics": proj.conics,
-        "opacities": proj.opacities, "tile_width": tile_width, "tile_height": tile_height,
-        "tiles_per_gauss": tiles_per_gauss, "isect_ids": None, "flatten_ids": None, "isect_offsets": None,
-        "width": width, "height": height, "tile_size": tile_size, "n_batches": 1, "n_cameras": C,
-        "pairs": pairs,
-    }
-    return render_colors, render_alphas, info
+    render_colors, render_alphas = composite(proj.means2d, proj.conics, proj.opacities, feats, backgrounds,
+                                             pairs, absgrad)
+    info = render_info(proj, width, height, tile_size)
+    info["pairs"] = pairs
+    return expected_depth(render_mode, render_colors, render_alphas), render_alphas, info

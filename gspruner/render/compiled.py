@@ -1,0 +1,282 @@
+"""The compiled CPU backend: csrc/cpu_raster.cpp (C++/OpenMP) behind autograd wrappers.
+
+Same algorithm, rules and outputs as the PyTorch rasterizer (`torch_raster`, the reference): EWA
+projection, per-tile depth-sorted lists, per-pixel front-to-back compositing that stops at gsplat's
+exclusive T <= 1e-4, and gsplat's analytic back-to-front backward. Where the PyTorch path spends most
+of its time building every candidate (Gaussian, pixel) pair, this one walks each pixel's list and stops
+with the pixel: no pair list exists unless asked for (`info["pairs"]`, built on first access).
+
+Choice of backend (`backend()`): the environment variable GSPRUNER_CPU_BACKEND = compiled (default) |
+torch. The extension is built on first use with `torch.utils.cpp_extension.load` and cached (like
+gsplat's CUDA kernels and our cuda/ statistics kernel); without a working C++ compiler the PyTorch
+path is used, with one warning. Float32 only: other dtypes, SH degree 4 and gradients to the cameras
+(viewmats / Ks) go to the PyTorch path.
+
+Threads: `threads()`, the OpenMP team of each parallel region, is GSPRUNER_CPU_THREADS if set, else
+torch's thread count. There are a handful of regions per render (not thousands of small ops as in the
+PyTorch path), so a busy machine costs at most a few scheduler ticks per render.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from . import torch_raster
+from .torch_raster import Pairs, Projection
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "cpu_raster.cpp"
+BACKEND_ENV = "GSPRUNER_CPU_BACKEND"
+THREADS_ENV = "GSPRUNER_CPU_THREADS"
+BACKENDS = ("compiled", "torch")
+MAX_SH_DEGREE = 3  # the compiled SH kernel's degrees 0..3; 4 goes through the PyTorch SH
+
+_ext = None
+_tried = False
+_lock = threading.Lock()
+
+
+def requested_backend() -> str:
+    """GSPRUNER_CPU_BACKEND, checked where it is read: 'compiled' (default) or 'torch'."""
+    value = os.environ.get(BACKEND_ENV, "compiled").strip().lower() or "compiled"
+    if value not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV} must be one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
+def extension():
+    """The built extension module, or None when it cannot be built (warned once)."""
+    global _ext, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                from torch.utils.cpp_extension import load
+
+                _ext = load(name="gspruner_cpu_raster", sources=[str(SOURCE)],
+                            extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+            except Exception as exc:  # no compiler, no sources (wheel without them), broken toolchain
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                warnings.warn(f"gspruner: compiled CPU rasterizer not built ({first}); using the PyTorch "
+                              f"rasterizer (set {BACKEND_ENV}=torch to silence this)", stacklevel=3)
+    return _ext
+
+
+def backend() -> str:
+    """The CPU backend that renders now: 'compiled' when requested and built, else 'torch'."""
+    if requested_backend() == "torch":
+        return "torch"
+    return "compiled" if extension() is not None else "torch"
+
+
+def threads() -> int:
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}") from None
+        if n < 1:
+            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        return n
+    return torch.get_num_threads()
+
+
+def handles(*tensors: Optional[Tensor]) -> bool:
+    """Whether the compiled path takes these inputs (float32 CPU tensors) and is the chosen backend."""
+    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors) \
+        and backend() == "compiled"
+
+
+def _f32(t: Optional[Tensor]) -> Tensor:
+    return torch.empty(0) if t is None else t.detach().contiguous()
+
+
+def upper_triangle(covars: Tensor) -> Tensor:
+    """[N, 6] (xx, xy, xz, yy, yz, zz) from [N, 6] or a symmetric [N, 3, 3] (off-diagonals averaged)."""
+    if covars.shape[-1] == 6:
+        return covars
+    sym = 0.5 * (covars + covars.transpose(-1, -2))
+    return torch.stack([sym[:, 0, 0], sym[:, 0, 1], sym[:, 0, 2], sym[:, 1, 1], sym[:, 1, 2], sym[:, 2, 2]], -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Autograd wrappers
+# --------------------------------------------------------------------------------------------
+
+
+class _Project(torch.autograd.Function):
+    """EWA projection: (means, quats, scales | covars6, opacities) -> radii, means2d, depths, conics, opacities."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, covars6, opacities, viewmats, Ks, settings):
+        width, height, near, far, clip, eps2d, aa = settings
+        args = [_f32(t) for t in (means, quats, scales, covars6, opacities, viewmats, Ks)]
+        radii, means2d, depths, conics, opac, comp = extension().project_fwd(
+            *args, width, height, near, far, clip, eps2d, aa, threads())
+        ctx.save_for_backward(*args)
+        ctx.settings = settings
+        ctx.mark_non_differentiable(radii, comp)
+        return radii, means2d, depths, conics, opac, comp
+
+    @staticmethod
+    def backward(ctx, _r, v_means2d, v_depths, v_conics, v_opac, _c):
+        width, height, near, far, _clip, eps2d, aa = ctx.settings
+        means = ctx.saved_tensors[0]
+        C, N = ctx.saved_tensors[5].shape[0], means.shape[0]
+
+        def grad(v, shape):
+            return torch.zeros(shape) if v is None else v.contiguous()
+
+        v_means, v_quats, v_scales, v_cov, v_opacities = extension().project_bwd(
+            *ctx.saved_tensors, width, height, near, far, eps2d, aa,
+            grad(v_means2d, (C, N, 2)), grad(v_depths, (C, N)), grad(v_conics, (C, N, 3)), grad(v_opac, (C, N)),
+            threads())
+        need = ctx.needs_input_grad
+        return (v_means if need[0] else None, v_quats if need[1] else None, v_scales if need[2] else None,
+                v_cov if need[3] else None, v_opacities if need[4] else None, None, None, None)
+
+
+class _SphericalHarmonics(torch.autograd.Function):
+    """colors [C, N, 3] = clamp_min(SH(normalize(mean - campos)) + 0.5, 0), degree <= 3."""
+
+    @staticmethod
+    def forward(ctx, means, coeffs, campos, degree):
+        means, coeffs, campos = means.detach().contiguous(), coeffs.detach().contiguous(), campos.detach().contiguous()
+        ctx.save_for_backward(means, coeffs, campos)
+        ctx.degree = degree
+        return extension().sh_fwd(degree, means, campos, coeffs, threads())
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        means, coeffs, campos = ctx.saved_tensors
+        v_means, v_coeffs = extension().sh_bwd(ctx.degree, means, campos, coeffs, v_colors.contiguous(), threads())
+        return (v_means if ctx.needs_input_grad[0] else None, v_coeffs if ctx.needs_input_grad[1] else None,
+                None, None)
+
+
+class _Rasterize(torch.autograd.Function):
+    """Per-pixel front-to-back compositing over the binned tiles (3DGS Eq. 3) and its analytic backward."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, feats, backgrounds, tiles, settings, absgrad):
+        width, height, tile_size, compact_box = settings
+        offsets, ids = tiles
+        args = [_f32(t) for t in (means2d, conics, opacities, feats, backgrounds)]
+        colors, alphas, t_final, ends = extension().raster_fwd(
+            *args, offsets, ids, width, height, tile_size, compact_box, threads())
+        ctx.save_for_backward(means2d, *args[1:], offsets, ids, t_final, ends)
+        ctx.settings, ctx.absgrad, ctx.has_bg = settings, absgrad, backgrounds is not None
+        return colors, alphas
+
+    @staticmethod
+    def backward(ctx, v_colors, v_alphas):
+        means2d, conics, opac, feats, bg, offsets, ids, t_final, ends = ctx.saved_tensors
+        width, height, tile_size, compact_box = ctx.settings
+        v_colors = torch.zeros_like(feats.new_empty(t_final.shape + feats.shape[-1:])) if v_colors is None else v_colors
+        v_alphas = torch.zeros(t_final.shape + (1,)) if v_alphas is None else v_alphas
+        v_means2d, v_conics, v_opac, v_feats, v_bg, absg = extension().raster_bwd(
+            means2d.detach().contiguous(), conics, opac, feats, bg, offsets, ids, t_final, ends,
+            v_colors.contiguous(), v_alphas.contiguous(), width, height, tile_size, compact_box, ctx.absgrad,
+            threads())
+        if ctx.absgrad:  # AbsGS: the strategy reads it from info["means2d"].absgrad
+            means2d.absgrad = absg
+        need = ctx.needs_input_grad
+        return (v_means2d, v_conics, v_opac, v_feats if need[3] else None,
+                v_bg if ctx.has_bg and need[4] else None, None, None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces the package uses
+# --------------------------------------------------------------------------------------------
+
+
+def project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane=0.01, far_plane=1e10,
+            radius_clip=0.0, eps2d=0.3, covars=None, antialiased=False) -> Projection:
+    """`torch_raster.project` in C++ (same outputs; gradients to means, quats, scales / covars, opacities)."""
+    cov6 = upper_triangle(covars) if covars is not None else None
+    settings = (int(width), int(height), float(near_plane), float(far_plane), float(radius_clip), float(eps2d),
+                bool(antialiased))
+    radii, means2d, depths, conics, opac, comp = _Project.apply(
+        means, None if cov6 is not None else quats, None if cov6 is not None else scales, cov6, opacities,
+        viewmats, Ks, settings)
+    return Projection(radii, means2d, depths, conics, opac, comp if antialiased else None)
+
+
+def bin_tiles(proj: Projection, width: int, height: int, tile_size: int) -> Tuple[Tensor, Tensor]:
+    """Per-tile Gaussian lists, front to back: (offsets [C tiles + 1] int32, ids int32)."""
+    offsets, ids = extension().bin_tiles(proj.means2d.detach().contiguous(), proj.radii.contiguous(),
+                                         proj.depths.detach().contiguous(), width, height, tile_size)
+    return offsets, ids
+
+
+@torch.no_grad()
+def contributing_pairs(means2d, conics, opacities, depths, radii, width, height, tile_size=16,
+                       compact_box=1.0) -> Pairs:
+    """`torch_raster.contributing_pairs` in C++: every composited pair in (camera, pixel, depth) order."""
+    if not 0.0 < compact_box <= 1.0:
+        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+    proj = Projection(radii, means2d, depths, conics, opacities, None)
+    offsets, ids = bin_tiles(proj, width, height, tile_size)
+    return _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box)
+
+
+def _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box) -> Pairs:
+    g, pix, cam, alpha, T, t_final, starts = extension().collect_pairs(
+        means2d.detach().contiguous(), conics.detach().contiguous(), opacities.detach().contiguous(),
+        offsets, ids, width, height, tile_size, compact_box, threads())
+    return Pairs(g, cam, pix, alpha, T, alpha * T, t_final, starts, width, height)
+
+
+class RenderInfo(dict):
+    """gsplat's `info` dict; "pairs" (the composited pairs) is computed on first access and kept."""
+
+    def __init__(self, *args, pairs_fn=None, **kw):
+        super().__init__(*args, **kw)
+        self._pairs_fn = pairs_fn
+
+    def __missing__(self, key):
+        if key == "pairs" and self._pairs_fn is not None:
+            self["pairs"] = self._pairs_fn()
+            self._pairs_fn = None
+            return self["pairs"]
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def __contains__(self, key):
+        return super().__contains__(key) or (key == "pairs" and self._pairs_fn is not None)
+
+
+def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=0.01,
+              far_plane=1e10, radius_clip=0.0, eps2d=0.3, sh_degree=None, packed=False, tile_size=16,
+              backgrounds=None, render_mode="RGB", absgrad=False, rasterize_mode="classic", covars=None,
+              compact_box=1.0):
+    """`torch_raster.rasterize` with the compiled stages (same arguments, outputs and info keys)."""
+    torch_raster.check_inputs(means, quats, scales, opacities, viewmats, Ks, covars, render_mode, rasterize_mode)
+    C, N = viewmats.shape[0], means.shape[0]
+    torch_raster.check_colors(colors, sh_degree, C, N)
+    if not 0.0 < compact_box <= 1.0:
+        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+    proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
+                   radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
+    if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and render_mode not in ("D", "ED"):
+        campos = torch.inverse(viewmats.detach())[:, :3, 3]  # [C, 3]
+        feats = _SphericalHarmonics.apply(means, colors, campos, sh_degree)
+    else:
+        feats = torch_raster.view_colors(means, colors, viewmats, sh_degree)
+    feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)
+    tiles = bin_tiles(proj, width, height, tile_size)
+    render_colors, render_alphas = _Rasterize.apply(
+        proj.means2d, proj.conics, proj.opacities, feats, backgrounds, tiles,
+        (int(width), int(height), int(tile_size), float(compact_box)), absgrad)
+    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(
+        proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box))
+    return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info

@@ -1,0 +1,968 @@
+// Compiled CPU rasterizer for 3D Gaussian splats: gsplat 1.5.3's algorithm, one C++/OpenMP file.
+//
+// Stages (each a forward and an analytic backward where it is differentiable):
+//   project_fwd / project_bwd   EWA projection (Zwicker et al. 2001; 3DGS Eq. 5-6), gsplat's
+//                               `projection_ewa_3dgs_fused` rules: 1.3x FOV clamp, eps2d blur,
+//                               opacity-aware radius, near/far and off-screen culling.
+//   sh_fwd / sh_bwd             view-dependent colour, real SH degree <= 3 (gsplat's basis),
+//                               clamp_min(. + 0.5, 0).
+//   bin_tiles                   per-tile Gaussian lists in front-to-back order (ties by id).
+//   raster_fwd / raster_bwd     per-pixel front-to-back compositing (3DGS Eq. 3): alpha =
+//                               min(0.999, o exp(-sigma)), skipped when sigma < 0 or alpha < 1/255,
+//                               exclusive stop when T (1 - alpha) <= 1e-4; the backward walks each
+//                               pixel back to front (gsplat's `rasterize_to_pixels_3dgs_bwd`).
+//   collect_pairs               every composited (camera, Gaussian, pixel) pair, in (camera, pixel,
+//                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
+//
+// The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
+// Float32 tensors, contiguous, CPU. Transmittance is carried in double (the reference sums
+// log(1 - alpha) in float64). Per-Gaussian gradient sums go to per-thread buffers, then are reduced.
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+constexpr float ALPHA_THRESHOLD = 1.0f / 255.0f;
+constexpr float MAX_ALPHA = 0.999f;
+constexpr float T_MIN = 1e-4f;
+constexpr float EXTEND_MAX = 3.33f;
+
+using torch::Tensor;
+
+void check(const Tensor& t, const char* name) {
+    TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
+    TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+    TORCH_CHECK(t.scalar_type() == torch::kFloat32, name, " must be float32");
+}
+
+int threads_or_one(int64_t n) { return n > 0 ? static_cast<int>(n) : 1; }
+
+// ------------------------------------------------------------------------------------------------
+// Projection
+// ------------------------------------------------------------------------------------------------
+
+struct Camera {
+    float R[9], t[3], fx, fy, cx, cy;
+    float lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg;
+};
+
+Camera make_camera(const float* viewmat, const float* K, int64_t width, int64_t height) {
+    Camera cam;
+    for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) cam.R[3 * i + j] = viewmat[4 * i + j];
+        cam.t[i] = viewmat[4 * i + 3];
+    }
+    cam.fx = K[0];
+    cam.fy = K[4];
+    cam.cx = K[2];
+    cam.cy = K[5];
+    const float tan_fovx = 0.5f * width / cam.fx, tan_fovy = 0.5f * height / cam.fy;
+    cam.lim_x_pos = (width - cam.cx) / cam.fx + 0.3f * tan_fovx;
+    cam.lim_x_neg = cam.cx / cam.fx + 0.3f * tan_fovx;
+    cam.lim_y_pos = (height - cam.cy) / cam.fy + 0.3f * tan_fovy;
+    cam.lim_y_neg = cam.cy / cam.fy + 0.3f * tan_fovy;
+    return cam;
+}
+
+// R of a (not necessarily unit) quaternion wxyz, after normalization (gsplat `quat_to_rotmat`).
+void quat_to_rotmat(const float* q, float* qn, float* R) {
+    const float norm = std::max(std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]), 1e-12f);
+    for (int i = 0; i < 4; ++i) qn[i] = q[i] / norm;
+    const float w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+    R[0] = 1 - 2 * (y * y + z * z); R[1] = 2 * (x * y - w * z);     R[2] = 2 * (x * z + w * y);
+    R[3] = 2 * (x * y + w * z);     R[4] = 1 - 2 * (x * x + z * z); R[5] = 2 * (y * z - w * x);
+    R[6] = 2 * (x * z - w * y);     R[7] = 2 * (y * z + w * x);     R[8] = 1 - 2 * (x * x + y * y);
+}
+
+// Sigma (3x3, row-major) of one Gaussian: R S S^T R^T (3DGS Eq. 6) or the given upper triangle.
+void covariance(const float* quat, const float* scale, const float* cov6, float* Sigma) {
+    if (cov6) {
+        const float v[9] = {cov6[0], cov6[1], cov6[2], cov6[1], cov6[3], cov6[4], cov6[2], cov6[4], cov6[5]};
+        std::copy(v, v + 9, Sigma);
+        return;
+    }
+    float qn[4], R[9], M[9];
+    quat_to_rotmat(quat, qn, R);
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) M[3 * i + j] = R[3 * i + j] * scale[j];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) Sigma[3 * i + j] = M[3 * i] * M[3 * j] + M[3 * i + 1] * M[3 * j + 1] + M[3 * i + 2] * M[3 * j + 2];
+}
+
+// Everything the forward computes for one (camera, Gaussian), kept for the backward.
+struct ProjState {
+    float mc[3];      // camera-space mean
+    bool in_depth;
+    float z, rz;      // z (1 when culled by depth), 1 / z
+    float u, v;       // x / z, y / z before the FOV clamp
+    float tx, ty;     // z * clamp(x / z), z * clamp(y / z)
+    float JW[6];      // J W, 2x3 row-major
+    float a, b, c;    // Sigma' = J W Sigma W^T J^T (before the blur)
+    float det_orig, det;
+    bool ok_det;
+};
+
+void project_one(const Camera& cam, const float* mean, const float* Sigma, float near_plane, float far_plane,
+                 float eps2d, ProjState& s) {
+    const float* R = cam.R;
+    for (int i = 0; i < 3; ++i) s.mc[i] = R[3 * i] * mean[0] + R[3 * i + 1] * mean[1] + R[3 * i + 2] * mean[2] + cam.t[i];
+    const float x = s.mc[0], y = s.mc[1];
+    s.in_depth = s.mc[2] >= near_plane && s.mc[2] <= far_plane;
+    s.z = s.in_depth ? s.mc[2] : 1.0f;
+    s.rz = 1.0f / s.z;
+    s.u = x * s.rz;
+    s.v = y * s.rz;
+    s.tx = s.z * std::min(std::max(s.u, -cam.lim_x_neg), cam.lim_x_pos);  // gsplat clamps x/z to 1.3 FOV
+    s.ty = s.z * std::min(std::max(s.v, -cam.lim_y_neg), cam.lim_y_pos);
+    // EWA Jacobian J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]
+    const float j00 = cam.fx * s.rz, j02 = -cam.fx * s.tx * s.rz * s.rz;
+    const float j11 = cam.fy * s.rz, j12 = -cam.fy * s.ty * s.rz * s.rz;
+    for (int k = 0; k < 3; ++k) {
+        s.JW[k] = j00 * R[k] + j02 * R[6 + k];
+        s.JW[3 + k] = j11 * R[3 + k] + j12 * R[6 + k];
+    }
+    float S0[3], S1[3];  // Sigma (J W)^T columns
+    for (int i = 0; i < 3; ++i) {
+        S0[i] = Sigma[3 * i] * s.JW[0] + Sigma[3 * i + 1] * s.JW[1] + Sigma[3 * i + 2] * s.JW[2];
+        S1[i] = Sigma[3 * i] * s.JW[3] + Sigma[3 * i + 1] * s.JW[4] + Sigma[3 * i + 2] * s.JW[5];
+    }
+    s.a = s.JW[0] * S0[0] + s.JW[1] * S0[1] + s.JW[2] * S0[2];
+    s.b = s.JW[0] * S1[0] + s.JW[1] * S1[1] + s.JW[2] * S1[2];
+    s.c = s.JW[3] * S1[0] + s.JW[4] * S1[1] + s.JW[5] * S1[2];
+    s.det_orig = s.a * s.c - s.b * s.b;
+    const float det = (s.a + eps2d) * (s.c + eps2d) - s.b * s.b;
+    s.ok_det = det > 0;
+    s.det = s.ok_det ? det : 1.0f;
+}
+
+}  // namespace
+
+// -> radii [C, N, 2] int32, means2d [C, N, 2], depths [C, N], conics [C, N, 3], opacities [C, N],
+//    compensations [C, N] (ones unless antialiased)
+std::vector<Tensor> project_fwd(Tensor means, Tensor quats, Tensor scales, Tensor covars, Tensor opacities,
+                                Tensor viewmats, Tensor Ks, int64_t width, int64_t height, double near_plane,
+                                double far_plane, double radius_clip, double eps2d, bool antialiased,
+                                int64_t threads) {
+    check(means, "means");
+    check(opacities, "opacities");
+    check(viewmats, "viewmats");
+    check(Ks, "Ks");
+    const bool use_cov = covars.numel() > 0;
+    if (use_cov) check(covars, "covars");
+    else { check(quats, "quats"); check(scales, "scales"); }
+    const int64_t N = means.size(0), C = viewmats.size(0);
+    auto f32 = means.options();
+    Tensor radii = torch::zeros({C, N, 2}, f32.dtype(torch::kInt32));
+    Tensor means2d = torch::empty({C, N, 2}, f32), depths = torch::empty({C, N}, f32);
+    Tensor conics = torch::empty({C, N, 3}, f32), opac = torch::empty({C, N}, f32);
+    Tensor comp = torch::ones({C, N}, f32);
+    const float* pm = means.data_ptr<float>();
+    const float* pq = use_cov ? nullptr : quats.data_ptr<float>();
+    const float* ps = use_cov ? nullptr : scales.data_ptr<float>();
+    const float* pc = use_cov ? covars.data_ptr<float>() : nullptr;
+    const float* po = opacities.data_ptr<float>();
+    std::vector<Camera> cams;
+    for (int64_t c = 0; c < C; ++c)
+        cams.push_back(make_camera(viewmats.data_ptr<float>() + 16 * c, Ks.data_ptr<float>() + 9 * c, width, height));
+    int32_t* pr = radii.data_ptr<int32_t>();
+    float *pm2 = means2d.data_ptr<float>(), *pd = depths.data_ptr<float>(), *pcn = conics.data_ptr<float>();
+    float *pop = opac.data_ptr<float>(), *pcomp = comp.data_ptr<float>();
+    const float eps = static_cast<float>(eps2d), clip = static_cast<float>(radius_clip);
+
+#pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
+    for (int64_t n = 0; n < N; ++n) {
+        float Sigma[9];
+        covariance(pq ? pq + 4 * n : nullptr, ps ? ps + 3 * n : nullptr, pc ? pc + 6 * n : nullptr, Sigma);
+        for (int64_t c = 0; c < C; ++c) {
+            const Camera& cam = cams[c];
+            ProjState s;
+            project_one(cam, pm + 3 * n, Sigma, static_cast<float>(near_plane), static_cast<float>(far_plane), eps, s);
+            const int64_t i = c * N + n;
+            const float mx = cam.fx * s.mc[0] * s.rz + cam.cx, my = cam.fy * s.mc[1] * s.rz + cam.cy;
+            pm2[2 * i] = mx;
+            pm2[2 * i + 1] = my;
+            pd[i] = s.mc[2];
+            const float a = s.a + eps, cc = s.c + eps;  // add_blur: Sigma' + eps2d I
+            pcn[3 * i] = cc / s.det;
+            pcn[3 * i + 1] = -s.b / s.det;
+            pcn[3 * i + 2] = a / s.det;
+            float o = po[n];
+            if (antialiased) {  // Mip-Splatting compensation sqrt(det Sigma' / det(Sigma' + eps I))
+                pcomp[i] = std::sqrt(std::max(s.det_orig / s.det, 1e-12f));
+                o *= pcomp[i];
+            }
+            pop[i] = o;
+            const bool ok_opac = o >= ALPHA_THRESHOLD;
+            const float extend = std::min(EXTEND_MAX, std::sqrt(2.0f * std::log(std::max(o, ALPHA_THRESHOLD) / ALPHA_THRESHOLD)));
+            const float rx = std::ceil(extend * std::sqrt(std::max(a, 0.0f)));
+            const float ry = std::ceil(extend * std::sqrt(std::max(cc, 0.0f)));
+            bool valid = s.in_depth && s.ok_det && ok_opac && !(rx <= clip && ry <= clip);
+            valid = valid && !(mx + rx <= 0 || mx - rx >= width || my + ry <= 0 || my - ry >= height);
+            if (valid) {
+                pr[2 * i] = static_cast<int32_t>(rx);
+                pr[2 * i + 1] = static_cast<int32_t>(ry);
+            }
+        }
+    }
+    return {radii, means2d, depths, conics, opac, comp};
+}
+
+// Gradients of project_fwd's float outputs -> v_means [N, 3], v_quats [N, 4], v_scales [N, 3] (or
+// v_covars [N, 6] upper triangle), v_opacities [N]. Entries culled by radii == 0 get no gradient
+// from the rasterizer; depth gradients still flow for every entry inside near/far.
+std::vector<Tensor> project_bwd(Tensor means, Tensor quats, Tensor scales, Tensor covars, Tensor opacities,
+                                Tensor viewmats, Tensor Ks, int64_t width, int64_t height, double near_plane,
+                                double far_plane, double eps2d, bool antialiased, Tensor v_means2d,
+                                Tensor v_depths, Tensor v_conics, Tensor v_opac, int64_t threads) {
+    check(v_means2d, "v_means2d");
+    check(v_depths, "v_depths");
+    check(v_conics, "v_conics");
+    check(v_opac, "v_opac");
+    const bool use_cov = covars.numel() > 0;
+    const int64_t N = means.size(0), C = viewmats.size(0);
+    auto f32 = means.options();
+    Tensor v_means = torch::zeros({N, 3}, f32), v_opacities = torch::zeros({N}, f32);
+    Tensor v_quats = use_cov ? torch::zeros({0}, f32) : torch::zeros({N, 4}, f32);
+    Tensor v_scales = use_cov ? torch::zeros({0}, f32) : torch::zeros({N, 3}, f32);
+    Tensor v_covars = use_cov ? torch::zeros({N, 6}, f32) : torch::zeros({0}, f32);
+    const float* pm = means.data_ptr<float>();
+    const float* pq = use_cov ? nullptr : quats.data_ptr<float>();
+    const float* ps = use_cov ? nullptr : scales.data_ptr<float>();
+    const float* pc = use_cov ? covars.data_ptr<float>() : nullptr;
+    const float* po = opacities.data_ptr<float>();
+    std::vector<Camera> cams;
+    for (int64_t c = 0; c < C; ++c)
+        cams.push_back(make_camera(viewmats.data_ptr<float>() + 16 * c, Ks.data_ptr<float>() + 9 * c, width, height));
+    const float *gm2 = v_means2d.data_ptr<float>(), *gd = v_depths.data_ptr<float>();
+    const float *gcn = v_conics.data_ptr<float>(), *gop = v_opac.data_ptr<float>();
+    float *vm = v_means.data_ptr<float>(), *vo = v_opacities.data_ptr<float>();
+    float* vq = use_cov ? nullptr : v_quats.data_ptr<float>();
+    float* vs = use_cov ? nullptr : v_scales.data_ptr<float>();
+    float* vc = use_cov ? v_covars.data_ptr<float>() : nullptr;
+    const float eps = static_cast<float>(eps2d);
+
+#pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
+    for (int64_t n = 0; n < N; ++n) {
+        float Sigma[9];
+        covariance(pq ? pq + 4 * n : nullptr, ps ? ps + 3 * n : nullptr, pc ? pc + 6 * n : nullptr, Sigma);
+        double vSigma[9] = {0}, vmean[3] = {0}, vo_n = 0;
+        for (int64_t c = 0; c < C; ++c) {
+            const int64_t i = c * N + n;
+            const float g_mx = gm2[2 * i], g_my = gm2[2 * i + 1], g_depth = gd[i];
+            const float g_q0 = gcn[3 * i], g_q1 = gcn[3 * i + 1], g_q2 = gcn[3 * i + 2], g_op = gop[i];
+            if (g_mx == 0 && g_my == 0 && g_depth == 0 && g_q0 == 0 && g_q1 == 0 && g_q2 == 0 && g_op == 0) continue;
+            const Camera& cam = cams[c];
+            const float* R = cam.R;
+            ProjState s;
+            project_one(cam, pm + 3 * n, Sigma, static_cast<float>(near_plane), static_cast<float>(far_plane), eps, s);
+            const float a = s.a + eps, cc = s.c + eps, b = s.b, det = s.det;
+            // opacity (x compensation in antialiased mode)
+            float v_a = 0, v_b = 0, v_c = 0, v_det = 0;  // v_a, v_c: of the blurred entries
+            float v_det_orig = 0;
+            if (antialiased) {
+                const float ratio = s.det_orig / det;
+                const float comp = std::sqrt(std::max(ratio, 1e-12f));
+                vo_n += g_op * comp;
+                const float v_ratio = ratio >= 1e-12f ? g_op * po[n] * 0.5f / comp : 0.0f;
+                v_det_orig = v_ratio / det;
+                v_det = -v_ratio * s.det_orig / (det * det);
+            } else {
+                vo_n += g_op;
+            }
+            // conics (c/det, -b/det, a/det)
+            v_c += g_q0 / det;
+            v_b += -g_q1 / det;
+            v_a += g_q2 / det;
+            v_det += -(g_q0 * cc - g_q1 * b + g_q2 * a) / (det * det);
+            if (!s.ok_det) v_det = 0;  // det was replaced by a constant
+            v_a += v_det * cc;
+            v_c += v_det * a;
+            v_b += -2 * b * v_det;
+            v_a += v_det_orig * s.c;  // det_orig = a c - b^2 of the unblurred entries
+            v_c += v_det_orig * s.a;
+            v_b += -2 * b * v_det_orig;
+            // Sigma' = A Sigma A^T, A = J W: v_Sigma = A^T G A, v_A = 2 G A Sigma, G = [[v_a, v_b/2], [v_b/2, v_c]]
+            const float G[4] = {v_a, 0.5f * v_b, 0.5f * v_b, v_c};
+            const float* A = s.JW;
+            for (int p = 0; p < 3; ++p)
+                for (int q = 0; q < 3; ++q)
+                    vSigma[3 * p + q] += A[p] * (G[0] * A[q] + G[1] * A[3 + q]) + A[3 + p] * (G[2] * A[q] + G[3] * A[3 + q]);
+            float GA[6], vA[6];
+            for (int k = 0; k < 3; ++k) {
+                GA[k] = G[0] * A[k] + G[1] * A[3 + k];
+                GA[3 + k] = G[2] * A[k] + G[3] * A[3 + k];
+            }
+            for (int r = 0; r < 2; ++r)
+                for (int k = 0; k < 3; ++k)
+                    vA[3 * r + k] = 2 * (GA[3 * r] * Sigma[k] + GA[3 * r + 1] * Sigma[3 + k] + GA[3 * r + 2] * Sigma[6 + k]);
+            // A = J W: v_J = v_A W^T (only the non-zero entries of J matter)
+            const float vJ00 = vA[0] * R[0] + vA[1] * R[1] + vA[2] * R[2];
+            const float vJ02 = vA[0] * R[6] + vA[1] * R[7] + vA[2] * R[8];
+            const float vJ11 = vA[3] * R[3] + vA[4] * R[4] + vA[5] * R[5];
+            const float vJ12 = vA[3] * R[6] + vA[4] * R[7] + vA[5] * R[8];
+            const float rz = s.rz, rz2 = rz * rz;
+            float v_rz = vJ00 * cam.fx + vJ11 * cam.fy;
+            float v_tx = -vJ02 * cam.fx * rz2, v_ty = -vJ12 * cam.fy * rz2;
+            v_rz += -vJ02 * cam.fx * s.tx * 2 * rz - vJ12 * cam.fy * s.ty * 2 * rz;
+            // means2d = (fx x / z + cx, fy y / z + cy)
+            float v_x = g_mx * cam.fx * rz, v_y = g_my * cam.fy * rz;
+            v_rz += g_mx * cam.fx * s.mc[0] + g_my * cam.fy * s.mc[1];
+            // tx = z clamp(x / z): the clamp passes the gradient only inside its range
+            float v_z = v_tx * (s.tx * rz) + v_ty * (s.ty * rz);
+            if (s.u >= -cam.lim_x_neg && s.u <= cam.lim_x_pos) {
+                const float v_u = v_tx * s.z;
+                v_x += v_u * rz;
+                v_rz += v_u * s.mc[0];
+            }
+            if (s.v >= -cam.lim_y_neg && s.v <= cam.lim_y_pos) {
+                const float v_v = v_ty * s.z;
+                v_y += v_v * rz;
+                v_rz += v_v * s.mc[1];
+            }
+            v_z += -v_rz * rz2;
+            float v_mc[3] = {v_x, v_y, g_depth + (s.in_depth ? v_z : 0.0f)};
+            for (int k = 0; k < 3; ++k) vmean[k] += R[k] * v_mc[0] + R[3 + k] * v_mc[1] + R[6 + k] * v_mc[2];
+        }
+        for (int k = 0; k < 3; ++k) vm[3 * n + k] = static_cast<float>(vmean[k]);
+        vo[n] = static_cast<float>(vo_n);
+        if (vc) {
+            const double* S = vSigma;
+            const double out[6] = {S[0], S[1] + S[3], S[2] + S[6], S[4], S[5] + S[7], S[8]};
+            for (int k = 0; k < 6; ++k) vc[6 * n + k] = static_cast<float>(out[k]);
+            continue;
+        }
+        // Sigma = M M^T, M = R S: v_M = (v_Sigma + v_Sigma^T) M
+        float qn[4], Rq[9], M[9];
+        const float* sc = ps + 3 * n;
+        quat_to_rotmat(pq + 4 * n, qn, Rq);
+        for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) M[3 * p + q] = Rq[3 * p + q] * sc[q];
+        double vM[9];
+        for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) {
+                double acc = 0;
+                for (int k = 0; k < 3; ++k) acc += (vSigma[3 * p + k] + vSigma[3 * k + p]) * M[3 * k + q];
+                vM[3 * p + q] = acc;
+            }
+        double vR[9], vsc[3] = {0, 0, 0};
+        for (int p = 0; p < 3; ++p)
+            for (int q = 0; q < 3; ++q) {
+                vR[3 * p + q] = vM[3 * p + q] * sc[q];
+                vsc[q] += vM[3 * p + q] * Rq[3 * p + q];
+            }
+        for (int k = 0; k < 3; ++k) vs[3 * n + k] = static_cast<float>(vsc[k]);
+        const double w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+        const double* v = vR;
+        double vqn[4];
+        vqn[0] = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
+        vqn[1] = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
+        vqn[2] = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
+        vqn[3] = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
+        // qn = q / |q|: v_q = (v_qn - qn (qn . v_qn)) / |q|
+        const float* q = pq + 4 * n;
+        const double norm = std::max(std::sqrt(double(q[0]) * q[0] + double(q[1]) * q[1] + double(q[2]) * q[2] + double(q[3]) * q[3]), 1e-12);
+        const double dot = qn[0] * vqn[0] + qn[1] * vqn[1] + qn[2] * vqn[2] + qn[3] * vqn[3];
+        for (int k = 0; k < 4; ++k) vq[4 * n + k] = static_cast<float>((vqn[k] - qn[k] * dot) / norm);
+    }
+    return {v_means, v_quats, v_scales, v_covars, v_opacities};
+}
+
+// ------------------------------------------------------------------------------------------------
+// Spherical harmonics (degree <= 3), gsplat's / INRIA's basis
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr float SH_C0 = 0.2820947917738781f;
+constexpr float SH_C1 = 0.48860251190292f;
+
+// Y [16] at unit d; with dY != nullptr also dY/dx, dY/dy, dY/dz [3][16].
+void sh_bases(int degree, float x, float y, float z, float* Y, float (*dY)[16]) {
+    Y[0] = SH_C0;
+    if (dY) for (int k = 0; k < 3; ++k) std::fill(dY[k], dY[k] + 16, 0.0f);
+    if (degree < 1) return;
+    Y[1] = -SH_C1 * y; Y[2] = SH_C1 * z; Y[3] = -SH_C1 * x;
+    if (dY) { dY[1][1] = -SH_C1; dY[2][2] = SH_C1; dY[0][3] = -SH_C1; }
+    if (degree < 2) return;
+    const float z2 = z * z, c1 = x * x - y * y, s1 = 2 * x * y;
+    const float B = -1.092548430592079f, ta = 0.5462742152960395f, tb = B * z;
+    const float P = 0.9461746957575601f, Q = 0.3153915652525201f;
+    Y[4] = ta * s1; Y[5] = tb * y; Y[6] = P * z2 - Q; Y[7] = tb * x; Y[8] = ta * c1;
+    if (dY) {
+        dY[0][4] = 2 * ta * y; dY[1][4] = 2 * ta * x;
+        dY[1][5] = tb; dY[2][5] = B * y;
+        dY[2][6] = 2 * P * z;
+        dY[0][7] = tb; dY[2][7] = B * x;
+        dY[0][8] = 2 * ta * x; dY[1][8] = -2 * ta * y;
+    }
+    if (degree < 3) return;
+    const float E = -2.285228997322329f, F = 0.4570457994644658f, Bz = 1.445305721320277f;
+    const float A3 = -0.5900435899266435f, G1 = 1.865881662950577f, G2 = 1.119528997770346f;
+    const float tc = E * z2 + F, tb3 = Bz * z;
+    const float c2 = x * c1 - y * s1, s2 = x * s1 + y * c1;
+    Y[9] = A3 * s2; Y[10] = tb3 * s1; Y[11] = tc * y; Y[12] = z * (G1 * z2 - G2);
+    Y[13] = tc * x; Y[14] = tb3 * c1; Y[15] = A3 * c2;
+    if (dY) {
+        dY[0][9] = A3 * 6 * x * y; dY[1][9] = A3 * 3 * (x * x - y * y);
+        dY[0][10] = 2 * tb3 * y; dY[1][10] = 2 * tb3 * x; dY[2][10] = Bz * s1;
+        dY[1][11] = tc; dY[2][11] = 2 * E * z * y;
+        dY[2][12] = 3 * G1 * z2 - G2;
+        dY[0][13] = tc; dY[2][13] = 2 * E * z * x;
+        dY[0][14] = 2 * tb3 * x; dY[1][14] = -2 * tb3 * y; dY[2][14] = Bz * c1;
+        dY[0][15] = A3 * 3 * (x * x - y * y); dY[1][15] = -A3 * 6 * x * y;
+    }
+}
+
+}  // namespace
+
+// colors [C, N, 3] = clamp_min(sum_k Y_k(d) c_k + 0.5, 0), d = normalize(mean - campos_c).
+// coeffs [N, K, 3] or [C, N, K, 3], K >= (degree + 1)^2; campos [C, 3].
+Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, int64_t threads) {
+    check(means, "means");
+    check(campos, "campos");
+    check(coeffs, "coeffs");
+    TORCH_CHECK(degree >= 0 && degree <= 3, "compiled SH supports degree 0..3");
+    const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
+    const bool per_cam = coeffs.dim() == 4;
+    const int nb = static_cast<int>((degree + 1) * (degree + 1));
+    Tensor colors = torch::empty({C, N, 3}, means.options());
+    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
+    float* out = colors.data_ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
+    for (int64_t n = 0; n < N; ++n) {
+        for (int64_t c = 0; c < C; ++c) {
+            float d[3];
+            for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
+            const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
+            float Y[16];
+            sh_bases(static_cast<int>(degree), d[0] / norm, d[1] / norm, d[2] / norm, Y, nullptr);
+            const float* ck = pk + ((per_cam ? c * N : 0) + n) * K * 3;
+            float rgb[3] = {0, 0, 0};
+            for (int b = 0; b < nb; ++b)
+                for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
+            for (int ch = 0; ch < 3; ++ch) out[(c * N + n) * 3 + ch] = std::max(rgb[ch] + 0.5f, 0.0f);
+        }
+    }
+    return colors;
+}
+
+// -> v_means [N, 3] (through the view direction), v_coeffs (coeffs' shape)
+std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor v_colors,
+                           int64_t threads) {
+    check(v_colors, "v_colors");
+    const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
+    const bool per_cam = coeffs.dim() == 4;
+    const int nb = static_cast<int>((degree + 1) * (degree + 1));
+    Tensor v_means = torch::zeros({N, 3}, means.options()), v_coeffs = torch::zeros_like(coeffs);
+    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
+    const float* gv = v_colors.data_ptr<float>();
+    float *vm = v_means.data_ptr<float>(), *vk = v_coeffs.data_ptr<float>();
+#pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
+    for (int64_t n = 0; n < N; ++n) {
+        for (int64_t c = 0; c < C; ++c) {
+            float d[3];
+            for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
+            const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
+            const float u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
+            float Y[16], dY[3][16];
+            sh_bases(static_cast<int>(degree), u[0], u[1], u[2], Y, dY);
+            const int64_t off = ((per_cam ? c * N : 0) + n) * K * 3;
+            const float* ck = pk + off;
+            float rgb[3] = {0, 0, 0};
+            for (int b = 0; b < nb; ++b)
+                for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
+            float g[3];
+            for (int ch = 0; ch < 3; ++ch) g[ch] = rgb[ch] + 0.5f >= 0.0f ? gv[(c * N + n) * 3 + ch] : 0.0f;  // clamp_min
+            if (g[0] == 0 && g[1] == 0 && g[2] == 0) continue;
+            float* vck = vk + off;
+            float vu[3] = {0, 0, 0};
+            for (int b = 0; b < nb; ++b) {
+                const float cg = ck[3 * b] * g[0] + ck[3 * b + 1] * g[1] + ck[3 * b + 2] * g[2];
+                for (int ch = 0; ch < 3; ++ch) vck[3 * b + ch] += Y[b] * g[ch];
+                for (int k = 0; k < 3; ++k) vu[k] += dY[k][b] * cg;
+            }
+            // u = d / |d|: v_d = (v_u - u (u . v_u)) / |d|
+            const float dot = u[0] * vu[0] + u[1] * vu[1] + u[2] * vu[2];
+            for (int k = 0; k < 3; ++k) vm[3 * n + k] += (vu[k] - u[k] * dot) / norm;
+        }
+    }
+    return {v_means, v_coeffs};
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tile binning
+// ------------------------------------------------------------------------------------------------
+
+// -> tile_offsets [C * th * tw + 1] int32, flat ids [I] int32 (camera-major, each tile's list front to
+// back, ties by Gaussian id: gsplat's sort). Tiles of a Gaussian: gsplat `isect_tiles`' float rule.
+std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64_t width, int64_t height,
+                              int64_t tile_size) {
+    check(means2d, "means2d");
+    check(depths, "depths");
+    const int64_t C = means2d.size(0), N = means2d.size(1);
+    const int64_t tw = (width + tile_size - 1) / tile_size, th = (height + tile_size - 1) / tile_size;
+    const int64_t T = tw * th;
+    const float *pm = means2d.data_ptr<float>(), *pd = depths.data_ptr<float>();
+    const int32_t* pr = radii.data_ptr<int32_t>();
+    std::vector<int32_t> counts(C * T + 1, 0);
+    std::vector<int32_t> box(C * N * 4);
+    std::vector<std::vector<int32_t>> order(C);
+    const float ts = static_cast<float>(tile_size);
+    for (int64_t c = 0; c < C; ++c) {
+        std::vector<std::pair<float, int32_t>> keys;
+        for (int64_t n = 0; n < N; ++n) {
+            const int64_t i = c * N + n;
+            if (pr[2 * i] <= 0 || pr[2 * i + 1] <= 0) continue;
+            const float mx = pm[2 * i] / ts, my = pm[2 * i + 1] / ts;
+            const float rx = pr[2 * i] / ts, ry = pr[2 * i + 1] / ts;
+            auto clampi = [](float v, int64_t hi) {
+                if (std::isnan(v)) return int32_t(0);
+                return static_cast<int32_t>(std::min(std::max(v, 0.0f), static_cast<float>(hi)));
+            };
+            const int32_t x0 = clampi(std::floor(mx - rx), tw), x1 = clampi(std::ceil(mx + rx), tw);
+            const int32_t y0 = clampi(std::floor(my - ry), th), y1 = clampi(std::ceil(my + ry), th);
+            if (x1 <= x0 || y1 <= y0) continue;
+            int32_t* bx = &box[4 * i];
+            bx[0] = x0; bx[1] = y0; bx[2] = x1; bx[3] = y1;
+            keys.emplace_back(pd[i], static_cast<int32_t>(n));
+        }
+        std::sort(keys.begin(), keys.end());  // (depth, id): front to back, ties by id
+        order[c].reserve(keys.size());
+        for (auto& k : keys) {
+            order[c].push_back(k.second);
+            const int32_t* bx = &box[4 * (c * N + k.second)];
+            for (int32_t ty = bx[1]; ty < bx[3]; ++ty)
+                for (int32_t tx = bx[0]; tx < bx[2]; ++tx) counts[c * T + ty * tw + tx + 1]++;
+        }
+    }
+    for (int64_t k = 0; k < C * T; ++k) counts[k + 1] += counts[k];
+    Tensor offsets = torch::from_blob(counts.data(), {C * T + 1}, torch::kInt32).clone();
+    Tensor ids = torch::empty({static_cast<int64_t>(counts[C * T])}, torch::kInt32);
+    int32_t* pi = ids.data_ptr<int32_t>();
+    std::vector<int32_t> fill(counts.begin(), counts.end() - 1);
+    for (int64_t c = 0; c < C; ++c)
+        for (int32_t n : order[c]) {
+            const int32_t* bx = &box[4 * (c * N + n)];
+            for (int32_t ty = bx[1]; ty < bx[3]; ++ty)
+                for (int32_t tx = bx[0]; tx < bx[2]; ++tx) pi[fill[c * T + ty * tw + tx]++] = n;
+        }
+    return {offsets, ids};
+}
+
+// ------------------------------------------------------------------------------------------------
+// Compositing
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// One tile's Gaussians, gathered in list order (contiguous for the per-pixel loops).
+struct TileGaussians {
+    std::vector<float> mx, my, qa, qb, qc, o, skip, cut;  // skip: sigma beyond which the pair is surely skipped
+    std::vector<int32_t> id;
+    // Bounding box of each entry's ellipse sigma <= skip: pixel columns [x_lo, x_hi] (clipped to the
+    // tile, conservative by a pixel) and pixel-centre rows |m_y - p_y| <= y_ext; exact tests follow.
+    std::vector<int32_t> x_lo, x_hi;
+    std::vector<float> y_ext;
+    // One pixel row of the tile: the entries whose box crosses it, in list order.
+    std::vector<int32_t> row_j;
+
+    void gather(const float* m2, const float* cn, const float* op, const int32_t* ids, int64_t n0, int64_t n1,
+                int64_t cam_base, float beta, int64_t x0, int64_t x1) {
+        const int64_t k = n1 - n0;
+        for (auto* v : {&mx, &my, &qa, &qb, &qc, &o, &skip, &cut, &y_ext}) v->resize(k);
+        id.resize(k);
+        x_lo.resize(k);
+        x_hi.resize(k);
+        for (int64_t j = 0; j < k; ++j) {
+            const int32_t g = ids[n0 + j];
+            const int64_t i = cam_base + g;
+            id[j] = g;
+            mx[j] = m2[2 * i]; my[j] = m2[2 * i + 1];
+            qa[j] = cn[3 * i]; qb[j] = cn[3 * i + 1]; qc[j] = cn[3 * i + 2];
+            o[j] = op[i];
+            const float l = std::log(255.0f * o[j]);  // alpha >= 1/255 needs sigma <= ln(255 o)
+            skip[j] = l + 1e-3f + 1e-4f * std::fabs(l);
+            cut[j] = beta < 1.0f ? beta * l : INFINITY;  // FastGS compact box: sigma <= beta ln(255 o)
+            if (beta < 1.0f) skip[j] = std::min(skip[j], cut[j] + 1e-3f + 1e-4f * std::fabs(cut[j]));
+            // ellipse 0.5 d^T Q d <= L: half extents sqrt(2 L q_c / det Q) in x, sqrt(2 L q_a / det Q) in y
+            const double det = double(qa[j]) * qc[j] - double(qb[j]) * qb[j], L = std::max(skip[j], 0.0f);
+            double lo = double(x0), hi = double(x1 - 1), ey = INFINITY;
+            if (det > 0 && qa[j] > 0 && qc[j] > 0 && std::isfinite(det)) {
+                const double ex = std::sqrt(2 * L * qc[j] / det);
+                ey = std::sqrt(2 * L * qa[j] / det) * (1 + 1e-5) + 1e-3;
+                lo = std::max(lo, std::floor(mx[j] - ex - 0.5) - 1);  // pixel x = p_x - 0.5
+                hi = std::min(hi, std::ceil(mx[j] + ex - 0.5) + 1);
+            }
+            x_lo[j] = static_cast<int32_t>(std::max(lo, -1.0));
+            x_hi[j] = static_cast<int32_t>(std::max(hi, -2.0));
+            y_ext[j] = static_cast<float>(ey);
+        }
+    }
+
+    // Fill row_j for the pixel row with centre py.
+    void build_row(float py) {
+        row_j.clear();
+        const int64_t k = static_cast<int64_t>(id.size());
+        for (int64_t j = 0; j < k; ++j)
+            if (std::fabs(my[j] - py) <= y_ext[j] && x_lo[j] <= x_hi[j]) row_j.push_back(static_cast<int32_t>(j));
+    }
+
+    // alpha of entry j at pixel centre (px, py), or 0 when skipped; dx, dy = mean - pixel centre
+    inline float alpha(int64_t j, float px, float py, float& dx, float& dy) const {
+        dx = mx[j] - px;
+        dy = my[j] - py;
+        const float sigma = 0.5f * (qa[j] * dx * dx + qc[j] * dy * dy) + qb[j] * dx * dy;  // 3DGS Eq. 4
+        if (sigma < 0.0f || sigma > skip[j] || sigma > cut[j]) return 0.0f;
+        const float a = std::min(MAX_ALPHA, o[j] * std::exp(-sigma));  // 3DGS Eq. 3: alpha = o G
+        return a < ALPHA_THRESHOLD ? 0.0f : a;
+    }
+};
+
+struct Grid {
+    int64_t C, N, W, H, ts, tw, th, T;
+    Grid(int64_t C_, int64_t N_, int64_t W_, int64_t H_, int64_t ts_) : C(C_), N(N_), W(W_), H(H_), ts(ts_) {
+        tw = (W + ts - 1) / ts;
+        th = (H + ts - 1) / ts;
+        T = tw * th;
+    }
+};
+
+// Composite one pixel row [x0, x1) of a tile front to back, entry by entry (each entry's data loaded once
+// per row; a pixel's order is the list order). visit(i, j, alpha, T_before) for each composited pair
+// (i: pixel offset in the row, j: index in the tile list). Fills T[i] (final) and end[i] (one past the
+// last composited entry).
+template <typename Visit>
+inline void walk_row(const TileGaussians& tg, int64_t x0, int64_t x1, float py, double* T, int32_t* end,
+                     uint8_t* done, Visit&& visit) {
+    const int64_t n = x1 - x0;
+    for (int64_t i = 0; i < n; ++i) { T[i] = 1.0; end[i] = 0; done[i] = 0; }
+    int64_t alive = n;
+    float dx, dy;
+    for (const int32_t j : tg.row_j) {
+        for (int64_t x = tg.x_lo[j]; x <= tg.x_hi[j]; ++x) {
+            const int64_t i = x - x0;
+            if (done[i]) continue;
+            const float a = tg.alpha(j, x + 0.5f, py, dx, dy);
+            if (a == 0.0f) continue;
+            const double next_T = T[i] * (1.0 - static_cast<double>(a));
+            if (next_T <= static_cast<double>(T_MIN)) {  // gsplat's exclusive stop
+                done[i] = 1;
+                --alive;
+                continue;
+            }
+            visit(i, j, a, T[i]);
+            T[i] = next_T;
+            end[i] = j + 1;
+        }
+        if (alive == 0) break;
+    }
+}
+
+}  // namespace
+
+// -> colors [C, H, W, D], alphas [C, H, W, 1], T_final [C, H, W] float, ends [C, H, W] int32
+std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds,
+                               Tensor tile_offsets, Tensor tile_ids, int64_t width, int64_t height,
+                               int64_t tile_size, double compact_box, int64_t threads) {
+    check(means2d, "means2d");
+    check(conics, "conics");
+    check(opac, "opacities");
+    check(feats, "colors");
+    const int64_t C = means2d.size(0), N = means2d.size(1), D = feats.size(2);
+    const bool has_bg = backgrounds.numel() > 0;
+    if (has_bg) check(backgrounds, "backgrounds");
+    Grid gr(C, N, width, height, tile_size);
+    auto f32 = means2d.options();
+    Tensor out = torch::empty({C, height, width, D}, f32), alphas = torch::empty({C, height, width, 1}, f32);
+    Tensor Tfin = torch::empty({C, height, width}, f32);
+    Tensor ends = torch::empty({C, height, width}, f32.dtype(torch::kInt32));
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const float* fe = feats.data_ptr<float>();
+    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    float *po = out.data_ptr<float>(), *pa = alphas.data_ptr<float>(), *pt = Tfin.data_ptr<float>();
+    int32_t* pe = ends.data_ptr<int32_t>();
+    const float beta = static_cast<float>(compact_box);
+
+#pragma omp parallel num_threads(threads_or_one(threads))
+    {
+        TileGaussians tg;
+        std::vector<double> acc(tile_size * D), T(tile_size);
+        std::vector<int32_t> end(tile_size);
+        std::vector<uint8_t> done(tile_size);
+        std::vector<float> fl;  // the tile's features, list order [k, D]
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
+            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
+            fl.resize(k * D);
+            for (int64_t j = 0; j < k; ++j)
+                std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
+            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+                tg.build_row(y + 0.5f);
+                const int64_t n = x1 - x0;
+                std::fill(acc.begin(), acc.begin() + n * D, 0.0);
+                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(), [&](int64_t i, int64_t j, float a, double Tb) {
+                    const double w = a * Tb;  // weight alpha T
+                    for (int64_t d = 0; d < D; ++d) acc[i * D + d] += w * fl[j * D + d];
+                });
+                for (int64_t i = 0; i < n; ++i) {
+                    const int64_t p = (c * height + y) * width + x0 + i;
+                    for (int64_t d = 0; d < D; ++d) po[p * D + d] = static_cast<float>(acc[i * D + d] + (bg ? T[i] * bg[c * D + d] : 0.0));
+                    pa[p] = static_cast<float>(1.0 - T[i]);
+                    pt[p] = static_cast<float>(T[i]);
+                    pe[p] = end[i];
+                }
+            }
+        }
+    }
+    return {out, alphas, Tfin, ends};
+}
+
+// Gradients of raster_fwd -> v_means2d [C, N, 2], v_conics [C, N, 3], v_opac [C, N], v_feats [C, N, D],
+// v_backgrounds [C, D] (empty without), absgrad [C, N, 2] (empty unless asked): gsplat's back-to-front pass.
+std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds,
+                               Tensor tile_offsets, Tensor tile_ids, Tensor Tfin, Tensor ends, Tensor v_out,
+                               Tensor v_alpha, int64_t width, int64_t height, int64_t tile_size,
+                               double compact_box, bool absgrad, int64_t threads) {
+    check(v_out, "v_colors");
+    check(v_alpha, "v_alphas");
+    const int64_t C = means2d.size(0), N = means2d.size(1), D = feats.size(2);
+    const bool has_bg = backgrounds.numel() > 0;
+    Grid gr(C, N, width, height, tile_size);
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const float* fe = feats.data_ptr<float>();
+    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const float *pt = Tfin.data_ptr<float>(), *gv = v_out.data_ptr<float>(), *ga = v_alpha.data_ptr<float>();
+    const int32_t* pe = ends.data_ptr<int32_t>();
+    const float beta = static_cast<float>(compact_box);
+    const int nt = threads_or_one(threads);
+    // per (camera, Gaussian): u, u dx, u dy, u dx^2, u dx dy, u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, colour
+    const int64_t S = 8 + D;
+    std::vector<std::vector<double>> bufs(nt);
+    std::vector<double> v_bg(has_bg ? C * D : 0, 0.0);
+
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        const int me = omp_get_thread_num();
+#else
+        const int me = 0;
+#endif
+        std::vector<double>& acc = bufs[me];
+        acc.assign(C * N * S, 0.0);
+        std::vector<double> tile_acc;  // the tile's entries [k, S], added to acc once per entry
+        std::vector<double> my_bg(has_bg ? C * D : 0, 0.0);
+        TileGaussians tg;
+        std::vector<float> fl;
+        std::vector<float> g(tile_size * D);
+        std::vector<double> T(tile_size), tail(tile_size), behind(tile_size);
+        std::vector<int32_t> end(tile_size);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
+            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
+            fl.resize(k * D);
+            for (int64_t j = 0; j < k; ++j)
+                std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
+            tile_acc.assign(k * S, 0.0);
+            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+                tg.build_row(y + 0.5f);
+                const int64_t n = x1 - x0;
+                int32_t max_end = 0;
+                for (int64_t i = 0; i < n; ++i) {  // per pixel: T from T_final, tail, dL/dC
+                    const int64_t p = (c * height + y) * width + x0 + i;
+                    const double Tf = pt[p];
+                    double tl = ga[p];  // (dL/dA - bg . dL/dC) T_final
+                    for (int64_t d = 0; d < D; ++d) {
+                        g[i * D + d] = gv[p * D + d];
+                        if (bg) {
+                            tl -= g[i * D + d] * bg[c * D + d];
+                            my_bg[c * D + d] += Tf * g[i * D + d];
+                        }
+                    }
+                    tail[i] = tl * Tf;
+                    T[i] = Tf;
+                    behind[i] = 0.0;  // sum over later entries of w c . dL/dC
+                    end[i] = pe[p];
+                    max_end = std::max(max_end, end[i]);
+                }
+                const float py = y + 0.5f;
+                float dx, dy;
+                for (int64_t e = static_cast<int64_t>(tg.row_j.size()) - 1; e >= 0; --e) {  // back to front
+                    const int32_t j = tg.row_j[e];
+                    if (j >= max_end) continue;
+                    double* r = &tile_acc[j * S];
+                    for (int64_t x = tg.x_lo[j]; x <= tg.x_hi[j]; ++x) {
+                        const int64_t i = x - x0;
+                        if (j >= end[i]) continue;
+                        const float a = tg.alpha(j, x + 0.5f, py, dx, dy);
+                        if (a == 0.0f) continue;
+                        const double inv = 1.0 / (1.0 - static_cast<double>(a));
+                        T[i] *= inv;  // T before entry j
+                        double cg = 0.0;
+                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[i * D + d];
+                        const double w = a * T[i];
+                        // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
+                        const double v_a = T[i] * cg + (tail[i] - behind[i]) * inv;
+                        behind[i] += w * cg;
+                        const double u = a < MAX_ALPHA ? a * v_a : 0.0;  // clamped alpha has no gradient
+                        const double ux = u * dx, uy = u * dy;
+                        r[0] += u; r[1] += ux; r[2] += uy;
+                        r[3] += ux * dx; r[4] += ux * dy; r[5] += uy * dy;
+                        if (absgrad) {  // AbsGS: |per-pixel dL/dmeans2d|
+                            r[6] += std::fabs(tg.qa[j] * ux + tg.qb[j] * uy);
+                            r[7] += std::fabs(tg.qb[j] * ux + tg.qc[j] * uy);
+                        }
+                        for (int64_t d = 0; d < D; ++d) r[8 + d] += w * g[i * D + d];
+                    }
+                }
+            }
+            for (int64_t j = 0; j < k; ++j) {
+                double* dst = &acc[(c * N + tg.id[j]) * S];
+                const double* src = &tile_acc[j * S];
+                for (int64_t q = 0; q < S; ++q) dst[q] += src[q];
+            }
+        }
+#pragma omp critical
+        for (size_t k2 = 0; k2 < my_bg.size(); ++k2) v_bg[k2] += my_bg[k2];
+    }
+    auto f32 = means2d.options();
+    Tensor v_means2d = torch::empty({C, N, 2}, f32), v_conics = torch::empty({C, N, 3}, f32);
+    Tensor v_opac = torch::empty({C, N}, f32), v_feats = torch::empty({C, N, D}, f32);
+    Tensor v_abs = absgrad ? torch::empty({C, N, 2}, f32) : torch::zeros({0}, f32);
+    float *vm = v_means2d.data_ptr<float>(), *vc = v_conics.data_ptr<float>(), *vo = v_opac.data_ptr<float>();
+    float *vf = v_feats.data_ptr<float>(), *va = absgrad ? v_abs.data_ptr<float>() : nullptr;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < C * N; ++i) {
+        double r[64];
+        double* rr = S <= 64 ? r : nullptr;
+        std::vector<double> big;
+        if (!rr) { big.assign(S, 0.0); rr = big.data(); }
+        for (int64_t k2 = 0; k2 < S; ++k2) {
+            double s = 0.0;
+            for (int b = 0; b < nt; ++b) s += bufs[b][i * S + k2];
+            rr[k2] = s;
+        }
+        const double qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
+        vm[2 * i] = static_cast<float>(-(qa * rr[1] + qb * rr[2]));  // dsigma/dmean = Q d
+        vm[2 * i + 1] = static_cast<float>(-(qb * rr[1] + qc * rr[2]));
+        vc[3 * i] = static_cast<float>(-0.5 * rr[3]);  // dsigma/dQ
+        vc[3 * i + 1] = static_cast<float>(-rr[4]);
+        vc[3 * i + 2] = static_cast<float>(-0.5 * rr[5]);
+        vo[i] = static_cast<float>(rr[0] / std::max(static_cast<double>(op[i]), 1e-30));
+        if (va) { va[2 * i] = static_cast<float>(rr[6]); va[2 * i + 1] = static_cast<float>(rr[7]); }
+        for (int64_t d = 0; d < D; ++d) vf[i * D + d] = static_cast<float>(rr[8 + d]);
+    }
+    Tensor v_background = has_bg ? torch::empty({C, D}, f32) : torch::zeros({0}, f32);
+    for (size_t k2 = 0; k2 < v_bg.size(); ++k2) v_background.data_ptr<float>()[k2] = static_cast<float>(v_bg[k2]);
+    return {v_means2d, v_conics, v_opac, v_feats, v_background, v_abs};
+}
+
+// Every composited pair, sorted by (camera, pixel, depth) -> gaussian_ids [P] int64, pixel_ids [P] int64
+// (y W + x), camera_ids [P] int64, alphas [P], transmittances [P] (T before), T_final [C, H W],
+// pixel_starts [C H W + 1] int64.
+std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_offsets,
+                                  Tensor tile_ids, int64_t width, int64_t height, int64_t tile_size,
+                                  double compact_box, int64_t threads) {
+    check(means2d, "means2d");
+    check(conics, "conics");
+    check(opac, "opacities");
+    const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
+    Grid gr(C, N, width, height, tile_size);
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const float beta = static_cast<float>(compact_box);
+    const int nt = threads_or_one(threads);
+    Tensor starts = torch::zeros({C * HW + 1}, torch::kInt64);
+    Tensor Tfin = torch::empty({C, HW}, torch::kFloat32);
+    int64_t* ps = starts.data_ptr<int64_t>();
+    float* pt = Tfin.data_ptr<float>();
+    // pass 1: pairs per pixel
+#pragma omp parallel num_threads(nt)
+    {
+        TileGaussians tg;
+        std::vector<double> T(tile_size);
+        std::vector<int32_t> end(tile_size);
+        std::vector<uint8_t> done(tile_size);
+        std::vector<int64_t> cursor(tile_size);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
+            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
+            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+                tg.build_row(y + 0.5f);
+                const int64_t row = c * HW + y * width + x0;
+                for (int64_t i = 0; i < x1 - x0; ++i) ps[row + i + 1] = 0;
+                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(),
+                         [&](int64_t i, int64_t, float, double) { ++ps[row + i + 1]; });
+                for (int64_t i = 0; i < x1 - x0; ++i) pt[row + i] = static_cast<float>(T[i]);
+            }
+        }
+    }
+    for (int64_t p = 0; p < C * HW; ++p) ps[p + 1] += ps[p];
+    const int64_t P = ps[C * HW];
+    Tensor gid = torch::empty({P}, torch::kInt64), pid = torch::empty({P}, torch::kInt64);
+    Tensor cid = torch::empty({P}, torch::kInt64);
+    Tensor al = torch::empty({P}, torch::kFloat32), tr = torch::empty({P}, torch::kFloat32);
+    int64_t *pg = gid.data_ptr<int64_t>(), *pp = pid.data_ptr<int64_t>(), *pc = cid.data_ptr<int64_t>();
+    float *pa = al.data_ptr<float>(), *ptr = tr.data_ptr<float>();
+    // pass 2: fill
+#pragma omp parallel num_threads(nt)
+    {
+        TileGaussians tg;
+        std::vector<double> T(tile_size);
+        std::vector<int32_t> end(tile_size);
+        std::vector<uint8_t> done(tile_size);
+        std::vector<int64_t> cursor(tile_size);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
+            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
+            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+                tg.build_row(y + 0.5f);
+                const int64_t pix0 = y * width + x0;
+                for (int64_t i = 0; i < x1 - x0; ++i) cursor[i] = ps[c * HW + pix0 + i];
+                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(), [&](int64_t i, int64_t j, float a, double Tb) {
+                    const int64_t q = cursor[i]++;
+                    pg[q] = tg.id[j];
+                    pp[q] = pix0 + i;
+                    pc[q] = c;
+                    pa[q] = a;
+                    ptr[q] = static_cast<float>(Tb);
+                });
+            }
+        }
+    }
+    return {gid, pid, cid, al, tr, Tfin, starts};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.doc() = "gspruner's compiled CPU rasterizer (gsplat 1.5.3's algorithm, C++/OpenMP)";
+    m.def("project_fwd", &project_fwd);
+    m.def("project_bwd", &project_bwd);
+    m.def("sh_fwd", &sh_fwd);
+    m.def("sh_bwd", &sh_bwd);
+    m.def("bin_tiles", &bin_tiles);
+    m.def("raster_fwd", &raster_fwd);
+    m.def("raster_bwd", &raster_bwd);
+    m.def("collect_pairs", &collect_pairs);
+}
