@@ -1,5 +1,5 @@
-"""Tests for gspruner.render: CPU rasterizer vs an independent brute-force reference, gsplat strategies
-on CPU info, culling, and (with a GPU) parity against gsplat's CUDA kernels."""
+"""Tests for gspruner.render: both CPU rasterizers (compiled and PyTorch) vs an independent brute-force
+reference, gsplat strategies on CPU info, culling, and (with a GPU) parity against gsplat's CUDA kernels."""
 
 import math
 
@@ -9,6 +9,13 @@ import torch
 from gspruner.render import contributing_pairs, project, rasterize
 
 W, H, C_CAM = 24, 20, 2
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def cpu_backend(request, monkeypatch):
+    """Every test here runs on both CPU rasterizers (float32 inputs take the chosen one; float64 the PyTorch one)."""
+    monkeypatch.setenv("GSPRUNER_CPU_BACKEND", request.param)
+    return request.param
 
 
 # ------------------------------------------------------------------------------------------------

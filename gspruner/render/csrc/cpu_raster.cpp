@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #ifdef _OPENMP
@@ -462,28 +463,28 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
     const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
     const bool per_cam = coeffs.dim() == 4;
     const int nb = static_cast<int>((degree + 1) * (degree + 1));
-    Tensor v_means = torch::zeros({N, 3}, means.options()), v_coeffs = torch::zeros_like(coeffs);
+    Tensor v_means = torch::empty({N, 3}, means.options()), v_coeffs = torch::empty_like(coeffs);
     const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
     const float* gv = v_colors.data_ptr<float>();
     float *vm = v_means.data_ptr<float>(), *vk = v_coeffs.data_ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
     for (int64_t n = 0; n < N; ++n) {
+        float vmean[3] = {0, 0, 0}, vck[16 * 3];  // every output element is written (no zero fill first)
         for (int64_t c = 0; c < C; ++c) {
+            const int64_t off = ((per_cam ? c * N : 0) + n) * K * 3;
+            if (per_cam || c == 0) std::fill(vck, vck + nb * 3, 0.0f);
             float d[3];
             for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
             const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
             const float u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
             float Y[16], dY[3][16];
             sh_bases(static_cast<int>(degree), u[0], u[1], u[2], Y, dY);
-            const int64_t off = ((per_cam ? c * N : 0) + n) * K * 3;
             const float* ck = pk + off;
             float rgb[3] = {0, 0, 0};
             for (int b = 0; b < nb; ++b)
                 for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
             float g[3];
             for (int ch = 0; ch < 3; ++ch) g[ch] = rgb[ch] + 0.5f >= 0.0f ? gv[(c * N + n) * 3 + ch] : 0.0f;  // clamp_min
-            if (g[0] == 0 && g[1] == 0 && g[2] == 0) continue;
-            float* vck = vk + off;
             float vu[3] = {0, 0, 0};
             for (int b = 0; b < nb; ++b) {
                 const float cg = ck[3 * b] * g[0] + ck[3 * b + 1] * g[1] + ck[3 * b + 2] * g[2];
@@ -492,8 +493,14 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
             }
             // u = d / |d|: v_d = (v_u - u (u . v_u)) / |d|
             const float dot = u[0] * vu[0] + u[1] * vu[1] + u[2] * vu[2];
-            for (int k = 0; k < 3; ++k) vm[3 * n + k] += (vu[k] - u[k] * dot) / norm;
+            for (int k = 0; k < 3; ++k) vmean[k] += (vu[k] - u[k] * dot) / norm;
+            if (per_cam || c == C - 1) {  // this coefficient block is complete: write it, zeros past the degree
+                float* dst = vk + off;
+                std::copy(vck, vck + nb * 3, dst);
+                std::fill(dst + nb * 3, dst + K * 3, 0.0f);
+            }
         }
+        for (int k = 0; k < 3; ++k) vm[3 * n + k] = vmean[k];
     }
     return {v_means, v_coeffs};
 }
@@ -501,6 +508,35 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
 // ------------------------------------------------------------------------------------------------
 // Tile binning
 // ------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Stable LSD radix sort of (depth, id) pairs by depth (ids arrive ascending, so ties stay by id: gsplat's
+// order). Float bits are mapped to unsigned keys that sort like the floats, negatives included.
+void sort_by_depth(std::vector<std::pair<float, int32_t>>& items) {
+    const size_t n = items.size();
+    std::vector<uint32_t> key(n), key2(n);
+    std::vector<std::pair<float, int32_t>> tmp(n);
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t b;
+        std::memcpy(&b, &items[i].first, sizeof(b));
+        key[i] = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+    }
+    for (int shift = 0; shift < 32; shift += 11) {
+        size_t count[2049] = {0};
+        for (size_t i = 0; i < n; ++i) count[((key[i] >> shift) & 2047u) + 1]++;
+        for (int b = 0; b < 2048; ++b) count[b + 1] += count[b];
+        for (size_t i = 0; i < n; ++i) {
+            const size_t dst = count[(key[i] >> shift) & 2047u]++;
+            tmp[dst] = items[i];
+            key2[dst] = key[i];
+        }
+        items.swap(tmp);
+        key.swap(key2);
+    }
+}
+
+}  // namespace
 
 // -> tile_offsets [C * th * tw + 1] int32, flat ids [I] int32 (camera-major, each tile's list front to
 // back, ties by Gaussian id: gsplat's sort). Tiles of a Gaussian: gsplat `isect_tiles`' float rule.
@@ -535,7 +571,7 @@ std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64
             bx[0] = x0; bx[1] = y0; bx[2] = x1; bx[3] = y1;
             keys.emplace_back(pd[i], static_cast<int32_t>(n));
         }
-        std::sort(keys.begin(), keys.end());  // (depth, id): front to back, ties by id
+        sort_by_depth(keys);  // front to back, ties by id
         order[c].reserve(keys.size());
         for (auto& k : keys) {
             order[c].push_back(k.second);
@@ -561,24 +597,76 @@ std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64
 // ------------------------------------------------------------------------------------------------
 // Compositing
 // ------------------------------------------------------------------------------------------------
+//
+// A tile is processed row by row. For a pixel row, the entries of the tile list whose ellipse box crosses
+// the row are visited front to back (each entry's data loaded once per row), and each visit updates all
+// pixels of the row at once: `Lanes` (<= 16) independent per-pixel states in fixed-size arrays, written
+// without branches so the compiler turns the lane loops into SIMD. Each pixel sees the entries in list
+// order, so the result is gsplat's per-pixel loop. T is carried in float like gsplat's kernels; with
+// -ffp-contract=off every path (forward, backward, pair collection) makes bit-identical decisions.
 
 namespace {
 
-// One tile's Gaussians, gathered in list order (contiguous for the per-pixel loops).
+constexpr int LANES = 16;  // pixels per row handled at once (two vf8): tile_size <= 16 (gsplat's default)
+
+// Eight lanes as one value (GCC/Clang vector extensions): the row loops below are SIMD by construction,
+// with AVX2 one instruction per operation, otherwise two SSE ones.
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+constexpr int HALF = 8;  // lanes per vf8; a row of LANES pixels is two of them
+
+inline vf8 splat(float v) { return vf8{} + v; }
+inline vi8 splat_i(int32_t v) { return vi8{} + v; }
+
+// exp(x) for x <= 0: Cephes' expf polynomial after x = n ln 2 + r, n = round(x / ln 2); relative error ~1e-7.
+inline vf8 exp_neg(vf8 x) {
+    x = x < -87.0f ? splat(-87.0f) : x;
+    x = x > 0.0f ? splat(0.0f) : x;
+    const vi8 n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi8);  // truncation: round for x <= 0
+    const vf8 fn = __builtin_convertvector(n, vf8);
+    const vf8 r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+    vf8 p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const vf8 e = p * r * r + r + 1.0f;
+    return e * (vf8)((n + 127) << 23);  // times 2^n (the exponent bits)
+}
+
+// alpha = min(0.999, o exp(-sigma)) (3DGS Eq. 3), or 0 where gsplat skips the pair (sigma < 0, alpha < 1/255)
+// or sigma > lim (the compact box; lim = inf otherwise).
+inline vf8 pair_alpha(vf8 sigma, float o, float lim) {
+    vf8 a = o * exp_neg(-sigma);
+    a = a < MAX_ALPHA ? a : splat(MAX_ALPHA);
+    const vi8 ok = (sigma >= 0.0f) & (sigma <= lim) & (a >= ALPHA_THRESHOLD);
+    return ok ? a : splat(0.0f);
+}
+
+// sigma = 0.5 d^T Q d (3DGS Eq. 4) at the eight pixel centres px of a row, d = mean - pixel centre
+inline vf8 pair_sigma(vf8 dx, float dy, float qa, float qb, float qc) {
+    return 0.5f * (qa * dx * dx + qc * dy * dy) + qb * dx * dy;
+}
+
+inline float hsum(vf8 v) {
+    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+// One tile's Gaussians, gathered in list order (contiguous for the row loops).
 struct TileGaussians {
-    std::vector<float> mx, my, qa, qb, qc, o, skip, cut;  // skip: sigma beyond which the pair is surely skipped
+    std::vector<float> mx, my, qa, qb, qc, o, lim;  // lim: sigma limit (see pair_alpha)
     std::vector<int32_t> id;
-    // Bounding box of each entry's ellipse sigma <= skip: pixel columns [x_lo, x_hi] (clipped to the
+    // Bounding box of each entry's ellipse sigma <= ln(255 o): pixel columns [x_lo, x_hi] (clipped to the
     // tile, conservative by a pixel) and pixel-centre rows |m_y - p_y| <= y_ext; exact tests follow.
     std::vector<int32_t> x_lo, x_hi;
     std::vector<float> y_ext;
-    // One pixel row of the tile: the entries whose box crosses it, in list order.
-    std::vector<int32_t> row_j;
+    std::vector<int32_t> row_j;  // one pixel row: the entries whose box crosses it, in list order
 
     void gather(const float* m2, const float* cn, const float* op, const int32_t* ids, int64_t n0, int64_t n1,
                 int64_t cam_base, float beta, int64_t x0, int64_t x1) {
         const int64_t k = n1 - n0;
-        for (auto* v : {&mx, &my, &qa, &qb, &qc, &o, &skip, &cut, &y_ext}) v->resize(k);
+        for (auto* v : {&mx, &my, &qa, &qb, &qc, &o, &lim, &y_ext}) v->resize(k);
         id.resize(k);
         x_lo.resize(k);
         x_hi.resize(k);
@@ -590,11 +678,11 @@ struct TileGaussians {
             qa[j] = cn[3 * i]; qb[j] = cn[3 * i + 1]; qc[j] = cn[3 * i + 2];
             o[j] = op[i];
             const float l = std::log(255.0f * o[j]);  // alpha >= 1/255 needs sigma <= ln(255 o)
-            skip[j] = l + 1e-3f + 1e-4f * std::fabs(l);
-            cut[j] = beta < 1.0f ? beta * l : INFINITY;  // FastGS compact box: sigma <= beta ln(255 o)
-            if (beta < 1.0f) skip[j] = std::min(skip[j], cut[j] + 1e-3f + 1e-4f * std::fabs(cut[j]));
-            // ellipse 0.5 d^T Q d <= L: half extents sqrt(2 L q_c / det Q) in x, sqrt(2 L q_a / det Q) in y
-            const double det = double(qa[j]) * qc[j] - double(qb[j]) * qb[j], L = std::max(skip[j], 0.0f);
+            lim[j] = beta < 1.0f ? beta * l : INFINITY;  // FastGS compact box: sigma <= beta ln(255 o)
+            // ellipse 0.5 d^T Q d <= L (L with slack for rounding): half extents sqrt(2 L q_c / det Q) in x,
+            // sqrt(2 L q_a / det Q) in y
+            const double L = std::max(std::min(double(l), double(lim[j])), 0.0) * (1 + 1e-4) + 1e-3;
+            const double det = double(qa[j]) * qc[j] - double(qb[j]) * qb[j];
             double lo = double(x0), hi = double(x1 - 1), ey = INFINITY;
             if (det > 0 && qa[j] > 0 && qc[j] > 0 && std::isfinite(det)) {
                 const double ex = std::sqrt(2 * L * qc[j] / det);
@@ -608,22 +696,11 @@ struct TileGaussians {
         }
     }
 
-    // Fill row_j for the pixel row with centre py.
     void build_row(float py) {
         row_j.clear();
         const int64_t k = static_cast<int64_t>(id.size());
         for (int64_t j = 0; j < k; ++j)
             if (std::fabs(my[j] - py) <= y_ext[j] && x_lo[j] <= x_hi[j]) row_j.push_back(static_cast<int32_t>(j));
-    }
-
-    // alpha of entry j at pixel centre (px, py), or 0 when skipped; dx, dy = mean - pixel centre
-    inline float alpha(int64_t j, float px, float py, float& dx, float& dy) const {
-        dx = mx[j] - px;
-        dy = my[j] - py;
-        const float sigma = 0.5f * (qa[j] * dx * dx + qc[j] * dy * dy) + qb[j] * dx * dy;  // 3DGS Eq. 4
-        if (sigma < 0.0f || sigma > skip[j] || sigma > cut[j]) return 0.0f;
-        const float a = std::min(MAX_ALPHA, o[j] * std::exp(-sigma));  // 3DGS Eq. 3: alpha = o G
-        return a < ALPHA_THRESHOLD ? 0.0f : a;
     }
 };
 
@@ -636,35 +713,62 @@ struct Grid {
     }
 };
 
-// Composite one pixel row [x0, x1) of a tile front to back, entry by entry (each entry's data loaded once
-// per row; a pixel's order is the list order). visit(i, j, alpha, T_before) for each composited pair
-// (i: pixel offset in the row, j: index in the tile list). Fills T[i] (final) and end[i] (one past the
-// last composited entry).
-template <typename Visit>
-inline void walk_row(const TileGaussians& tg, int64_t x0, int64_t x1, float py, double* T, int32_t* end,
-                     uint8_t* done, Visit&& visit) {
-    const int64_t n = x1 - x0;
-    for (int64_t i = 0; i < n; ++i) { T[i] = 1.0; end[i] = 0; done[i] = 0; }
-    int64_t alive = n;
-    float dx, dy;
-    for (const int32_t j : tg.row_j) {
-        for (int64_t x = tg.x_lo[j]; x <= tg.x_hi[j]; ++x) {
-            const int64_t i = x - x0;
-            if (done[i]) continue;
-            const float a = tg.alpha(j, x + 0.5f, py, dx, dy);
-            if (a == 0.0f) continue;
-            const double next_T = T[i] * (1.0 - static_cast<double>(a));
-            if (next_T <= static_cast<double>(T_MIN)) {  // gsplat's exclusive stop
-                done[i] = 1;
-                --alive;
-                continue;
+// Front-to-back state of one pixel row (lanes i < n are pixels x0 + i), two vf8 halves.
+struct RowFwd {
+    vf8 T[2], a[2], w[2], tb[2], px[2];
+    vi8 end[2], live[2];
+
+    void start(int64_t x0, int64_t n) {
+        for (int h = 0; h < 2; ++h)
+            for (int l = 0; l < HALF; ++l) {
+                const int i = h * HALF + l;
+                T[h][l] = 1.0f;
+                end[h][l] = 0;
+                live[h][l] = i < n ? -1 : 0;
+                px[h][l] = static_cast<float>(x0 + i) + 0.5f;
             }
-            visit(i, j, a, T[i]);
-            T[i] = next_T;
-            end[i] = j + 1;
-        }
-        if (alive == 0) break;
     }
+    float lane(const vf8* v, int i) const { return v[i / HALF][i % HALF]; }
+
+    // Composite entry j into every live pixel: a = its alpha where composited (else 0), w = a T, tb = T
+    // before. Returns whether a pixel is still live (gsplat's exclusive stop T (1 - alpha) <= 1e-4 ends one).
+    inline bool step(const TileGaussians& tg, int32_t j, float py) {
+        const float mx = tg.mx[j], dy = tg.my[j] - py;
+        vi8 alive = splat_i(0);
+        for (int h = 0; h < 2; ++h) {
+            const vf8 sigma = pair_sigma(mx - px[h], dy, tg.qa[j], tg.qb[j], tg.qc[j]);
+            const vf8 al = live[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+            const vf8 next_T = T[h] * (1.0f - al);
+            const vi8 stop = (al > 0.0f) & (next_T <= T_MIN);
+            const vi8 hit = (al > 0.0f) & ~stop;
+            a[h] = hit ? al : splat(0.0f);
+            w[h] = hit ? al * T[h] : splat(0.0f);
+            tb[h] = T[h];
+            T[h] = hit ? next_T : T[h];
+            end[h] = hit ? splat_i(j + 1) : end[h];
+            live[h] = stop ? splat_i(0) : live[h];
+            alive |= live[h];
+        }
+        for (int l = 0; l < HALF; ++l)
+            if (alive[l]) return true;
+        return false;
+    }
+};
+
+// Walk one pixel row front to back; visit(i, j, alpha, T_before) for each composited pair.
+template <typename Visit>
+inline void walk_row(const TileGaussians& tg, RowFwd& row, int64_t x0, int64_t n, float py, Visit&& visit) {
+    row.start(x0, n);
+    for (const int32_t j : tg.row_j) {
+        const bool alive = row.step(tg, j, py);
+        for (int i = 0; i < n; ++i)
+            if (row.lane(row.a, i) > 0.0f) visit(i, j, row.lane(row.a, i), row.lane(row.tb, i));
+        if (!alive) break;
+    }
+}
+
+void check_tile_size(int64_t tile_size) {
+    TORCH_CHECK(tile_size >= 1 && tile_size <= LANES, "the compiled CPU rasterizer takes tile_size 1..", LANES);
 }
 
 }  // namespace
@@ -677,6 +781,7 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     check(conics, "conics");
     check(opac, "opacities");
     check(feats, "colors");
+    check_tile_size(tile_size);
     const int64_t C = means2d.size(0), N = means2d.size(1), D = feats.size(2);
     const bool has_bg = backgrounds.numel() > 0;
     if (has_bg) check(backgrounds, "backgrounds");
@@ -696,33 +801,40 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
 #pragma omp parallel num_threads(threads_or_one(threads))
     {
         TileGaussians tg;
-        std::vector<double> acc(tile_size * D), T(tile_size);
-        std::vector<int32_t> end(tile_size);
-        std::vector<uint8_t> done(tile_size);
-        std::vector<float> fl;  // the tile's features, list order [k, D]
+        RowFwd row;
+        std::vector<vf8> acc(2 * D);  // [D, 2 halves]
+        std::vector<float> fl;              // the tile's features, list order [k, D]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
             const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
             fl.resize(k * D);
             for (int64_t j = 0; j < k; ++j)
                 std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
             for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
-                tg.build_row(y + 0.5f);
-                const int64_t n = x1 - x0;
-                std::fill(acc.begin(), acc.begin() + n * D, 0.0);
-                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(), [&](int64_t i, int64_t j, float a, double Tb) {
-                    const double w = a * Tb;  // weight alpha T
-                    for (int64_t d = 0; d < D; ++d) acc[i * D + d] += w * fl[j * D + d];
-                });
+                const float py = y + 0.5f;
+                tg.build_row(py);
+                row.start(x0, n);
+                std::fill(acc.begin(), acc.end(), splat(0.0f));
+                for (const int32_t j : tg.row_j) {
+                    const bool alive = row.step(tg, j, py);
+                    for (int64_t d = 0; d < D; ++d) {  // C += w c (3DGS Eq. 3)
+                        const float f = fl[j * D + d];
+                        acc[2 * d] += row.w[0] * f;
+                        acc[2 * d + 1] += row.w[1] * f;
+                    }
+                    if (!alive) break;
+                }
                 for (int64_t i = 0; i < n; ++i) {
                     const int64_t p = (c * height + y) * width + x0 + i;
-                    for (int64_t d = 0; d < D; ++d) po[p * D + d] = static_cast<float>(acc[i * D + d] + (bg ? T[i] * bg[c * D + d] : 0.0));
-                    pa[p] = static_cast<float>(1.0 - T[i]);
-                    pt[p] = static_cast<float>(T[i]);
-                    pe[p] = end[i];
+                    const float T = row.lane(row.T, i);
+                    for (int64_t d = 0; d < D; ++d)
+                        po[p * D + d] = acc[2 * d + i / HALF][i % HALF] + (bg ? T * bg[c * D + d] : 0.0f);
+                    pa[p] = 1.0f - T;
+                    pt[p] = T;
+                    pe[p] = row.end[i / HALF][i % HALF];
                 }
             }
         }
@@ -738,6 +850,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                                double compact_box, bool absgrad, int64_t threads) {
     check(v_out, "v_colors");
     check(v_alpha, "v_alphas");
+    check_tile_size(tile_size);
     const int64_t C = means2d.size(0), N = means2d.size(1), D = feats.size(2);
     const bool has_bg = backgrounds.numel() > 0;
     Grid gr(C, N, width, height, tile_size);
@@ -749,97 +862,121 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     const int32_t* pe = ends.data_ptr<int32_t>();
     const float beta = static_cast<float>(compact_box);
     const int nt = threads_or_one(threads);
-    // per (camera, Gaussian): u, u dx, u dy, u dx^2, u dx dy, u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, colour
-    const int64_t S = 8 + D;
-    std::vector<std::vector<double>> bufs(nt);
+    // per tile entry (camera, tile, Gaussian): sums over the tile's pixels of u, u dx, u dy, u dx^2, u dx dy,
+    // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, and the colour gradient; reduced per Gaussian at the end
+    const int64_t S = 8 + D, I = tile_ids.numel();
+    std::vector<double> isect(I * S);
     std::vector<double> v_bg(has_bg ? C * D : 0, 0.0);
 
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int me = omp_get_thread_num();
-#else
-        const int me = 0;
-#endif
-        std::vector<double>& acc = bufs[me];
-        acc.assign(C * N * S, 0.0);
-        std::vector<double> tile_acc;  // the tile's entries [k, S], added to acc once per entry
         std::vector<double> my_bg(has_bg ? C * D : 0, 0.0);
         TileGaussians tg;
         std::vector<float> fl;
-        std::vector<float> g(tile_size * D);
-        std::vector<double> T(tile_size), tail(tile_size), behind(tile_size);
-        std::vector<int32_t> end(tile_size);
+        std::vector<vf8> g(2 * D);  // dL/dC [D, 2 halves]
+        std::vector<vf8> lane_acc;  // per tile entry [k, S]: lane-wise sums over the rows, summed up once per tile
+        std::vector<uint8_t> touched;
+        vf8 T[2], tail[2], behind[2], px[2];
+        vi8 end[2];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
             const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
             fl.resize(k * D);
             for (int64_t j = 0; j < k; ++j)
                 std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
-            tile_acc.assign(k * S, 0.0);
+            double* tile_acc = &isect[n0 * S];  // the tile's entries [k, S]
+            lane_acc.resize(k * S);
+            touched.assign(k, 0);
             for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
-                tg.build_row(y + 0.5f);
-                const int64_t n = x1 - x0;
+                const float py = y + 0.5f;
+                tg.build_row(py);
                 int32_t max_end = 0;
-                for (int64_t i = 0; i < n; ++i) {  // per pixel: T from T_final, tail, dL/dC
+                for (int i = 0; i < LANES; ++i) {  // per pixel: T from T_final, tail, dL/dC
+                    const int h = i / HALF, l = i % HALF;
+                    px[h][l] = static_cast<float>(x0 + i) + 0.5f;
+                    behind[h][l] = 0.0f;  // sum over later entries of w c . dL/dC
+                    if (i >= n) {
+                        T[h][l] = 1.0f; tail[h][l] = 0.0f; end[h][l] = 0;
+                        for (int64_t d = 0; d < D; ++d) g[2 * d + h][l] = 0.0f;
+                        continue;
+                    }
                     const int64_t p = (c * height + y) * width + x0 + i;
-                    const double Tf = pt[p];
-                    double tl = ga[p];  // (dL/dA - bg . dL/dC) T_final
+                    const float Tf = pt[p];
+                    float tl = ga[p];  // (dL/dA - bg . dL/dC) T_final
                     for (int64_t d = 0; d < D; ++d) {
-                        g[i * D + d] = gv[p * D + d];
+                        const float gd = gv[p * D + d];
+                        g[2 * d + h][l] = gd;
                         if (bg) {
-                            tl -= g[i * D + d] * bg[c * D + d];
-                            my_bg[c * D + d] += Tf * g[i * D + d];
+                            tl -= gd * bg[c * D + d];
+                            my_bg[c * D + d] += Tf * gd;
                         }
                     }
-                    tail[i] = tl * Tf;
-                    T[i] = Tf;
-                    behind[i] = 0.0;  // sum over later entries of w c . dL/dC
-                    end[i] = pe[p];
-                    max_end = std::max(max_end, end[i]);
+                    tail[h][l] = tl * Tf;
+                    T[h][l] = Tf;
+                    end[h][l] = pe[p];
+                    max_end = std::max(max_end, pe[p]);
                 }
-                const float py = y + 0.5f;
-                float dx, dy;
                 for (int64_t e = static_cast<int64_t>(tg.row_j.size()) - 1; e >= 0; --e) {  // back to front
                     const int32_t j = tg.row_j[e];
                     if (j >= max_end) continue;
-                    double* r = &tile_acc[j * S];
-                    for (int64_t x = tg.x_lo[j]; x <= tg.x_hi[j]; ++x) {
-                        const int64_t i = x - x0;
-                        if (j >= end[i]) continue;
-                        const float a = tg.alpha(j, x + 0.5f, py, dx, dy);
-                        if (a == 0.0f) continue;
-                        const double inv = 1.0 / (1.0 - static_cast<double>(a));
-                        T[i] *= inv;  // T before entry j
-                        double cg = 0.0;
-                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[i * D + d];
-                        const double w = a * T[i];
-                        // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
-                        const double v_a = T[i] * cg + (tail[i] - behind[i]) * inv;
-                        behind[i] += w * cg;
-                        const double u = a < MAX_ALPHA ? a * v_a : 0.0;  // clamped alpha has no gradient
-                        const double ux = u * dx, uy = u * dy;
-                        r[0] += u; r[1] += ux; r[2] += uy;
-                        r[3] += ux * dx; r[4] += ux * dy; r[5] += uy * dy;
-                        if (absgrad) {  // AbsGS: |per-pixel dL/dmeans2d|
-                            r[6] += std::fabs(tg.qa[j] * ux + tg.qb[j] * uy);
-                            r[7] += std::fabs(tg.qb[j] * ux + tg.qc[j] * uy);
-                        }
-                        for (int64_t d = 0; d < D; ++d) r[8 + d] += w * g[i * D + d];
+                    const float mx = tg.mx[j], dy = tg.my[j] - py, qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
+                    vf8 dx[2], al[2];
+                    vi8 any = splat_i(0);
+                    for (int h = 0; h < 2; ++h) {
+                        dx[h] = mx - px[h];
+                        const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
+                        al[h] = j < end[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+                        any |= al[h] > 0.0f;
                     }
+                    bool hit = false;
+                    for (int l = 0; l < HALF; ++l) hit |= any[l] != 0;
+                    if (!hit) continue;  // the entry composites no pixel of this row
+                    vf8 q[8] = {}, w[2];
+                    for (int h = 0; h < 2; ++h) {
+                        vf8 cg = splat(0.0f);  // c . dL/dC
+                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[2 * d + h];
+                        const vf8 inv = 1.0f / (1.0f - al[h]);
+                        T[h] = T[h] * inv;  // T before entry j
+                        w[h] = al[h] * T[h];
+                        // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
+                        const vf8 v_a = T[h] * cg + (tail[h] - behind[h]) * inv;
+                        behind[h] += w[h] * cg;
+                        const vf8 u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
+                        const vf8 ux = u * dx[h], uy = u * dy;
+                        const vf8 gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
+                        q[0] += u; q[1] += ux; q[2] += uy;
+                        q[3] += ux * dx[h]; q[4] += ux * dy; q[5] += uy * dy;
+                        q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
+                        q[7] += gy < 0.0f ? -gy : gy;
+                    }
+
+                    vf8* r = &lane_acc[j * S];
+                    if (!touched[j]) {
+                        touched[j] = 1;
+                        std::fill(r, r + S, splat(0.0f));
+                    }
+                    for (int m = 0; m < 8; ++m) r[m] += q[m];
+                    for (int64_t d = 0; d < D; ++d) r[8 + d] += w[0] * g[2 * d] + w[1] * g[2 * d + 1];
                 }
             }
-            for (int64_t j = 0; j < k; ++j) {
-                double* dst = &acc[(c * N + tg.id[j]) * S];
-                const double* src = &tile_acc[j * S];
-                for (int64_t q = 0; q < S; ++q) dst[q] += src[q];
-            }
+            for (int64_t j = 0; j < k; ++j)
+                for (int64_t m = 0; m < S; ++m) tile_acc[j * S + m] = touched[j] ? hsum(lane_acc[j * S + m]) : 0.0;
         }
 #pragma omp critical
         for (size_t k2 = 0; k2 < my_bg.size(); ++k2) v_bg[k2] += my_bg[k2];
+    }
+    // each (camera, Gaussian)'s tile entries: a counting sort of the entries by camera * N + id
+    std::vector<int64_t> first(C * N + 1, 0), slots(I);
+    for (int64_t ct = 0; ct < C * gr.T; ++ct)
+        for (int64_t q = off[ct]; q < off[ct + 1]; ++q) first[(ct / gr.T) * N + ids[q] + 1]++;
+    for (int64_t i = 0; i < C * N; ++i) first[i + 1] += first[i];
+    {
+        std::vector<int64_t> fill(first.begin(), first.end() - 1);
+        for (int64_t ct = 0; ct < C * gr.T; ++ct)
+            for (int64_t q = off[ct]; q < off[ct + 1]; ++q) slots[fill[(ct / gr.T) * N + ids[q]]++] = q;
     }
     auto f32 = means2d.options();
     Tensor v_means2d = torch::empty({C, N, 2}, f32), v_conics = torch::empty({C, N, 3}, f32);
@@ -849,14 +986,13 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     float *vf = v_feats.data_ptr<float>(), *va = absgrad ? v_abs.data_ptr<float>() : nullptr;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < C * N; ++i) {
-        double r[64];
-        double* rr = S <= 64 ? r : nullptr;
         std::vector<double> big;
-        if (!rr) { big.assign(S, 0.0); rr = big.data(); }
-        for (int64_t k2 = 0; k2 < S; ++k2) {
-            double s = 0.0;
-            for (int b = 0; b < nt; ++b) s += bufs[b][i * S + k2];
-            rr[k2] = s;
+        double r[64];
+        double* rr = S <= 64 ? r : (big.resize(S), big.data());
+        std::fill(rr, rr + S, 0.0);
+        for (int64_t q = first[i]; q < first[i + 1]; ++q) {
+            const double* src = &isect[slots[q] * S];
+            for (int64_t k2 = 0; k2 < S; ++k2) rr[k2] += src[k2];
         }
         const double qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
         vm[2 * i] = static_cast<float>(-(qa * rr[1] + qb * rr[2]));  // dsigma/dmean = Q d
@@ -882,6 +1018,7 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
     check(means2d, "means2d");
     check(conics, "conics");
     check(opac, "opacities");
+    check_tile_size(tile_size);
     const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
@@ -896,23 +1033,19 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
 #pragma omp parallel num_threads(nt)
     {
         TileGaussians tg;
-        std::vector<double> T(tile_size);
-        std::vector<int32_t> end(tile_size);
-        std::vector<uint8_t> done(tile_size);
-        std::vector<int64_t> cursor(tile_size);
+        RowFwd row;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
             const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
             for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
                 tg.build_row(y + 0.5f);
-                const int64_t row = c * HW + y * width + x0;
-                for (int64_t i = 0; i < x1 - x0; ++i) ps[row + i + 1] = 0;
-                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(),
-                         [&](int64_t i, int64_t, float, double) { ++ps[row + i + 1]; });
-                for (int64_t i = 0; i < x1 - x0; ++i) pt[row + i] = static_cast<float>(T[i]);
+                const int64_t base = c * HW + y * width + x0;
+                for (int64_t i = 0; i < n; ++i) ps[base + i + 1] = 0;
+                walk_row(tg, row, x0, n, y + 0.5f, [&](int64_t i, int64_t, float, float) { ++ps[base + i + 1]; });
+                for (int64_t i = 0; i < n; ++i) pt[base + i] = row.lane(row.T, i);
             }
         }
     }
@@ -927,27 +1060,25 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
 #pragma omp parallel num_threads(nt)
     {
         TileGaussians tg;
-        std::vector<double> T(tile_size);
-        std::vector<int32_t> end(tile_size);
-        std::vector<uint8_t> done(tile_size);
-        std::vector<int64_t> cursor(tile_size);
+        RowFwd row;
+        std::vector<int64_t> cursor(LANES);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
             const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width);
+            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
             for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
                 tg.build_row(y + 0.5f);
                 const int64_t pix0 = y * width + x0;
-                for (int64_t i = 0; i < x1 - x0; ++i) cursor[i] = ps[c * HW + pix0 + i];
-                walk_row(tg, x0, x1, y + 0.5f, T.data(), end.data(), done.data(), [&](int64_t i, int64_t j, float a, double Tb) {
+                for (int64_t i = 0; i < n; ++i) cursor[i] = ps[c * HW + pix0 + i];
+                walk_row(tg, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
                     const int64_t q = cursor[i]++;
                     pg[q] = tg.id[j];
                     pp[q] = pix0 + i;
                     pc[q] = c;
                     pa[q] = a;
-                    ptr[q] = static_cast<float>(Tb);
+                    ptr[q] = Tb;
                 });
             }
         }

@@ -1,0 +1,192 @@
+"""The compiled CPU rasterizer (gspruner/render/compiled.py, csrc/cpu_raster.cpp) against the PyTorch
+rasterizer, its reference: the same renders, gradients, composited pairs and statistics on random scenes
+with every option; which inputs take which path; the backend switch; the fallback without a compiler.
+(tests/test_render.py runs both backends against the float64 brute-force reference.)"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gspruner.render import compiled, contributing_pairs, cpu_backend, project, rasterize, torch_raster
+from gspruner.render.stats import stats_from_pairs
+from test_render import H, W, make_scene
+
+HAVE_COMPILER = bool(os.environ.get("CXX")) or shutil.which("c++") is not None
+
+
+@pytest.fixture(autouse=True)
+def built(monkeypatch):
+    monkeypatch.delenv(compiled.BACKEND_ENV, raising=False)
+    monkeypatch.delenv(compiled.THREADS_ENV, raising=False)
+    if not HAVE_COMPILER:
+        pytest.skip("no C++ compiler on this machine")
+    assert compiled.extension() is not None, "a compiler is present but the extension did not build"
+
+
+def _run(fn, scene, covars=None, bg=True, weights_seed=1, **kw):
+    leaves = {k: v.detach().clone().requires_grad_(k not in ("viewmats", "Ks")) for k, v in scene.items()}
+    if covars is not None:
+        leaves["covars"] = covars.detach().clone().requires_grad_()
+    img, alpha, info = fn(leaves["means"], None if covars is not None else leaves["quats"],
+                          None if covars is not None else leaves["scales"], leaves["opacities"], leaves["colors"],
+                          leaves["viewmats"], leaves["Ks"], kw.pop("width", W), kw.pop("height", H),
+                          backgrounds=leaves["backgrounds"] if bg else None, covars=leaves.get("covars"), **kw)
+    info["means2d"].retain_grad()
+    g = torch.Generator().manual_seed(weights_seed)  # a loss that weights every output differently
+    ((img * torch.randn(img.shape, generator=g)).sum() + (alpha * torch.randn(alpha.shape, generator=g)).sum()).backward()
+    grads = {k: v.grad for k, v in leaves.items() if v.grad is not None}
+    grads["means2d"] = info["means2d"].grad
+    if kw.get("absgrad"):
+        grads["absgrad"] = info["means2d"].absgrad
+    return img.detach(), alpha.detach(), grads, info
+
+
+def _cosine(a, b):
+    a, b = a.reshape(-1).double(), b.reshape(-1).double()
+    return float(a @ b / (a.norm() * b.norm() + 1e-30))
+
+
+OPTIONS = [
+    {}, {"render_mode": "RGB+D"}, {"render_mode": "D"}, {"render_mode": "ED"}, {"render_mode": "RGB+ED"},
+    {"absgrad": True}, {"rasterize_mode": "antialiased"}, {"sh_degree": 0}, {"sh_degree": 1}, {"sh_degree": 2},
+    {"sh_degree": 3}, {"compact_box": 0.5}, {"bg": False}, {"covars": True}, {"radius_clip": 1.5},
+    {"eps2d": 0.1}, {"tile_size": 8}, {"near_plane": 2.6},
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_matches_torch_rasterizer(option, seed):
+    kw = dict(option)
+    scene = make_scene(n=60, seed=seed, sh_degree=kw.get("sh_degree"), dtype=torch.float32)
+    if kw.pop("covars", False):  # the [N, 6] upper triangle path, gradients to it
+        cov = torch_raster.covariance_from_quat_scale(scene["quats"], scene["scales"])
+        kw["covars"] = cov.reshape(-1, 9)[:, [0, 1, 2, 4, 5, 8]]
+    ref_img, ref_alpha, ref_grads, ref_info = _run(torch_raster.rasterize, scene, **dict(kw))
+    img, alpha, grads, info = _run(compiled.rasterize, scene, **dict(kw))
+    assert isinstance(info, compiled.RenderInfo) and not isinstance(ref_info, compiled.RenderInfo)
+    if "ED" in kw.get("render_mode", ""):  # depth / alpha: compare relative to the depth
+        assert float(((img - ref_img).abs() / (ref_img.abs() + 1e-3)).max()) <= 2e-5
+    else:
+        assert float((img - ref_img).abs().max()) <= 1e-5
+    assert float((alpha - ref_alpha).abs().max()) <= 1e-5
+    assert set(grads) == set(ref_grads)
+    for k in ref_grads:
+        ref, ours = ref_grads[k], grads[k]
+        assert _cosine(ours, ref) >= 0.9999, k
+        assert float((ours - ref).norm() / (ref.norm() + 1e-30)) <= 1e-4, k
+    for k in ("radii", "tiles_per_gauss"):
+        assert torch.equal(info[k], ref_info[k]), k
+    for k in ("means2d", "depths", "conics", "opacities"):
+        assert torch.allclose(info[k], ref_info[k], rtol=1e-5, atol=1e-5), k
+    # the lazily built pairs are the reference's pairs
+    p, q = info["pairs"], ref_info["pairs"]
+    assert torch.equal(p.gaussian_ids, q.gaussian_ids) and torch.equal(p.pixel_ids, q.pixel_ids)
+    assert torch.equal(p.camera_ids, q.camera_ids) and torch.equal(p.pixel_starts, q.pixel_starts)
+    assert torch.allclose(p.alphas, q.alphas, atol=1e-6) and torch.allclose(p.transmittances, q.transmittances, atol=1e-5)
+
+
+def test_many_gaussians_many_tiles_and_early_stop():
+    """A denser scene (2000 Gaussians, opaque enough that most pixels stop early, 4 x 3 tiles, 3 cameras)."""
+    g = torch.Generator().manual_seed(5)
+    scene = make_scene(n=2000, seed=3, sh_degree=3, dtype=torch.float32, width=64, height=48)
+    scene["opacities"] = torch.rand(2000, generator=g) * 0.6 + 0.4
+    scene["viewmats"] = torch.cat([scene["viewmats"], scene["viewmats"][:1] @ torch.diag(torch.tensor([1.0, 1, 1, 1]))])
+    scene["viewmats"][2, :3, 3] += torch.tensor([0.1, -0.05, 0.3])
+    scene["Ks"] = torch.cat([scene["Ks"], scene["Ks"][:1]])
+    scene["backgrounds"] = torch.cat([scene["backgrounds"], scene["backgrounds"][:1]])
+    ref = _run(torch_raster.rasterize, scene, sh_degree=3, width=64, height=48, absgrad=True)
+    ours = _run(compiled.rasterize, scene, sh_degree=3, width=64, height=48, absgrad=True)
+    assert float((ours[0] - ref[0]).abs().max()) <= 1e-5
+    stopped = (ref[3]["pairs"].final_transmittances < 1e-3).float().mean()
+    assert stopped > 0.3  # the early stop is exercised
+    for k in ref[2]:
+        assert _cosine(ours[2][k], ref[2][k]) >= 0.9999, k
+        assert float((ours[2][k] - ref[2][k]).norm() / ref[2][k].norm()) <= 1e-4, k
+
+
+def test_pairs_and_statistics_match_torch():
+    s = make_scene(n=300, seed=4, dtype=torch.float32, width=40, height=32)
+    proj = torch_raster.project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    args = (proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, 40, 32)
+    ref, ours = torch_raster.contributing_pairs(*args), compiled.contributing_pairs(*args)
+    assert len(ours) == len(ref) > 1000
+    assert torch.equal(ours.gaussian_ids, ref.gaussian_ids) and torch.equal(ours.pixel_ids, ref.pixel_ids)
+    assert torch.allclose(ours.final_transmittances, ref.final_transmittances, atol=1e-5)
+    mask = (torch.arange(2 * 32 * 40) % 3 == 0).float().reshape(2, 32, 40)
+    a, b = stats_from_pairs(ours, 300, mask), stats_from_pairs(ref, 300, mask)
+    for k in ("weight_sum", "weight_max", "hit_count", "trans_sum", "max_count"):
+        assert torch.allclose(getattr(a, k), getattr(b, k), atol=1e-5), k
+    # the package-level entry points take the compiled path for float32
+    p = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    assert torch.equal(contributing_pairs(p.means2d, p.conics, p.opacities, p.depths, p.radii, 40, 32).gaussian_ids,
+                       ref.gaussian_ids)
+
+
+def test_which_inputs_take_which_path():
+    s32, s64 = make_scene(seed=2, dtype=torch.float32), make_scene(seed=2)
+    args = lambda s: (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], W, H)  # noqa: E731
+    assert isinstance(rasterize(*args(s32))[2], compiled.RenderInfo)
+    assert not isinstance(rasterize(*args(s64))[2], compiled.RenderInfo)  # float64: the PyTorch rasterizer
+    assert not isinstance(rasterize(*args(s32), tile_size=32)[2], compiled.RenderInfo)  # tiles wider than 16 lanes
+    view = s32["viewmats"].clone().requires_grad_()  # gradients to the cameras: the PyTorch rasterizer
+    assert not isinstance(rasterize(*args({**s32, "viewmats": view}))[2], compiled.RenderInfo)
+    sh4 = make_scene(seed=2, sh_degree=4, dtype=torch.float32)  # SH degree 4: PyTorch SH, compiled rest
+    img, _, info = rasterize(*args(sh4), sh_degree=4)
+    ref, _, _ = torch_raster.rasterize(*args(sh4), sh_degree=4)
+    assert isinstance(info, compiled.RenderInfo) and float((img - ref).abs().max()) <= 1e-5
+
+
+def test_backend_switch(monkeypatch):
+    s = make_scene(seed=1, dtype=torch.float32)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], W, H)
+    assert cpu_backend() == "compiled"
+    monkeypatch.setenv(compiled.BACKEND_ENV, "torch")
+    assert cpu_backend() == "torch" and not isinstance(rasterize(*args)[2], compiled.RenderInfo)
+    monkeypatch.setenv(compiled.BACKEND_ENV, "cuda")
+    with pytest.raises(ValueError, match="GSPRUNER_CPU_BACKEND must be one of compiled, torch"):
+        rasterize(*args)
+    monkeypatch.setenv(compiled.BACKEND_ENV, "compiled")
+    monkeypatch.setenv(compiled.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="GSPRUNER_CPU_THREADS must be a positive integer"):
+        rasterize(*args)
+
+
+def test_thread_count_does_not_change_results(monkeypatch):
+    scene = make_scene(n=400, seed=6, sh_degree=2, dtype=torch.float32, width=48, height=40)
+    out = {}
+    for n in ("1", "2", "3"):
+        monkeypatch.setenv(compiled.THREADS_ENV, n)
+        out[n] = _run(compiled.rasterize, scene, sh_degree=2, width=48, height=40, bg=False)
+    for n in ("2", "3"):
+        assert torch.equal(out[n][0], out["1"][0]) and torch.equal(out[n][1], out["1"][1])
+        for k in out["1"][2]:
+            assert torch.equal(out[n][2][k], out["1"][2][k]), k  # per-Gaussian sums in a fixed order
+
+
+def test_no_compiler_falls_back_with_one_warning(tmp_path):
+    """CXX=/bin/false and an empty extension cache: the build fails, renders use the PyTorch path, one warning."""
+    code = (
+        "import warnings, torch\n"
+        "from gspruner.render import rasterize, cpu_backend\n"
+        "import sys; sys.path.insert(0, 'tests')\n"
+        "from test_render import make_scene, W, H\n"
+        "s = make_scene(dtype=torch.float32)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(3):\n"
+        "        img, _, info = rasterize(s['means'], s['quats'], s['scales'], s['opacities'], s['colors'],\n"
+        "                                 s['viewmats'], s['Ks'], W, H)\n"
+        "ours = [w for w in caught if 'compiled CPU rasterizer not built' in str(w.message)]\n"
+        "print(cpu_backend(), len(ours), type(info).__name__, float(img.sum()) > 0)\n"
+    )
+    env = {**os.environ, "CXX": "/bin/false", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    env.pop(compiled.BACKEND_ENV, None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["torch", "1", "dict", "True"]
