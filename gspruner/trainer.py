@@ -33,6 +33,7 @@ from .model import create_optimizers, create_splats, random_points
 from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
 from .pruning import MASK_PRUNERS, PRUNERS_4D, PruneContext, make_pruner
+from .render import cpu_backend
 from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
                          post_backward_kwargs, strategy_learning_rates, training_render_kwargs)
 
@@ -433,6 +434,7 @@ class Trainer:
             "prune_ratio": None,
             **self.pruner.summary(),
             "device": str(self.device),
+            "rasterizer": "gsplat" if self.device.type == "cuda" else cpu_backend(),  # CPU: compiled | torch
             "data_dir": str(self.scene.data_dir),
             "data_factor": c.data_factor,
             "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,

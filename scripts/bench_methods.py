@@ -5,8 +5,8 @@
         --out-dir results/bench_methods/fox
 
 mcmc gets cap_max = fastgs's final Gaussian count (so fastgs runs before it). Prints a markdown table
-(training seconds, wall seconds, seconds per 1k steps, PSNR, SSIM, Gaussians, default's time over each
-method's) and the issue's acceptance checks for fastgs vs default; writes OUT/table.md and
+(rasterizer: gsplat / compiled / torch, training seconds, wall seconds, seconds per 1k steps, PSNR, SSIM,
+Gaussians, default's time over each method's) and the issue's acceptance checks for fastgs vs default; writes OUT/table.md and
 OUT/results.json. Finished runs are reused unless --rerun. Timings compare only on the same, otherwise
 idle machine.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,11 +42,12 @@ def run(cfg: TrainConfig, rerun: bool) -> dict:
 
 def table(rows: dict[str, dict], steps: int) -> list[str]:
     ref = rows.get("default")
-    lines = ["| method | train s | wall s | s / 1k steps | PSNR | SSIM | Gaussians | default / method time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | rasterizer | train s | wall s | s / 1k steps | PSNR | SSIM | Gaussians | default / method time |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in rows.items():
         ratio = f"{ref['train_seconds'] / m['train_seconds']:.2f}×" if ref else "–"
-        lines.append(f"| {name} | {m['train_seconds']:.1f} | {m['wall_seconds']:.1f} | {1000 * m['train_seconds'] / steps:.1f} | "
+        backend = m.get("rasterizer") or "?"  # runs from before the column: unknown
+        lines.append(f"| {name} | {backend} | {m['train_seconds']:.1f} | {m['wall_seconds']:.1f} | {1000 * m['train_seconds'] / steps:.1f} | "
                      f"{m['psnr']:.3f} | {m['ssim']:.4f} | {m['num_gaussians']} | {ratio} |")
     return lines
 
@@ -73,7 +75,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", type=Path, default=Path("results/bench_methods"), help="one sub-folder per method")
     ap.add_argument("--lpips", action="store_true", help="also compute LPIPS (slower)")
     ap.add_argument("--rerun", action="store_true", help="re-run finished runs")
+    ap.add_argument("--cpu-backend", choices=["compiled", "torch"], default=None,
+                    help="CPU rasterizer for these runs (sets GSPRUNER_CPU_BACKEND; default: the environment's, "
+                         "compiled unless set). Give each backend its own --out-dir: finished runs are reused.")
     a = ap.parse_args(argv)
+    if a.cpu_backend:
+        os.environ["GSPRUNER_CPU_BACKEND"] = a.cpu_backend
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -107,7 +114,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     a.out_dir.mkdir(parents=True, exist_ok=True)
     (a.out_dir / "table.md").write_text("\n".join(lines) + "\n")
-    keys = ("train_seconds", "wall_seconds", "psnr", "ssim", "lpips", "num_gaussians", "device", "steps")
+    keys = ("train_seconds", "wall_seconds", "psnr", "ssim", "lpips", "num_gaussians", "device", "rasterizer", "steps")
     (a.out_dir / "results.json").write_text(json.dumps({n: {k: m.get(k) for k in keys} for n, m in rows.items()}, indent=2))
     return 0
 

@@ -4,14 +4,19 @@
 Random Gaussians in front of one pinhole camera (fixed seed), scales chosen so each splat covers a few
 to tens of pixels, SH degree 3 colours. Prints the median of a few repeats, in milliseconds.
 
-    python scripts/bench_render.py                      # CPU, 10k and 100k Gaussians at 256x256
+    python scripts/bench_render.py                      # CPU (the chosen backend), 10k and 100k Gaussians at 256x256
+    python scripts/bench_render.py --compare            # both CPU backends side by side, 10k/100k at 128^2 and 256^2
     python scripts/bench_render.py --device cuda        # the same through gsplat's CUDA kernels
     python scripts/bench_render.py --sizes 10000 --repeats 5 --profile
+
+--compare runs the PyTorch and the compiled rasterizer in one process, alternating their repeats so both
+see the same machine, and prints torch / compiled time ratios. Timings need an otherwise idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -64,6 +69,11 @@ def main():
                     help="threads inside the rasterizer's chunk loops (torch_raster.LOOP_THREADS; 0: same as torch; "
                          "default: the module's setting, 1)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one forward+backward")
+    ap.add_argument("--compare", action="store_true",
+                    help="CPU: time the PyTorch and the compiled rasterizer side by side (ratios torch / compiled); "
+                         "default sizes 10k and 100k at 128x128 and 256x256")
+    ap.add_argument("--resolutions", type=int, nargs="+", default=None,
+                    help="square image sizes for --compare (default 128 256)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA GPU available")
@@ -74,9 +84,14 @@ def main():
 
         torch_raster.LOOP_THREADS = args.loop_threads
 
-    from gspruner.render import torch_raster
+    from gspruner.render import cpu_backend, torch_raster
 
+    if args.compare:
+        if args.device != "cpu":
+            ap.error("--compare compares the two CPU rasterizers (--device cpu)")
+        return compare(args)
     loop = torch_raster.LOOP_THREADS or torch.get_num_threads()
+    print(f"cpu backend: {cpu_backend()}" if args.device == "cpu" else "gsplat CUDA")
     print(f"device={args.device} threads={torch.get_num_threads()} loop_threads={loop} "
           f"image={args.width}x{args.height} repeats={args.repeats} (median, ms)")
     print(f"{'gaussians':>10} {'visible':>8} {'pairs':>10} {'forward':>10} {'fwd+bwd':>10}")
@@ -100,6 +115,42 @@ def main():
             with profile(activities=acts) as prof:
                 run_once(scene, args.width, args.height, True, args.device)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+def compare(args) -> None:
+    """Both CPU backends, repeats alternating, medians in ms and torch / compiled ratios."""
+    from gspruner.render import compiled
+
+    if compiled.extension() is None:
+        raise SystemExit("error: the compiled CPU rasterizer did not build; nothing to compare")
+    backends = ("torch", "compiled")
+    resolutions = args.resolutions or [128, 256]
+    print(f"threads={torch.get_num_threads()} repeats={args.repeats} (median ms; ratio = torch / compiled)")
+    head = f"{'gaussians':>10} {'image':>8} {'pairs':>9}"
+    for what in ("forward", "fwd+bwd"):
+        head += f" {'torch ' + what:>15} {'compiled':>9} {'ratio':>6}"
+    print(head)
+    for n in args.sizes:
+        for res in resolutions:
+            scene = make_scene(n, res, res, "cpu")
+            row, pairs = {}, "-"
+            for backward in (False, True):
+                times = {b: [] for b in backends}
+                for rep in range(args.repeats + 1):  # the first round warms up (and builds)
+                    for b in backends:
+                        os.environ["GSPRUNER_CPU_BACKEND"] = b
+                        dt, info = run_once(scene, res, res, backward, "cpu")
+                        if rep:
+                            times[b].append(dt)
+                        if b == "torch":
+                            pairs = str(len(info["pairs"]))
+                row[backward] = {b: statistics.median(t) * 1e3 for b, t in times.items()}
+            line = f"{n:>10} {f'{res}x{res}':>8} {pairs:>9}"
+            for backward in (False, True):
+                t, c = row[backward]["torch"], row[backward]["compiled"]
+                line += f" {t:>15.1f} {c:>9.1f} {t / c:>5.1f}x"
+            print(line, flush=True)
+    os.environ.pop("GSPRUNER_CPU_BACKEND", None)
 
 
 if __name__ == "__main__":
