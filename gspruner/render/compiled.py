@@ -9,8 +9,12 @@ with the pixel: no pair list exists unless asked for (`info["pairs"]`, built on 
 Choice of backend (`backend()`): the environment variable GSPRUNER_CPU_BACKEND = compiled (default) |
 torch. The extension is built on first use with `torch.utils.cpp_extension.load` and cached (like
 gsplat's CUDA kernels and our cuda/ statistics kernel); without a working C++ compiler the PyTorch
-path is used, with one warning. Float32 only: other dtypes, SH degree 4 and gradients to the cameras
-(viewmats / Ks) go to the PyTorch path.
+path is used, with one warning. Float32 only: other dtypes, tile_size > 16 and gradients to the cameras
+(viewmats / Ks) go to the PyTorch path; SH degree 4 uses the PyTorch SH and the compiled rest.
+
+Data flow of one render (each stage an autograd Function over one C++ entry point):
+    _Project (project_fwd/bwd) -> _SphericalHarmonics (sh_fwd/bwd) -> bin_tiles (no grad)
+    -> _Rasterize (raster_fwd/bwd); collect_pairs on demand.
 
 Threads: `threads()`, the OpenMP team of each parallel region, is GSPRUNER_CPU_THREADS if set, else
 torch's thread count. There are a handful of regions per render (not thousands of small ops as in the
@@ -24,7 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -151,8 +155,8 @@ class _Project(torch.autograd.Function):
         means = ctx.saved_tensors[0]
         C, N = ctx.saved_tensors[5].shape[0], means.shape[0]
 
-        def grad(v, shape):
-            return torch.zeros(shape) if v is None else v.contiguous()
+        def grad(v, shape):  # an output the loss did not use: zeros
+            return means.new_zeros(shape) if v is None else v.contiguous()
 
         v_means, v_quats, v_scales, v_cov, v_opacities = extension().project_bwd(
             *ctx.saved_tensors, width, height, near, far, eps2d, aa,
@@ -164,21 +168,24 @@ class _Project(torch.autograd.Function):
 
 
 class _SphericalHarmonics(torch.autograd.Function):
-    """colors [C, N, 3] = clamp_min(SH(normalize(mean - campos)) + 0.5, 0), degree <= 3."""
+    """colors [C, N, 3] = clamp_min(SH(normalize(mean - campos)) + 0.5, 0), degree <= 3, for entries with
+    radii > 0 (0 for culled ones, as gsplat's SH with `masks`: no pixel shows them)."""
 
     @staticmethod
-    def forward(ctx, means, coeffs, campos, degree):
+    def forward(ctx, means, coeffs, campos, radii, degree):
         means, coeffs, campos = means.detach().contiguous(), coeffs.detach().contiguous(), campos.detach().contiguous()
-        ctx.save_for_backward(means, coeffs, campos)
+        radii = radii.contiguous()
+        ctx.save_for_backward(means, coeffs, campos, radii)
         ctx.degree = degree
-        return extension().sh_fwd(degree, means, campos, coeffs, threads())
+        return extension().sh_fwd(degree, means, campos, coeffs, radii, threads())
 
     @staticmethod
     def backward(ctx, v_colors):
-        means, coeffs, campos = ctx.saved_tensors
-        v_means, v_coeffs = extension().sh_bwd(ctx.degree, means, campos, coeffs, v_colors.contiguous(), threads())
+        means, coeffs, campos, radii = ctx.saved_tensors
+        v_means, v_coeffs = extension().sh_bwd(ctx.degree, means, campos, coeffs, radii, v_colors.contiguous(),
+                                               threads())
         return (v_means if ctx.needs_input_grad[0] else None, v_coeffs if ctx.needs_input_grad[1] else None,
-                None, None)
+                None, None, None)
 
 
 class _Rasterize(torch.autograd.Function):
@@ -199,8 +206,10 @@ class _Rasterize(torch.autograd.Function):
     def backward(ctx, v_colors, v_alphas):
         means2d, conics, opac, feats, bg, offsets, ids, t_final, ends = ctx.saved_tensors
         width, height, tile_size, compact_box = ctx.settings
-        v_colors = torch.zeros_like(feats.new_empty(t_final.shape + feats.shape[-1:])) if v_colors is None else v_colors
-        v_alphas = torch.zeros(t_final.shape + (1,)) if v_alphas is None else v_alphas
+        if v_colors is None:  # an output the loss did not use
+            v_colors = feats.new_zeros(t_final.shape + feats.shape[-1:])
+        if v_alphas is None:
+            v_alphas = t_final.new_zeros(t_final.shape + (1,))
         v_means2d, v_conics, v_opac, v_feats, v_bg, absg = extension().raster_bwd(
             means2d.detach().contiguous(), conics, opac, feats, bg, offsets, ids, t_final, ends,
             v_colors.contiguous(), v_alphas.contiguous(), width, height, tile_size, compact_box, ctx.absgrad,
@@ -289,7 +298,7 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
     if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and render_mode not in ("D", "ED"):
         campos = torch.inverse(viewmats.detach())[:, :3, 3]  # [C, 3]
-        feats = _SphericalHarmonics.apply(means, colors, campos, sh_degree)
+        feats = _SphericalHarmonics.apply(means, colors, campos, proj.radii, sh_degree)
     else:
         feats = torch_raster.view_colors(means, colors, viewmats, sh_degree)
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)

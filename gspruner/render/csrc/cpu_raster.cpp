@@ -254,13 +254,17 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor quats, Tensor scales, Tenso
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
     for (int64_t n = 0; n < N; ++n) {
         float Sigma[9];
-        covariance(pq ? pq + 4 * n : nullptr, ps ? ps + 3 * n : nullptr, pc ? pc + 6 * n : nullptr, Sigma);
+        bool have_sigma = false;  // computed at the first camera that passes a gradient (outputs start at 0)
         double vSigma[9] = {0}, vmean[3] = {0}, vo_n = 0;
         for (int64_t c = 0; c < C; ++c) {
             const int64_t i = c * N + n;
             const float g_mx = gm2[2 * i], g_my = gm2[2 * i + 1], g_depth = gd[i];
             const float g_q0 = gcn[3 * i], g_q1 = gcn[3 * i + 1], g_q2 = gcn[3 * i + 2], g_op = gop[i];
             if (g_mx == 0 && g_my == 0 && g_depth == 0 && g_q0 == 0 && g_q1 == 0 && g_q2 == 0 && g_op == 0) continue;
+            if (!have_sigma) {
+                covariance(pq ? pq + 4 * n : nullptr, ps ? ps + 3 * n : nullptr, pc ? pc + 6 * n : nullptr, Sigma);
+                have_sigma = true;
+            }
             const Camera& cam = cams[c];
             const float* R = cam.R;
             ProjState s;
@@ -333,6 +337,7 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor quats, Tensor scales, Tenso
             float v_mc[3] = {v_x, v_y, g_depth + (s.in_depth ? v_z : 0.0f)};
             for (int k = 0; k < 3; ++k) vmean[k] += R[k] * v_mc[0] + R[3 + k] * v_mc[1] + R[6 + k] * v_mc[2];
         }
+        if (!have_sigma) continue;  // no camera passed a gradient: every output stays 0
         for (int k = 0; k < 3; ++k) vm[3 * n + k] = static_cast<float>(vmean[k]);
         vo[n] = static_cast<float>(vo_n);
         if (vc) {
@@ -425,9 +430,10 @@ void sh_bases(int degree, float x, float y, float z, float* Y, float (*dY)[16]) 
 
 }  // namespace
 
-// colors [C, N, 3] = clamp_min(sum_k Y_k(d) c_k + 0.5, 0), d = normalize(mean - campos_c).
-// coeffs [N, K, 3] or [C, N, K, 3], K >= (degree + 1)^2; campos [C, 3].
-Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, int64_t threads) {
+// colors [C, N, 3] = clamp_min(sum_k Y_k(d) c_k + 0.5, 0), d = normalize(mean - campos_c), for the
+// (camera, Gaussian) entries with radii > 0; 0 for culled ones (gsplat's SH `masks`: nothing renders them).
+// coeffs [N, K, 3] or [C, N, K, 3], K >= (degree + 1)^2; campos [C, 3]; radii [C, N, 2] int32.
+Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii, int64_t threads) {
     check(means, "means");
     check(campos, "campos");
     check(coeffs, "coeffs");
@@ -437,10 +443,15 @@ Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, int64_
     const int nb = static_cast<int>((degree + 1) * (degree + 1));
     Tensor colors = torch::empty({C, N, 3}, means.options());
     const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
+    const int32_t* pr = radii.data_ptr<int32_t>();
     float* out = colors.data_ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
     for (int64_t n = 0; n < N; ++n) {
         for (int64_t c = 0; c < C; ++c) {
+            if (pr[2 * (c * N + n)] <= 0 || pr[2 * (c * N + n) + 1] <= 0) {
+                std::fill(out + (c * N + n) * 3, out + (c * N + n) * 3 + 3, 0.0f);
+                continue;
+            }
             float d[3];
             for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
             const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
@@ -457,8 +468,8 @@ Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, int64_
 }
 
 // -> v_means [N, 3] (through the view direction), v_coeffs (coeffs' shape)
-std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor v_colors,
-                           int64_t threads) {
+std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii,
+                           Tensor v_colors, int64_t threads) {
     check(v_colors, "v_colors");
     const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
     const bool per_cam = coeffs.dim() == 4;
@@ -466,6 +477,7 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
     Tensor v_means = torch::empty({N, 3}, means.options()), v_coeffs = torch::empty_like(coeffs);
     const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
     const float* gv = v_colors.data_ptr<float>();
+    const int32_t* pr = radii.data_ptr<int32_t>();
     float *vm = v_means.data_ptr<float>(), *vk = v_coeffs.data_ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
     for (int64_t n = 0; n < N; ++n) {
@@ -473,27 +485,31 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
         for (int64_t c = 0; c < C; ++c) {
             const int64_t off = ((per_cam ? c * N : 0) + n) * K * 3;
             if (per_cam || c == 0) std::fill(vck, vck + nb * 3, 0.0f);
-            float d[3];
-            for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
-            const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
-            const float u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
-            float Y[16], dY[3][16];
-            sh_bases(static_cast<int>(degree), u[0], u[1], u[2], Y, dY);
-            const float* ck = pk + off;
-            float rgb[3] = {0, 0, 0};
-            for (int b = 0; b < nb; ++b)
-                for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
-            float g[3];
-            for (int ch = 0; ch < 3; ++ch) g[ch] = rgb[ch] + 0.5f >= 0.0f ? gv[(c * N + n) * 3 + ch] : 0.0f;  // clamp_min
-            float vu[3] = {0, 0, 0};
-            for (int b = 0; b < nb; ++b) {
-                const float cg = ck[3 * b] * g[0] + ck[3 * b + 1] * g[1] + ck[3 * b + 2] * g[2];
-                for (int ch = 0; ch < 3; ++ch) vck[3 * b + ch] += Y[b] * g[ch];
-                for (int k = 0; k < 3; ++k) vu[k] += dY[k][b] * cg;
+            const int64_t i = c * N + n;
+            const bool visible = pr[2 * i] > 0 && pr[2 * i + 1] > 0;  // culled entries: no colour, no gradient
+            if (visible) {
+                float d[3];
+                for (int k = 0; k < 3; ++k) d[k] = pm[3 * n + k] - pc[3 * c + k];
+                const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
+                const float u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
+                float Y[16], dY[3][16];
+                sh_bases(static_cast<int>(degree), u[0], u[1], u[2], Y, dY);
+                const float* ck = pk + off;
+                float rgb[3] = {0, 0, 0};
+                for (int b = 0; b < nb; ++b)
+                    for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
+                float g[3];
+                for (int ch = 0; ch < 3; ++ch) g[ch] = rgb[ch] + 0.5f >= 0.0f ? gv[(c * N + n) * 3 + ch] : 0.0f;  // clamp_min
+                float vu[3] = {0, 0, 0};
+                for (int b = 0; b < nb; ++b) {
+                    const float cg = ck[3 * b] * g[0] + ck[3 * b + 1] * g[1] + ck[3 * b + 2] * g[2];
+                    for (int ch = 0; ch < 3; ++ch) vck[3 * b + ch] += Y[b] * g[ch];
+                    for (int k = 0; k < 3; ++k) vu[k] += dY[k][b] * cg;
+                }
+                // u = d / |d|: v_d = (v_u - u (u . v_u)) / |d|
+                const float dot = u[0] * vu[0] + u[1] * vu[1] + u[2] * vu[2];
+                for (int k = 0; k < 3; ++k) vmean[k] += (vu[k] - u[k] * dot) / norm;
             }
-            // u = d / |d|: v_d = (v_u - u (u . v_u)) / |d|
-            const float dot = u[0] * vu[0] + u[1] * vu[1] + u[2] * vu[2];
-            for (int k = 0; k < 3; ++k) vmean[k] += (vu[k] - u[k] * dot) / norm;
             if (per_cam || c == C - 1) {  // this coefficient block is complete: write it, zeros past the degree
                 float* dst = vk + off;
                 std::copy(vck, vck + nb * 3, dst);
@@ -717,8 +733,10 @@ struct Grid {
 struct RowFwd {
     vf8 T[2], a[2], w[2], tb[2], px[2];
     vi8 end[2], live[2];
+    int64_t x0 = 0;
 
-    void start(int64_t x0, int64_t n) {
+    void start(int64_t x0_, int64_t n) {
+        x0 = x0_;
         for (int h = 0; h < 2; ++h)
             for (int l = 0; l < HALF; ++l) {
                 const int i = h * HALF + l;
@@ -735,7 +753,15 @@ struct RowFwd {
     inline bool step(const TileGaussians& tg, int32_t j, float py) {
         const float mx = tg.mx[j], dy = tg.my[j] - py;
         vi8 alive = splat_i(0);
+        const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the entry's box spans
         for (int h = 0; h < 2; ++h) {
+            if (h < h0 || h > h1) {  // no pixel of this half can composite the entry
+                a[h] = splat(0.0f);
+                w[h] = splat(0.0f);
+                tb[h] = T[h];
+                alive |= live[h];
+                continue;
+            }
             const vf8 sigma = pair_sigma(mx - px[h], dy, tg.qa[j], tg.qb[j], tg.qc[j]);
             const vf8 al = live[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
             const vf8 next_T = T[h] * (1.0f - al);
@@ -925,7 +951,8 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     const float mx = tg.mx[j], dy = tg.my[j] - py, qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
                     vf8 dx[2], al[2];
                     vi8 any = splat_i(0);
-                    for (int h = 0; h < 2; ++h) {
+                    const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+                    for (int h = h0; h <= h1; ++h) {
                         dx[h] = mx - px[h];
                         const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
                         al[h] = j < end[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
@@ -934,8 +961,8 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     bool hit = false;
                     for (int l = 0; l < HALF; ++l) hit |= any[l] != 0;
                     if (!hit) continue;  // the entry composites no pixel of this row
-                    vf8 q[8] = {}, w[2];
-                    for (int h = 0; h < 2; ++h) {
+                    vf8 q[8] = {}, w[2] = {};
+                    for (int h = h0; h <= h1; ++h) {
                         vf8 cg = splat(0.0f);  // c . dL/dC
                         for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[2 * d + h];
                         const vf8 inv = 1.0f / (1.0f - al[h]);
