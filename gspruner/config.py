@@ -102,7 +102,7 @@ class TrainConfig:
     max_frames: Optional[int] = None
     """Neural 3D Video: keep only the first N frames (after --frame-step)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """auto: CUDA (gsplat kernels) when available, else our PyTorch CPU rasterizer."""
+    """auto: CUDA (gsplat kernels) when available, else our CPU rasterizer (compiled C++ built on first use; GSPRUNER_CPU_BACKEND=torch for the pure-PyTorch one, GSPRUNER_CPU_THREADS for its threads)."""
     overwrite: bool = False
     """Replace an earlier run in --result-dir."""
     resume: bool = False

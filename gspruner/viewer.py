@@ -68,7 +68,7 @@ class ViewConfig:
     port: int = 8080
     """TCP port for the page and its websocket; 0 picks a free port. A port already in use is an error."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to render: auto = CUDA (gsplat kernels) when available, else the PyTorch CPU rasterizer."""
+    """Where to render: auto = CUDA (gsplat kernels) when available, else our CPU rasterizer."""
     max_render_res: Optional[int] = None
     """Cap on the long side of a rendered frame, in pixels (default: 256 on CPU, uncapped on CUDA; 0 = uncapped)."""
 
