@@ -183,6 +183,8 @@ class Trainer:
 
     def _setup(self) -> None:
         c = self.cfg
+        if self.device.type == "cpu":
+            cpu_backend()  # builds the compiled rasterizer on first use, before any training time is counted
         if self.resume_ckpt is not None:
             self.splats = splats_from_state(self.resume_ckpt["splats"], self.device)
         elif self.init_ckpt is not None:

@@ -15,8 +15,9 @@
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
-// Float32 tensors, contiguous, CPU. Transmittance is carried in double (the reference sums
-// log(1 - alpha) in float64). Per-Gaussian gradient sums go to per-thread buffers, then are reduced.
+// Float32 tensors, contiguous, CPU. Tiles are processed row by row, a row's 16 pixels as two 8-lane
+// vectors (see "Compositing"); transmittance is float32 like gsplat's kernels. Gradient sums are kept
+// per tile entry, then reduced per Gaussian in a fixed order (results do not depend on the threads).
 
 #include <torch/extension.h>
 
