@@ -36,6 +36,17 @@ def test_missing_data_dir_is_one_line_exit_2(tmp_path, capsys):
     assert not r.exists()
 
 
+@pytest.mark.parametrize("var,value", [("GSPRUNER_CPU_BACKEND", "gpu"), ("GSPRUNER_CPU_THREADS", "two")])
+def test_bad_cpu_backend_setting_is_one_line_exit_2(tiny_scene, tmp_path, capsys, monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    r = tmp_path / "out"
+    code = main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--device", "cpu", "--max-steps", "5"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    assert code == 2
+    assert len(err) == 1 and var in err[0] and repr(value) in err[0]
+    assert not r.exists()
+
+
 def test_console_script_train_then_eval(tiny_scene, tmp_path):
     """The installed `gspruner` entry point end to end: train a few steps, then eval the checkpoint."""
     r = tmp_path / "run"

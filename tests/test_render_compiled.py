@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from gspruner.errors import InputError
 from gspruner.render import compiled, contributing_pairs, cpu_backend, project, rasterize, torch_raster
 from gspruner.render.stats import stats_from_pairs
 from test_render import H, W, make_scene
@@ -148,11 +149,11 @@ def test_backend_switch(monkeypatch):
     monkeypatch.setenv(compiled.BACKEND_ENV, "torch")
     assert cpu_backend() == "torch" and not isinstance(rasterize(*args)[2], compiled.RenderInfo)
     monkeypatch.setenv(compiled.BACKEND_ENV, "cuda")
-    with pytest.raises(ValueError, match="GSPRUNER_CPU_BACKEND must be one of compiled, torch"):
+    with pytest.raises(InputError, match="GSPRUNER_CPU_BACKEND must be one of compiled, torch"):
         rasterize(*args)
     monkeypatch.setenv(compiled.BACKEND_ENV, "compiled")
     monkeypatch.setenv(compiled.THREADS_ENV, "0")
-    with pytest.raises(ValueError, match="GSPRUNER_CPU_THREADS must be a positive integer"):
+    with pytest.raises(InputError, match="GSPRUNER_CPU_THREADS must be a positive integer"):
         rasterize(*args)
 
 

@@ -33,6 +33,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from . import torch_raster
 from .torch_raster import Pairs, Projection
 
@@ -49,10 +50,11 @@ _lock = threading.Lock()
 
 
 def requested_backend() -> str:
-    """GSPRUNER_CPU_BACKEND, checked where it is read: 'compiled' (default) or 'torch'."""
+    """GSPRUNER_CPU_BACKEND, checked where it is read: 'compiled' (default) or 'torch' (else InputError:
+    the CLI's one `error:` line, exit 2)."""
     value = os.environ.get(BACKEND_ENV, "compiled").strip().lower() or "compiled"
     if value not in BACKENDS:
-        raise ValueError(f"{BACKEND_ENV} must be one of {', '.join(BACKENDS)}, got {value!r}")
+        raise InputError(f"{BACKEND_ENV} must be one of {', '.join(BACKENDS)}, got {value!r}")
     return value
 
 
@@ -95,6 +97,7 @@ def backend() -> str:
     """The CPU backend that renders now: 'compiled' when requested and built, else 'torch'."""
     if requested_backend() == "torch":
         return "torch"
+    threads()  # GSPRUNER_CPU_THREADS checked up front too
     return "compiled" if extension() is not None else "torch"
 
 
@@ -104,9 +107,9 @@ def threads() -> int:
         try:
             n = int(value)
         except ValueError:
-            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}") from None
+            raise InputError(f"{THREADS_ENV} must be a positive integer, got {value!r}") from None
         if n < 1:
-            raise ValueError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+            raise InputError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
         return n
     return torch.get_num_threads()
 
