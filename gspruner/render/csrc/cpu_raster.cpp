@@ -713,6 +713,13 @@ struct TileGaussians {
         }
     }
 
+    // The entries' feature rows [k, D] in list order, from feats [C, N, D] (cam_base = camera * N).
+    void features(const float* feats, int64_t D, int64_t cam_base, std::vector<float>& out) const {
+        out.resize(id.size() * D);
+        for (size_t j = 0; j < id.size(); ++j)
+            std::copy(feats + (cam_base + id[j]) * D, feats + (cam_base + id[j] + 1) * D, &out[j * D]);
+    }
+
     void build_row(float py) {
         row_j.clear();
         const int64_t k = static_cast<int64_t>(id.size());
@@ -721,12 +728,23 @@ struct TileGaussians {
     }
 };
 
+// One tile of one camera: its camera c, its list [n0, n0 + k), its pixels [x0, x1) x [y0, y1), n = x1 - x0.
+struct Tile {
+    int64_t c, n0, k, x0, x1, n, y0, y1;
+};
+
 struct Grid {
     int64_t C, N, W, H, ts, tw, th, T;
     Grid(int64_t C_, int64_t N_, int64_t W_, int64_t H_, int64_t ts_) : C(C_), N(N_), W(W_), H(H_), ts(ts_) {
         tw = (W + ts - 1) / ts;
         th = (H + ts - 1) / ts;
         T = tw * th;
+    }
+    // Tile ct of the camera-major tile order, with the list offsets of bin_tiles.
+    Tile tile(int64_t ct, const int32_t* off) const {
+        const int64_t t = ct % T, x0 = (t % tw) * ts, y0 = (t / tw) * ts;
+        return {ct / T, off[ct], off[ct + 1] - off[ct], x0, std::min(x0 + ts, W), std::min(x0 + ts, W) - x0,
+                y0, std::min(y0 + ts, H)};
     }
 };
 
@@ -833,14 +851,11 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         std::vector<float> fl;              // the tile's features, list order [k, D]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
-            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
-            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
-            fl.resize(k * D);
-            for (int64_t j = 0; j < k; ++j)
-                std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
-            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.features(fe, D, c * N, fl);
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float py = y + 0.5f;
                 tg.build_row(py);
                 row.start(x0, n);
@@ -907,17 +922,14 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         vi8 end[2];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
-            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
-            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
-            fl.resize(k * D);
-            for (int64_t j = 0; j < k; ++j)
-                std::copy(fe + (c * N + tg.id[j]) * D, fe + (c * N + tg.id[j] + 1) * D, &fl[j * D]);
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.features(fe, D, c * N, fl);
             double* tile_acc = &isect[n0 * S];  // the tile's entries [k, S]
             lane_acc.resize(k * S);
             touched.assign(k, 0);
-            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float py = y + 0.5f;
                 tg.build_row(py);
                 int32_t max_end = 0;
@@ -1064,11 +1076,10 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
         RowFwd row;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
-            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
-            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
-            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 tg.build_row(y + 0.5f);
                 const int64_t base = c * HW + y * width + x0;
                 for (int64_t i = 0; i < n; ++i) ps[base + i + 1] = 0;
@@ -1092,11 +1103,10 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
         std::vector<int64_t> cursor(LANES);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
-            const int64_t c = ct / gr.T, t = ct % gr.T, ty = t / gr.tw, tx = t % gr.tw;
-            const int64_t n0 = off[ct], k = off[ct + 1] - n0;
-            const int64_t x0 = tx * tile_size, x1 = std::min((tx + 1) * tile_size, width), n = x1 - x0;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, x1);
-            for (int64_t y = ty * tile_size; y < std::min((ty + 1) * tile_size, height); ++y) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 tg.build_row(y + 0.5f);
                 const int64_t pix0 = y * width + x0;
                 for (int64_t i = 0; i < n; ++i) cursor[i] = ps[c * HW + pix0 + i];
