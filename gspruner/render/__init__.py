@@ -33,8 +33,7 @@ def cpu_backend() -> str:
 def project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane=0.01, far_plane=1e10,
             radius_clip=0.0, eps2d=0.3, covars=None, antialiased=False) -> Projection:
     """EWA projection of 3D Gaussians (`torch_raster.project`'s contract), on the chosen CPU backend."""
-    use = compiled.handles(means, quats, scales, opacities, viewmats, Ks, covars) \
-        and not (viewmats.requires_grad or Ks.requires_grad)
+    use = compiled.handles(means, quats, scales, opacities, covars, cameras=(viewmats, Ks))
     fn = compiled.project if use else torch_raster.project
     return fn(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, radius_clip,
               eps2d, covars, antialiased)
@@ -96,9 +95,8 @@ def rasterize(
             sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
         )
-    use = compiled.handles(means, quats, scales, opacities, colors, viewmats, Ks, backgrounds, covars,
-                           tile_size=tile_size) \
-        and not (viewmats.requires_grad or Ks.requires_grad)
+    use = compiled.handles(means, quats, scales, opacities, colors, backgrounds, covars, tile_size=tile_size,
+                           cameras=(viewmats, Ks))
     return (compiled.rasterize if use else torch_raster.rasterize)(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,

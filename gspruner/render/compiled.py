@@ -114,11 +114,12 @@ def threads() -> int:
     return torch.get_num_threads()
 
 
-def handles(*tensors: Optional[Tensor], tile_size: int = 16) -> bool:
-    """Whether the compiled path takes these inputs (float32 CPU tensors, tile_size <= 16) and is the
-    chosen backend."""
-    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors) \
-        and 1 <= tile_size <= MAX_TILE_SIZE and backend() == "compiled"
+def handles(*tensors: Optional[Tensor], tile_size: int = 16, cameras: Tuple[Tensor, ...] = ()) -> bool:
+    """Whether the compiled path takes these inputs and is the chosen backend: float32 CPU tensors,
+    tile_size <= 16, and no gradient asked for the `cameras` (viewmats, Ks)."""
+    return all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in tensors + cameras) \
+        and 1 <= tile_size <= MAX_TILE_SIZE and not any(t.requires_grad for t in cameras) \
+        and backend() == "compiled"
 
 
 def _f32(t: Optional[Tensor]) -> Tensor:
