@@ -253,8 +253,7 @@ def bin_tiles(proj: Projection, width: int, height: int, tile_size: int) -> Tupl
 def contributing_pairs(means2d, conics, opacities, depths, radii, width, height, tile_size=16,
                        compact_box=1.0) -> Pairs:
     """`torch_raster.contributing_pairs` in C++: every composited pair in (camera, pixel, depth) order."""
-    if not 0.0 < compact_box <= 1.0:
-        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+    torch_raster.check_compact_box(compact_box)
     proj = Projection(radii, means2d, depths, conics, opacities, None)
     offsets, ids = bin_tiles(proj, width, height, tile_size)
     return _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box)
@@ -296,8 +295,7 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     torch_raster.check_inputs(means, quats, scales, opacities, viewmats, Ks, covars, render_mode, rasterize_mode)
     C, N = viewmats.shape[0], means.shape[0]
     torch_raster.check_colors(colors, sh_degree, C, N)
-    if not 0.0 < compact_box <= 1.0:
-        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+    torch_raster.check_compact_box(compact_box)
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
     if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and render_mode not in ("D", "ED"):

@@ -231,6 +231,12 @@ def _row_spans(m: Tensor, q: Tensor, o: Tensor, xr: Tensor, yr: Tensor, beta: fl
     return rg, y, x0, (x1 - x0 + 1).clamp_min(0), dy
 
 
+def check_compact_box(compact_box: float) -> None:
+    """FastGS's compact box beta is in (0, 1]; 1 = gsplat's cut (ValueError otherwise)."""
+    if not 0.0 < compact_box <= 1.0:
+        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+
+
 @contextlib.contextmanager
 def _loop_threads():
     """Run the chunk loops with `LOOP_THREADS` torch threads, restoring the setting afterwards."""
@@ -285,8 +291,7 @@ def contributing_pairs(
     (FastGS's compact box, Sec. 3.4, `mult`); FastGS cuts 16x16 tiles, this cuts single pixels (our
     CPU rasterizer enumerates pixels, not tiles), which drops more of the faint tail. 1 = gsplat exactly.
     """
-    if not 0.0 < compact_box <= 1.0:
-        raise ValueError(f"compact_box must be in (0, 1], got {compact_box}")
+    check_compact_box(compact_box)
     C, N = means2d.shape[:2]
     dev, dt = means2d.device, means2d.dtype
     HW = width * height
