@@ -31,7 +31,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
 
 
 def temporal_filter_of(ckpt: dict, device):
-    """The key-frame temporal filter a 4D checkpoint was pruned with (--prune spatiotemporal), or None."""
+    """The key-frame temporal filter a 4D checkpoint was pruned with (prune:spatiotemporal), or None."""
     from .pruning.spatiotemporal import TemporalFilter
 
     state = (ckpt.get("pruner") or {}).get("filter")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-
-import tyro
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import DistillConfig, EvalConfig, PruneConfig, ReportConfig, TrainConfig
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .config import DistillConfig, EvalConfig, PruneConfig, ReportConfig, TrainConfig
 
 
 def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict:
@@ -70,16 +70,8 @@ def time_range_of(ckpt: dict) -> tuple[float, float] | None:
 
 def run_prune(cfg: PruneConfig) -> dict:
     from .checkpoint import load_checkpoint
-    from .trainer import Trainer
+    from .config import TrainConfig
 
-    if cfg.finetune_steps < 1:
-        raise InputError(f"--finetune-steps must be ≥ 1 (got {cfg.finetune_steps})")
-    if cfg.ratio is not None and cfg.threshold is not None:
-        raise InputError("--ratio and --threshold exclude each other")
-    default_ratio = 0.8 if cfg.score == "spatiotemporal" else 0.66
-    ratio = cfg.ratio if cfg.ratio is not None or cfg.threshold is not None else default_ratio
-    if ratio is not None and not 0.0 < ratio < 1.0:
-        raise InputError(f"--ratio must be in (0, 1), got {ratio}")
     ckpt = load_checkpoint(cfg.ckpt)
     trained = ckpt["config"]
     train_cfg = TrainConfig(
@@ -97,14 +89,7 @@ def run_prune(cfg: PruneConfig) -> dict:
         sh_degree=trained["sh_degree"],
         sh_degree_interval=0,
         background=tuple(trained["background"]),
-        prune=cfg.score,
-        prune_ratio=ratio,
-        prune_threshold=cfg.threshold,
-        prune_at=(0.0,),
-        temporal_filter=cfg.temporal_filter,
-        filter_views=cfg.filter_views,
-        keyframe_every=cfg.keyframe_every,
-        filter_min_weight=cfg.filter_min_weight,
+        prune=cfg.score.at_start(),  # prune before the fine-tune's first step
         init_ckpt=cfg.ckpt,
         lpips=cfg.lpips,
         progress=cfg.progress,
@@ -131,44 +116,69 @@ def run_distill(cfg: DistillConfig) -> dict:
     return metrics
 
 
-def _export_command():
-    from .export import ExportConfig, run_export
+def _command(name: str):
+    """(config type for tyro, run function) of a subcommand; imported only when that command runs."""
+    from . import config
 
-    return ExportConfig, run_export
+    if name == "export":
+        from .export import ExportConfig, run_export
+
+        return ExportConfig, run_export
+    if name == "view":
+        from .viewer import ViewConfig, run_view
+
+        return ViewConfig, run_view
+    return {
+        "train": (config.train_cli_type, run_train),  # the registered pruners, at parse time
+        "prune": (config.prune_cli_type, run_prune),
+        "eval": (lambda: config.EvalConfig, run_eval),
+        "distill-sh": (lambda: config.DistillConfig, run_distill),
+        "report": (lambda: config.ReportConfig, run_report),
+    }[name][0](), {"train": run_train, "prune": run_prune, "eval": run_eval, "distill-sh": run_distill,
+                   "report": run_report}[name]
 
 
-def _view_command():
-    from .viewer import ViewConfig, run_view
-
-    return ViewConfig, run_view
-
-
+# name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)
 COMMANDS = {
-    "train": (TrainConfig, run_train),
-    "prune": (PruneConfig, run_prune),
-    "export": _export_command(),
-    "view": _view_command(),
-    "eval": (EvalConfig, run_eval),
-    "distill-sh": (DistillConfig, run_distill),
-    "report": (ReportConfig, run_report),
+    "train": "Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo.",
+    "prune": "Prune a trained checkpoint by an importance score, fine-tune without densification, and evaluate.",
+    "export": "Export a checkpoint (or convert a scene file) to PLY, compressed PLY (SuperSplat), SPZ or .splat, and print a size table.",
+    "view": "Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider.",
+    "eval": "Evaluate a checkpoint on a scene's test split and print the metrics as JSON.",
+    "distill-sh": "SH distillation (LightGaussian): fine-tune a lower-SH-degree copy of a checkpoint against the full model's renders from training and pseudo views.",
+    "report": "Write report.md with tables and PNG plots for a training run, a benchmark scene, or a benchmark root.",
 }
+DESCRIPTION = "gspruner: train, prune, evaluate and export 3D Gaussian Splatting scenes (gsplat on CUDA, our rasterizer on CPU)."
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"usage: gspruner {{{','.join(COMMANDS)}}} [OPTIONS]", "", DESCRIPTION, "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`gspruner COMMAND --help` explains every option of a command."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in COMMANDS.items()},
-        args=argv,
-        description="gspruner: train, prune, evaluate and export 3D Gaussian Splatting scenes (gsplat on CUDA, PyTorch on CPU).",
-    )
-    for cls, run in COMMANDS.values():
-        if isinstance(cfg, cls):
-            try:
-                run(cfg)
-            except InputError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            return 0
-    raise AssertionError(f"unhandled config {type(cfg)}")
+    import tyro
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    cls, run = _command(name)
+    try:
+        # parent options may follow a method subcommand (`prune:lp3dgs --max-steps 10`)
+        cfg = tyro.cli(cls, args=rest, prog=f"gspruner {name}", config=(tyro.conf.CascadeSubcommandArgs,))
+        run(cfg)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

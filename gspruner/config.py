@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
+import dataclasses
+
 import tyro
 
-
-# no gsplat import here (StrategyConfig lives here, not in strategies/), so parsing stays light
+from .errors import InputError
+from .pruning.base import NoPruneConfig, PrunerConfig
+from .pruning.oneshot import LightGaussianConfig
 
 
 @dataclass
@@ -69,30 +72,14 @@ class TrainConfig:
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
     strategy: Literal["default", "mcmc", "fastgs", "none"] = "default"
     """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, fastgs (FastGS: multi-view consistent densification and pruning, sparse optimizer steps; options --strategy-cfg.fastgs-*), or none (fixed set of Gaussians)."""
-    prune: Literal["none", "lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "lp3dgs", "ste-mask", "spatiotemporal"] = "none"
-    """Pruning, after densification stops. By importance score and a ratio/threshold: lightgaussian (Σ opacity·T × volume factor), radsplat (max α·T), minisplatting (Σ α·T), minisplatting-area (Σ α·T per hit pixel), opacity (baseline). Learned ratio: lp3dgs (LP-3DGS Gumbel-sigmoid mask on --lp-score, trained for a short window, then one hard prune), ste-mask (Compact-3DGS straight-through mask on opacity and scale). 4D scenes: spatiotemporal (4DGS-1K: spatial Σ α·T × temporal-variation score, --prune-ratio default 0.8, then the key-frame temporal filter)."""
-    lp_score: Literal["radsplat", "minisplatting"] = "radsplat"
-    """--prune lp3dgs: the importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
-    prune_ratio: Optional[float] = None
-    """Fraction of Gaussians to remove, in (0, 1) (default 0.66; radsplat without it prunes by --prune-threshold)."""
-    prune_threshold: Optional[float] = None
-    """RadSplat threshold mode: remove Gaussians whose max α·T over all views is below this (default 0.01)."""
-    temporal_filter: bool = True
-    """--prune spatiotemporal: after the prune, each frame rasterizes only the Gaussians visible at its two nearest key-frames (4DGS-1K), during the fine-tune and at evaluation."""
-    filter_views: Literal["auto", "timestamp", "all"] = "auto"
-    """Temporal filter: a key-frame's mask is the union over the training views at its time (timestamp, 4DGS-1K: all cameras of a multi-view video frame, the single camera of a monocular D-NeRF frame) or over every training camera rendered at its time (all: the Gaussians novel views of a monocular scene need); auto: all when each training time has one camera (monocular), else timestamp."""
-    keyframe_every: Optional[int] = None
-    """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
-    filter_min_weight: float = 0.05
-    """Temporal filter: a Gaussian is visible at a key-frame when its largest blending weight α·T on a pixel of those views exceeds this (0: any pixel it reaches). On dnerf_lego 0.05 rasterizes 2.6× fewer Gaussians per frame than 0, at 0.2 dB higher PSNR after the fine-tune (README)."""
+    prune: PrunerConfig = field(default_factory=NoPruneConfig)
+    """Pruning (`prune:NAME --prune.OPTION`; each pruner's options in `gspruner train prune:NAME --help`)."""
     batch_size: Optional[int] = None
     """Frames per step (default 1; 2 for 4D scenes, as 4DGS on D-NeRF). Above 1 only for 4D scenes: each frame is sliced at its own time."""
-    prune_at: Optional[tuple[float, ...]] = None
-    """When to prune, as fractions of --max-steps (default 2/3; radsplat threshold mode 16/30 and 24/30; lp3dgs/ste-mask: the hard prune at the end of the mask window)."""
     init_ckpt: Optional[Path] = None
     """Start from the Gaussians of this checkpoint instead of the point cloud (fine-tuning; the means lr starts at its decayed end value)."""
     max_steps: Optional[int] = None
-    """Training steps (default: 30000, or 1000 for the demo). Every schedule (densification, opacity resets, SH degree, LR decay) scales with it, keeping the 30k shape, with floors: refinements ≥ 10 steps apart (the 30k count of 144 from 3000 steps on), opacity resets ≥ 100 steps apart (all 4 of the 30k schedule from 1000 steps on), and the means lr starting (30000 / max_steps)^--means-lr-travel × higher."""
+    """Training steps (default: 30000, or 1000 for the demo). Every schedule (densification, opacity resets, SH degree, LR decay) scales with it, keeping the 30k shape, with floors: refinements ≥ 10 steps apart (the 30k count of 144 from 3000 steps on), opacity resets ≥ 200 steps apart (all 4 of the 30k schedule from 2000 steps on, 2 at 1000), and the means lr starting (30000 / max_steps)^--means-lr-travel × higher."""
     data_factor: int = 1
     """Downsample images by this factor (COLMAP: from the full-resolution images/, cached as images_N_png/)."""
     test_every: int = 8
@@ -162,6 +149,39 @@ class TrainConfig:
         return self.max_steps if self.max_steps is not None else (DEMO_MAX_STEPS if self.data_dir is None else 30_000)
 
 
+def subcommand_union(configs: dict[str, type]):
+    """Union[Annotated[C, tyro.conf.subcommand(NAME)], ...]: tyro's subcommands `FIELD:NAME` choosing one config
+    (each with its own field defaults; a default instance would turn values its `__post_init__` fills into flags)."""
+    from typing import Union
+
+    return Union[tuple(Annotated[c, tyro.conf.subcommand(name)] for name, c in configs.items())]
+
+
+def with_registered_methods(cls: type, field_name: str, union, help_text: str) -> type:
+    """`cls` with `field_name` typed as `union` (built from the registries at parse time), for tyro."""
+    default = next(f for f in dataclasses.fields(cls) if f.name == field_name).default_factory
+    annotated = Annotated[union, tyro.conf.arg(help=help_text)]
+    derived = dataclasses.make_dataclass(cls.__name__, [(field_name, annotated, field(default_factory=default))], bases=(cls,))
+    derived.__doc__, derived.__module__ = cls.__doc__, cls.__module__
+    return derived
+
+
+def train_cli_type() -> type:
+    """TrainConfig with `prune` choosing among the registered pruners (`prune:NAME`)."""
+    from .pruning import pruner_union
+
+    return with_registered_methods(TrainConfig, "prune", pruner_union(),
+                                   "Pruning after densification stops; see `prune:NAME --help` for each pruner's options.")
+
+
+def prune_cli_type() -> type:
+    """PruneConfig with `score` choosing among the registered post-hoc pruners (`score:NAME`)."""
+    from .pruning import pruner_union
+
+    return with_registered_methods(PruneConfig, "score", pruner_union(post_hoc=True),
+                                   "The pruner applied to the checkpoint; see `score:NAME --help` for its options.")
+
+
 @dataclass
 class EvalConfig:
     """Evaluate a checkpoint on a scene's test split and print the metrics as JSON."""
@@ -194,22 +214,10 @@ class PruneConfig:
     """The trained checkpoint (RESULT_DIR/ckpt/last.pt)."""
     result_dir: Path
     """Where the pruned run goes (metrics.json, ckpt/last.pt, point_cloud.ply, renders/)."""
-    score: Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "spatiotemporal"] = "lightgaussian"
-    """Importance score (see `gspruner train --help`, --prune). A 4D checkpoint takes spatiotemporal (4DGS-1K: prune once after training, fine-tune through the key-frame filter)."""
-    ratio: Optional[float] = None
-    """Fraction of Gaussians to remove, in (0, 1) (default 0.66 unless --threshold is given; spatiotemporal 0.8)."""
-    threshold: Optional[float] = None
-    """Threshold mode instead of a ratio: remove Gaussians whose score is below this (RadSplat: 0.01)."""
+    score: PrunerConfig = field(default_factory=LightGaussianConfig)
+    """The pruner (`score:NAME --score.OPTION`): a post-hoc one (lightgaussian, radsplat, minisplatting, minisplatting-area, opacity; a 4D checkpoint: spatiotemporal, 4DGS-1K's prune after training and fine-tune through the key-frame filter). Options as in `gspruner train prune:NAME --help`."""
     finetune_steps: int = 5000
     """Fine-tuning steps after pruning (no densification), as LightGaussian's 30k -> 35k (4DGS-1K: 5000 too)."""
-    temporal_filter: bool = True
-    """--score spatiotemporal: fine-tune and evaluate through the key-frame temporal filter (see `gspruner train --help`)."""
-    filter_views: Literal["auto", "timestamp", "all"] = "auto"
-    """--score spatiotemporal: the views whose visibility makes a key-frame's mask (see `gspruner train --help`)."""
-    keyframe_every: Optional[int] = None
-    """--score spatiotemporal: a key-frame every this many training frames (default: 6 key-frames)."""
-    filter_min_weight: float = 0.05
-    """--score spatiotemporal: visible at a key-frame = largest blending weight α·T above this (see `gspruner train --help`)."""
     data_dir: Optional[Path] = None
     """The scene (default: the one recorded in the checkpoint)."""
     data_factor: Optional[int] = None
@@ -224,6 +232,12 @@ class PruneConfig:
     """Compute LPIPS (AlexNet, offline)."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.finetune_steps < 1:
+            raise InputError(f"--finetune-steps must be ≥ 1 (got {self.finetune_steps})")
+        if not self.score.post_hoc:
+            raise InputError(f"{type(self.score).__name__} cannot prune a trained checkpoint (not post-hoc)")
 
 
 @dataclass

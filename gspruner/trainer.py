@@ -32,7 +32,7 @@ from .metrics import ssim
 from .model import create_optimizers, create_splats, random_points
 from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
-from .pruning import MASK_PRUNERS, PRUNERS_4D, PruneContext, make_pruner
+from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
                          post_backward_kwargs, strategy_learning_rates, training_render_kwargs)
@@ -65,6 +65,7 @@ def config_dict(cfg: TrainConfig) -> dict:
         return v
 
     d = dataclasses.asdict(cfg)
+    d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # the method and its options
     d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
     d["max_steps"] = cfg.steps()
     return d
@@ -96,12 +97,6 @@ class Trainer:
         if cfg.resume:
             self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
             self._check_resumable(self.resume_ckpt["config"])
-        if cfg.prune_ratio is not None and not 0.0 < cfg.prune_ratio < 1.0:
-            raise InputError(f"--prune-ratio must be in (0, 1), got {cfg.prune_ratio}")
-        if cfg.prune_threshold is not None and cfg.prune_ratio is not None:
-            raise InputError("--prune-ratio and --prune-threshold exclude each other")
-        if cfg.prune in MASK_PRUNERS and (cfg.prune_ratio is not None or cfg.prune_threshold is not None):
-            raise InputError(f"--prune {cfg.prune} learns its pruning ratio: drop --prune-ratio / --prune-threshold")
         self.init_ckpt = None
         if cfg.init_ckpt is not None and not cfg.resume:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
@@ -121,20 +116,21 @@ class Trainer:
             raise InputError(f"--batch-size {self.batch_size}: must be 1 for static scenes (above 1 only for 4D scenes)")
         if self.dynamic and c.strategy not in ("default", "none"):
             raise InputError(f"--strategy {c.strategy} is not available for dynamic (4D) scenes; use default or none")
-        if c.prune != "none" and self.dynamic != (c.prune in PRUNERS_4D):
-            raise InputError(f"--prune {c.prune} is for dynamic (4D) scenes" if c.prune in PRUNERS_4D else
-                             f"--prune {c.prune} is for static scenes; a dynamic scene takes --prune spatiotemporal")
-        if c.prune in PRUNERS_4D and c.prune_threshold is not None:
-            raise InputError(f"--prune {c.prune} prunes by --prune-ratio, not by a threshold")
-        if c.keyframe_every is not None and c.keyframe_every < 1:
-            raise InputError(f"--keyframe-every must be ≥ 1 (got {c.keyframe_every})")
-        if not 0.0 <= c.filter_min_weight < 1.0:
-            raise InputError(f"--filter-min-weight must be in [0, 1) (got {c.filter_min_weight})")
+        model = "4d" if self.dynamic else "3d"
+        if model not in c.prune.models:
+            raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; this scene "
+                             f"trains a {model} model" + ("" if self.dynamic else " (a static scene)"))
 
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
         new = config_dict(self.cfg)
-        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "prune_ratio", "init_ckpt"):
+        if isinstance(old.get("prune"), str):  # written before pruners had configs (a name and loose options)
+            if old["prune"] != "none" or new["prune"]["name"] != "none":
+                raise InputError(f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: written by an older gspruner whose "
+                                 f"pruner options (--prune {old['prune']}) cannot be matched to prune:NAME; "
+                                 "use --overwrite for a new run")
+            old = {**old, "prune": new["prune"]}
+        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "init_ckpt"):
             if old.get(key) != new.get(key):
                 raise InputError(
                     f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained with {key}={old.get(key)!r}, "
@@ -203,11 +199,8 @@ class Trainer:
         start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
         self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
-        self.strategy_state = initialize_state(self.strategy, self.scene_scale)
-        self.pruner = make_pruner(c.prune, self._prune_context(), ratio=c.prune_ratio,
-                                  threshold=c.prune_threshold, at_fractions=c.prune_at, lp_score=c.lp_score, seed=c.seed,
-                                  temporal_filter=c.temporal_filter, keyframe_every=c.keyframe_every,
-                                  filter_views=c.filter_views, filter_min_weight=c.filter_min_weight)
+        self.strategy_state = initialize_state(self.strategy, self.scene_scale, self.scene.train_center)
+        self.pruner = c.prune.setup(self._prune_context(), seed=c.seed)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
         self.start_step, self.train_seconds, self.order = 0, 0.0, []

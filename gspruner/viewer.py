@@ -117,7 +117,7 @@ class LoadedScene:
     scene_scale: Optional[float]  # max camera distance from the camera centroid, when the checkpoint says
     source: Path
     time_range: Optional[tuple[float, float]] = None  # a 4D model: the frame times it was trained on
-    temporal_filter: Optional[object] = None  # a 4D model pruned with --prune spatiotemporal: its key-frame filter
+    temporal_filter: Optional[object] = None  # a 4D model pruned with prune:spatiotemporal: its key-frame filter
 
 
 def load_view_input(cfg: ViewConfig) -> LoadedScene:

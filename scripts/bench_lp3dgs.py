@@ -28,7 +28,7 @@ import torch
 
 from gspruner.checkpoint import load_checkpoint, save_checkpoint
 from gspruner.config import TrainConfig
-from gspruner.pruning import MaskPruner, PruneContext
+from gspruner.pruning import PRUNERS, LP3DGSConfig, MaskPruner, PruneContext, STEMaskConfig
 from gspruner.strategies import densify_stop_step, make_strategy
 from gspruner.trainer import Trainer, config_dict
 
@@ -101,9 +101,9 @@ def main(argv=None) -> int:
     if rows["unpruned"] is None:
         rows["unpruned"] = SnapshotTrainer(TrainConfig(result_dir=a.out / "unpruned", **common), snapshots).train()
     plan = [
-        ("lp3dgs-radsplat", snapshots[lp_at], dict(prune="lp3dgs", lp_score="radsplat")),
-        ("lp3dgs-minisplatting", snapshots[lp_at], dict(prune="lp3dgs", lp_score="minisplatting")),
-        ("ste-mask", snapshots[ste_at], dict(prune="ste-mask")),
+        ("lp3dgs-radsplat", snapshots[lp_at], dict(prune=LP3DGSConfig(score="radsplat"))),
+        ("lp3dgs-minisplatting", snapshots[lp_at], dict(prune=LP3DGSConfig(score="minisplatting"))),
+        ("ste-mask", snapshots[ste_at], dict(prune=STEMaskConfig())),
     ]
     wanted = set(a.rows.split(","))
     for name, snap, kw in (p for p in plan if p[0] in wanted):
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         for score in ("lightgaussian", "radsplat"):
             name = f"{score}@{learned:.2f}"
             rows[name] = done(name) or branch(snapshots[lp_at], TrainConfig(
-                result_dir=a.out / name, prune=score, prune_ratio=learned, prune_at=(lp.prune_step / a.max_steps,), **common))
+                result_dir=a.out / name, prune=PRUNERS[score](ratio=learned, at=(lp.prune_step / a.max_steps,)), **common))
 
     ref = rows["unpruned"]
     lines = [f"{a.data_dir or 'demo'} (factor {a.data_factor}), {a.strategy}, {a.max_steps} steps; mask window "

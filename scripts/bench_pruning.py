@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from gspruner.config import TrainConfig
+from gspruner.pruning import PRUNERS
 from gspruner.trainer import Trainer
 
 
@@ -51,8 +52,8 @@ def main(argv=None) -> int:
     rows = [("unpruned (reference)", 0.0, ref)]
     for score in a.scores.split(","):
         for ratio in (float(r) for r in a.ratios.split(",")):
-            m = run(TrainConfig(result_dir=a.out / f"{score}_{ratio:g}", prune=score, prune_ratio=ratio,
-                                prune_at=(0.0,), **tune), a.rerun)
+            m = run(TrainConfig(result_dir=a.out / f"{score}_{ratio:g}", prune=PRUNERS[score](ratio=ratio, at=(0.0,)),
+                                **tune), a.rerun)
             rows.append((score, ratio, m))
 
     head = f"{'score':<22}{'ratio':>6}{'PSNR':>8}{'ΔPSNR':>8}{'SSIM':>8}{'Gaussians':>11}{'PLY MB':>8}"

@@ -4,7 +4,7 @@
     python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
         --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
 
-A method is `strategy[+pruner]`: `gspruner train --strategy STRATEGY [--prune PRUNER]`. Each runs as its own
+A method is `strategy[+pruner]`: `gspruner train --strategy STRATEGY [prune:PRUNER]`. Each runs as its own
 `python -m gspruner.cli train` process, one after another, into OUT/<scene>/<method>/ (the process' peak RSS
 is measured with os.wait4), then its checkpoint is exported to ply / compressed-ply / spz
 (OUT/<scene>/<method>/exports/). A method whose metrics.json exists is not re-run unless --rerun; one that
@@ -21,6 +21,7 @@ Without --data-dir the built-in demo scene is used (scene name "demo").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import io
 import json
@@ -40,7 +41,6 @@ from gspruner.report import (
 DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs"
 EXPORT_SUFFIX = {"ply": ".ply", "compressed-ply": ".compressed.ply", "spz": ".spz"}
 BOX_CHARS = "│╭╮╰╯─ "
-LEARNED_RATIO_PRUNERS = ("lp3dgs", "ste-mask")  # they learn their ratio; the trainer refuses --prune-ratio
 
 
 @dataclass
@@ -89,6 +89,13 @@ def failure_message(stderr: str) -> str:
     return meaningful[-1] if meaningful else "failed (no error output)"
 
 
+def takes_ratio(pruner: str) -> bool:
+    """Whether the registered pruner has a `ratio` option (those that learn their ratio do not)."""
+    from gspruner.pruning import PRUNERS
+
+    return "ratio" in {f.name for f in dataclasses.fields(PRUNERS[pruner])}
+
+
 def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: argparse.Namespace,
                   mcmc_cap: int | None, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "gspruner.cli", "train", "--result-dir", str(result_dir),
@@ -99,9 +106,9 @@ def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: 
     if a.max_steps is not None:
         cmd += ["--max-steps", str(a.max_steps)]
     if spec.pruner is not None:
-        cmd += ["--prune", spec.pruner]
-        if a.prune_ratio is not None and spec.pruner not in LEARNED_RATIO_PRUNERS:
-            cmd += ["--prune-ratio", str(a.prune_ratio)]
+        cmd += [f"prune:{spec.pruner}"]
+        if a.prune_ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
+            cmd += ["--prune.ratio", str(a.prune_ratio)]
     if spec.strategy == "mcmc" and mcmc_cap is not None:
         cmd += ["--strategy-cfg.cap-max", str(mcmc_cap)]
     if not a.lpips:
@@ -192,9 +199,9 @@ def resumable(method_dir: Path, spec: MethodSpec, data_dir: Path | None, a: argp
     except (OSError, yaml.YAMLError):
         return False
     steps = TrainConfig(data_dir=data_dir, max_steps=a.max_steps).steps()
-    expected = {"max_steps": steps, "strategy": spec.strategy, "prune": spec.pruner or "none",
-                "data_factor": a.data_factor, "test_every": a.test_every}
-    return all(saved.get(k) == v for k, v in expected.items())
+    expected = {"max_steps": steps, "strategy": spec.strategy, "data_factor": a.data_factor, "test_every": a.test_every}
+    pruner = (saved.get("prune") or {}).get("name") if isinstance(saved.get("prune"), dict) else None
+    return all(saved.get(k) == v for k, v in expected.items()) and pruner == (spec.pruner or "none")
 
 
 def run_method(spec: MethodSpec, data_dir: Path | None, scene_dir: Path, a: argparse.Namespace) -> dict:
@@ -272,7 +279,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rerun", action="store_true", help="re-run methods that finished earlier")
     ap.add_argument("--mcmc-cap", default="default",
                     help="mcmc Gaussian budget: an integer, or 'default' (the default run's final count)")
-    ap.add_argument("--prune-ratio", type=float, help="--prune-ratio for every pruner (default: each pruner's own)")
+    ap.add_argument("--prune-ratio", type=float, help="--prune.ratio for every pruner that has one (default: each pruner's own)")
     ap.add_argument("--no-lpips", dest="lpips", action="store_false", help="skip LPIPS")
     ap.add_argument("--train-args", default="", help="extra `gspruner train` flags for every method (one string)")
     ap.add_argument("--timeout-minutes", type=float, default=0,

@@ -31,15 +31,16 @@ def test_method_spec_to_train_flags(tmp_path):
     a = args(max_steps=500, data_factor=8, prune_ratio=0.5)
     cmd = benchmark.train_command(spec, Path("/data/fox"), tmp_path / "m", a, None, resume=False)
     assert cmd[1:4] == ["-m", "gspruner.cli", "train"]
-    assert flag_value(cmd, "--strategy") == "fastgs" and flag_value(cmd, "--prune") == "lp3dgs"
+    assert flag_value(cmd, "--strategy") == "fastgs" and "prune:lp3dgs" in cmd
     assert flag_value(cmd, "--max-steps") == "500" and flag_value(cmd, "--data-factor") == "8"
     assert flag_value(cmd, "--data-dir") == "/data/fox" and "--overwrite" in cmd and "--no-progress" in cmd
-    assert "--prune-ratio" not in cmd  # lp3dgs learns its ratio
+    assert "--prune.ratio" not in cmd  # lp3dgs learns its ratio
     lg = benchmark.train_command(benchmark.MethodSpec.parse("default+lightgaussian"), None, tmp_path / "m", a, None,
                                  resume=True)
-    assert flag_value(lg, "--prune-ratio") == "0.5" and "--resume" in lg and "--data-dir" not in lg
+    assert "prune:lightgaussian" in lg and flag_value(lg, "--prune.ratio") == "0.5"
+    assert "--resume" in lg and "--data-dir" not in lg
     plain = benchmark.train_command(benchmark.MethodSpec.parse("mcmc"), None, tmp_path / "m", a, 1234, resume=False)
-    assert "--prune" not in plain and flag_value(plain, "--strategy-cfg.cap-max") == "1234"
+    assert not any(c.startswith("prune:") for c in plain) and flag_value(plain, "--strategy-cfg.cap-max") == "1234"
     for bad in ("a+b+c", "+x", ""):
         with pytest.raises(ValueError):
             benchmark.MethodSpec.parse(bad)
@@ -77,7 +78,8 @@ def test_resumable_only_for_the_same_configuration(tmp_path):
     a = args(max_steps=300)
     assert not benchmark.resumable(method_dir, spec, Path("/d"), a)  # no config.yml
     (method_dir / "ckpt" / "last.pt").write_bytes(b"x")
-    (method_dir / "config.yml").write_text("max_steps: 300\nstrategy: default\nprune: opacity\ndata_factor: 1\ntest_every: 8\n")
+    (method_dir / "config.yml").write_text("max_steps: 300\nstrategy: default\nprune:\n  name: opacity\n  ratio: 0.66\n"
+                                           "data_factor: 1\ntest_every: 8\n")
     assert benchmark.resumable(method_dir, spec, Path("/d"), a)
     assert not benchmark.resumable(method_dir, spec, Path("/d"), args(max_steps=600))
     assert not benchmark.resumable(method_dir, benchmark.MethodSpec.parse("default"), Path("/d"), a)

@@ -87,3 +87,27 @@ def test_export_then_eval_the_file(tiny_scene, tmp_path, capsys):
     assert abs(results[".spz"]["psnr"] - trained["psnr"]) < 1.0
     assert results[".splat"]["file_bytes"] == 32 * trained["num_gaussians"]
     assert main(["eval", "--ply", str(tmp_path / "scene.ply"), "--device", "cpu"]) == 2  # needs --data-dir
+
+
+def test_top_level_help_lists_commands_without_importing_torch():
+    code = ("import sys; from gspruner.cli import main; rc = main(['--help']); "
+            "assert 'torch' not in sys.modules and 'gspruner.config' not in sys.modules, sorted(sys.modules); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for name in ("train", "prune", "export", "view", "eval", "distill-sh", "report"):
+        assert f"  {name} " in out.stdout
+
+
+def test_command_list_matches_the_configs():
+    """`gspruner --help` shows each command's config docstring without importing it: keep the two the same."""
+    from gspruner.cli import COMMANDS, _command
+
+    for name, text in COMMANDS.items():
+        cls, _ = _command(name)
+        assert text == " ".join(cls.__doc__.split()), name
+
+
+def test_unknown_command_is_one_line_exit_2(capsys):
+    assert main(["trian"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "trian" in err[0]

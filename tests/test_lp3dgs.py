@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from gspruner.checkpoint import load_checkpoint
+from gspruner.cli import main
 from gspruner.config import TrainConfig
 from gspruner.errors import InputError
-from gspruner.pruning import MaskPruner, PruneContext, make_pruner
+from gspruner.pruning import PRUNERS, MaskPruner, PruneContext
 from gspruner.pruning.lp3dgs import MASK, gumbel_sigmoid, ste_mask
 from gspruner.trainer import Trainer
 
@@ -114,18 +115,21 @@ def test_mask_follows_densification_ops():
     assert p.opacity_gate(p.gate_step).shape == (6,) and calls == [1]
 
 
-def test_mask_pruner_rejects_a_fixed_ratio(tiny_scene, tmp_path):
-    with pytest.raises(ValueError, match="learns its pruning ratio"):
-        make_pruner("lp3dgs", _ctx(), ratio=0.5)
-    with pytest.raises(InputError, match="learns its pruning ratio"):
-        Trainer(_cfg(tiny_scene, tmp_path / "r", prune="lp3dgs", prune_ratio=0.5))
+@pytest.mark.parametrize("prune", ["lp3dgs", "ste-mask"])
+def test_mask_pruner_has_no_fixed_ratio(tiny_scene, tmp_path, prune, capsys):
+    """A learned-ratio pruner has no ratio option: the command line refuses one, and nothing is written."""
+    r = tmp_path / "r"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), f"prune:{prune}", "--prune.ratio", "0.5"])
+    assert exc.value.code == 2 and "--prune.ratio" in capsys.readouterr().err
+    assert not r.exists()
 
 
 @pytest.mark.parametrize("prune", ["lp3dgs", "ste-mask"])
 def test_learned_prune_in_training(tiny_scene, tmp_path, prune):
     """A trained tiny scene plus Gaussians no view sees: the mask learns to drop those and reports a ratio."""
     r = tmp_path / prune
-    trainer = Trainer(_cfg(tiny_scene, r, prune=prune, max_steps=90))
+    trainer = Trainer(_cfg(tiny_scene, r, prune=PRUNERS[prune](), max_steps=90))
     trainer._setup()
     p = trainer.pruner
     assert isinstance(p, MaskPruner) and 0 < p.start_step < p.prune_step < 90
@@ -158,12 +162,12 @@ def test_learned_prune_in_training(tiny_scene, tmp_path, prune):
 
 
 def test_resume_inside_mask_window_is_exact(tiny_scene, tmp_path):
-    full = Trainer(_cfg(tiny_scene, tmp_path / "full", prune="lp3dgs"))
+    full = Trainer(_cfg(tiny_scene, tmp_path / "full", prune=PRUNERS["lp3dgs"]()))
     full.train()
     p = full.pruner
     stop = (p.start_step + p.prune_step) // 2  # inside the window
 
-    part = Trainer(_cfg(tiny_scene, tmp_path / "part", prune="lp3dgs"))
+    part = Trainer(_cfg(tiny_scene, tmp_path / "part", prune=PRUNERS["lp3dgs"]()))
     part._setup()
     part._prepare_result_dir()
     for step in range(stop + 1):
@@ -172,7 +176,7 @@ def test_resume_inside_mask_window_is_exact(tiny_scene, tmp_path):
     ck = load_checkpoint(tmp_path / "part" / "ckpt" / "last.pt")
     assert MASK in ck["splats"] and MASK in ck["optimizers"]
 
-    resumed = Trainer(_cfg(tiny_scene, tmp_path / "part", prune="lp3dgs", resume=True))
+    resumed = Trainer(_cfg(tiny_scene, tmp_path / "part", prune=PRUNERS["lp3dgs"](), resume=True))
     resumed._setup()
     assert resumed.start_step == stop + 1 and MASK in resumed.optimizers
     for step in range(stop + 1, 90):

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -6,7 +7,9 @@ import torch
 from gspruner.cli import main
 from gspruner.config import TrainConfig
 from gspruner.model import create_optimizers
-from gspruner.pruning import keep_by_ratio, keep_by_threshold, make_pruner, remove_gaussians
+from gspruner.errors import InputError
+from gspruner.pruning import (LightGaussianConfig, Pruner, PrunerConfig, RadSplatConfig, keep_by_ratio,
+                              keep_by_threshold, remove_gaussians)
 from gspruner.pruning.base import PruneContext
 from gspruner.pruning.importance import importance_from_stats, lightgaussian_volume_factor
 from gspruner.render import project
@@ -119,7 +122,7 @@ def test_remove_keeps_optimizer_and_strategy_state_in_sync():
 
 def test_ratio_pruner_in_training(tiny_scene, tmp_path):
     cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
-                      lpips=False, prune="lightgaussian", prune_ratio=0.5)
+                      lpips=False, prune=LightGaussianConfig(ratio=0.5))
     t = Trainer(cfg)
     m = t.train()
     stop = t.strategy.refine_stop_iter
@@ -132,9 +135,17 @@ def test_ratio_pruner_in_training(tiny_scene, tmp_path):
 def test_radsplat_threshold_schedule():
     ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=30_000,
                        densify_stop_step=15_000, sh_degree=3)
-    p = make_pruner("radsplat", ctx)
+    p = RadSplatConfig().setup(ctx)
     assert p.threshold == 0.01 and p.ratio is None and p.steps == [16_000, 24_000]
-    assert make_pruner("radsplat", ctx, ratio=0.5).steps == [20_000]
+    assert RadSplatConfig(ratio=0.5).setup(ctx).steps == [20_000]
+    assert LightGaussianConfig().setup(ctx).ratio == 0.66
+
+
+@pytest.mark.parametrize("kw,message", [(dict(ratio=1.5), "--prune.ratio"), (dict(ratio=0.5, threshold=0.1), "exclude"),
+                                        (dict(at=(1.5,)), "--prune.at")])
+def test_score_pruner_options_are_checked_where_parsed(kw, message):
+    with pytest.raises(InputError, match=message):
+        RadSplatConfig(**kw)
 
 
 def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
@@ -143,7 +154,7 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     ckpt = str(base / "ckpt" / "last.pt")
     before = torch.load(ckpt, weights_only=False)["splats"]["means"].shape[0]
     out = tmp_path / "pruned"
-    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(out), "--score", "radsplat", "--ratio", "0.6",
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(out), "score:radsplat", "--score.ratio", "0.6",
                  "--finetune-steps", "20", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
     import json
 
@@ -153,7 +164,7 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     assert m["strategy"] == "none" and m["prune"] == "radsplat"
     # bad input: ratio outside (0,1), checkpoint of another scene
     capsys.readouterr()
-    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--ratio", "1.5", "--device", "cpu"]) == 2
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--score.ratio", "1.5", "--device", "cpu"]) == 2
     assert "ratio" in capsys.readouterr().err
     from gspruner.data.demo import ensure_demo_scene
 
@@ -162,5 +173,68 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     assert "another scene" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     with pytest.raises(SystemExit) as exc:
-        main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "z"), "--score", "nonsense"])
+        main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "z"), "score:nonsense"])
     assert exc.value.code == 2
+
+
+# --- a method is one unit: a pruner defined here, registered with one line, trained through the CLI users get ---
+
+class EveryOtherPruner(Pruner):
+    """Toy pruner: at its step, remove every second Gaussian starting at `offset`."""
+
+    name = "every-other"
+
+    def __init__(self, ctx, offset: int):
+        self.step, self.offset = max(ctx.densify_stop_step, ctx.max_steps // 2), offset
+        self.num_before = None
+
+    def after_step(self, step, params, optimizers, strategy_state) -> None:
+        if step == self.step:
+            n = params["means"].shape[0]
+            remove = torch.zeros(n, dtype=torch.bool)
+            remove[self.offset::2] = True
+            self.num_before = n
+            remove_gaussians(params, optimizers, strategy_state, remove)
+
+    def summary(self) -> dict:
+        return {"prune": self.name, "num_gaussians_before_prune": self.num_before}
+
+
+@dataclasses.dataclass
+class EveryOtherConfig(PrunerConfig):
+    """Keep every other Gaussian."""
+
+    offset: int = 0
+    """Index of the first Gaussian removed (0 or 1)."""
+
+    def __post_init__(self) -> None:
+        if self.offset not in (0, 1):
+            raise InputError(f"--prune.offset must be 0 or 1 (got {self.offset})")
+
+    def setup(self, ctx, seed: int = 0) -> Pruner:
+        return EveryOtherPruner(ctx, self.offset)
+
+
+def test_a_new_pruner_is_one_config_and_one_registration(tiny_scene, tmp_path, monkeypatch, capsys):
+    import json
+
+    import yaml
+
+    from gspruner.pruning import PRUNERS, register_pruner
+
+    monkeypatch.setitem(PRUNERS, "every-other", None)  # restored after the test
+    register_pruner("every-other", EveryOtherConfig)
+    r = tmp_path / "r"
+    assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "prune:every-other", "--prune.offset",
+                 "1", "--max-steps", "40", "--device", "cpu", "--no-progress", "--no-lpips", "--no-save-renders"]) == 0
+    m = json.loads((r / "metrics.json").read_text())
+    n = m["num_gaussians_before_prune"]
+    assert m["prune"] == "every-other" and m["num_gaussians"] == n - n // 2  # offset 1 removes indices 1, 3, ..
+    assert yaml.safe_load((r / "config.yml").read_text())["prune"] == {"name": "every-other", "offset": 1}
+    with pytest.raises(SystemExit):  # listed in the help with its option
+        main(["train", "prune:every-other", "--help"])
+    assert "--prune.offset" in capsys.readouterr().out
+    assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(tmp_path / "bad"), "prune:every-other",
+                 "--prune.offset", "3"]) == 2  # its own check, one error line
+    assert capsys.readouterr().err.strip() == "error: --prune.offset must be 0 or 1 (got 3)"
+    assert not (tmp_path / "bad").exists()

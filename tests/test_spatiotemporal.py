@@ -12,6 +12,7 @@ from gspruner.config import TrainConfig
 from gspruner.export import read_ply
 from gspruner.model import create_optimizers
 from gspruner.model.gaussians4d import covariance_4d, create_splats_4d
+from gspruner.pruning import SpatioTemporalConfig
 from gspruner.pruning.spatiotemporal import (TemporalFilter, _per_view_stats, keyframe_times, spatiotemporal_score,
                                              stability_weight)
 from gspruner.strategies.default4d import Default4DStrategy, split_4d
@@ -160,7 +161,7 @@ def _cfg(scene, result_dir, **kw):
 def test_4d_training_pruning_filter_and_export(tiny_dynamic_scene, tmp_path, capsys):
     untrained = Trainer(_cfg(tiny_dynamic_scene, tmp_path / "untrained", max_steps=1)).train()
     r = tmp_path / "pruned"
-    m = Trainer(_cfg(tiny_dynamic_scene, r, prune="spatiotemporal", prune_ratio=0.6)).train()
+    m = Trainer(_cfg(tiny_dynamic_scene, r, prune=SpatioTemporalConfig(ratio=0.6))).train()
     saved = json.loads((r / "metrics.json").read_text())
     assert saved["model"] == "4d" and saved["batch_size"] == 2 and saved["prune"] == "spatiotemporal"
     assert m["psnr"] > untrained["psnr"] + 3.0  # it learned the moving scene
@@ -229,8 +230,9 @@ def test_4d_resume_is_exact(tiny_dynamic_scene, tmp_path):
 
 @pytest.mark.parametrize("args", [
     ["--strategy", "mcmc"],
-    ["--prune", "lightgaussian"],
-    ["--prune", "spatiotemporal", "--prune-threshold", "0.1"],
+    ["prune:lightgaussian"],
+    ["prune:spatiotemporal", "--prune.ratio", "1.5"],
+    ["prune:spatiotemporal", "--prune.keyframe-every", "0"],
 ])
 def test_4d_refuses_options_it_cannot_honour(tiny_dynamic_scene, tmp_path, capsys, args):
     r = tmp_path / "r"
@@ -239,7 +241,16 @@ def test_4d_refuses_options_it_cannot_honour(tiny_dynamic_scene, tmp_path, capsy
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [["--prune", "spatiotemporal"], ["--batch-size", "2"]])
+def test_4d_pruner_has_no_threshold(tiny_dynamic_scene, tmp_path, capsys):
+    r = tmp_path / "r"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data-dir", str(tiny_dynamic_scene), "--result-dir", str(r), "prune:spatiotemporal",
+              "--prune.threshold", "0.1"])
+    assert exc.value.code == 2 and "--prune.threshold" in capsys.readouterr().err
+    assert not r.exists()
+
+
+@pytest.mark.parametrize("args", [["prune:spatiotemporal"], ["--batch-size", "2"]])
 def test_static_scene_refuses_4d_options(tiny_scene, tmp_path, args):
     r = tmp_path / "r"
     assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--device", "cpu", *args]) == 2
@@ -252,13 +263,13 @@ def test_prune_command_on_a_4d_checkpoint(tiny_dynamic_scene, tmp_path):
     Trainer(_cfg(tiny_dynamic_scene, r, max_steps=40)).train()
     n = json.loads((r / "metrics.json").read_text())["num_gaussians"]
     out = tmp_path / "pruned"
-    assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(out), "--score", "spatiotemporal",
+    assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(out), "score:spatiotemporal",
                  "--finetune-steps", "20", "--device", "cpu", "--no-lpips", "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["prune"] == "spatiotemporal" and m["num_gaussians_before_prune"] == n
     assert m["num_gaussians"] == n - round(0.8 * n) and m["temporal_filter"]
     assert main(["prune", "--ckpt", str(r / "ckpt" / "last.pt"), "--result-dir", str(tmp_path / "bad"),
-                 "--score", "lightgaussian", "--device", "cpu"]) == 2  # a 3D score on a 4D model
+                 "score:lightgaussian", "--device", "cpu"]) == 2  # a 3D score on a 4D model
 
 
 def test_keyframe_masks_from_the_views_at_its_time_are_within_all_views(tiny_dynamic_scene):

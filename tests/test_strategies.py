@@ -44,9 +44,10 @@ def test_schedules_scale_with_max_steps():
     assert isinstance(mcmc, MCMCStrategy) and mcmc.refine_stop_iter == round(25_000 * 7 / 30)
     assert scale_schedule(GsplatDefaultStrategy(), 60_000).refine_stop_iter == 30_000
     assert type(make_strategy("none", 100)).__name__ == "Strategy"
-    # below 1000 steps the 100-step floor between resets leaves fewer of them
-    assert _schedule_counts(make_strategy("default", 500), 500)[0] == [100, 200]
-    assert _schedule_counts(make_strategy("default", 250), 250)[0] == [100]
+    # below 2000 steps the 200-step floor between resets leaves fewer of them
+    assert _schedule_counts(make_strategy("default", 1000), 1000)[0] == [200, 400]
+    assert _schedule_counts(make_strategy("default", 500), 500)[0] == [200]
+    assert _schedule_counts(make_strategy("default", 250), 250)[0] == []
 
 
 def _schedule_counts(strategy, max_steps):
@@ -56,17 +57,17 @@ def _schedule_counts(strategy, max_steps):
     return resets, refinements
 
 
-@pytest.mark.parametrize("max_steps", [1000, 3000, 7000, 30_000])
+@pytest.mark.parametrize("max_steps", [2000, 3000, 7000, 30_000])
 def test_short_schedules_keep_the_30k_resets(max_steps):
-    """Every run gets the 30k schedule's 4 resets (at 10/20/30/40 %) before densification stops; from 3k steps
-    the same 144 refinements, below that as many as the 10-step floor allows."""
+    """From 2000 steps a run gets the 30k schedule's 4 resets (at 10/20/30/40 %) before densification stops;
+    from 3k steps the same 144 refinements, below that as many as the 10-step floor allows."""
     strategy = make_strategy("default", max_steps)
     resets, refinements = _schedule_counts(strategy, max_steps)
     assert [r / max_steps for r in resets] == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-3)
     if max_steps >= 3000:  # 144 in the 30k schedule; rounding refine_every to whole steps moves it a little
         assert abs(len(refinements) - 144) <= 3
     else:
-        assert strategy.refine_every == 10 and len(refinements) == 48  # steps 20, 30, .., 490
+        assert strategy.refine_every == 10 and len(refinements) == 96  # steps 40, 50, .., 990
     assert strategy.refine_every >= 10
 
 
@@ -122,3 +123,20 @@ def test_opacity_resets_at_each_scheduled_step(monkeypatch, name):
             dropped_at.append(step)
     assert dropped_at == [10, 20, 30]  # not 0, not at or after refine_stop_iter (40)
     assert calls == [2 * strategy.prune_opa] * 3
+
+
+def test_too_big_is_relative_to_the_distance_beyond_the_scene_scale():
+    """gsplat's rule (max scale > prune_scale3d x scene scale) inside the training cameras' sphere; beyond it the
+    limit grows with the distance from their centroid, so a far background keeps its large Gaussians."""
+    center = (1.0, 2.0, 0.0)
+    offsets = torch.tensor([[0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [20.0, 0.0, 0.0], [20.0, 0.0, 0.0], [0.0, 0.0, -40.0]])
+    params = {"means": torch.tensor(center) + offsets,
+              "scales": torch.log(torch.tensor([[0.05] * 3, [0.2] * 3, [1.5] * 3, [2.5] * 3, [3.9, 0.1, 0.1]]))}
+    strategy = DefaultStrategy(prune_scale3d=0.1, verbose=False)
+    state = strategy.initialize_state(scene_scale=1.0, scene_center=center)
+    assert strategy.too_big(params, state).tolist() == [False, True, False, True, False]
+    gsplat_rule = DefaultStrategy(prune_scale3d=0.1, prune_far_by_distance=False, verbose=False)
+    assert gsplat_rule.too_big(params, state).tolist() == [False, True, True, True, True]
+    # a state from an older checkpoint (no centre) measures from the origin
+    del state["scene_center"]
+    assert strategy.too_big({**params, "means": offsets}, state).tolist() == [False, True, False, True, False]

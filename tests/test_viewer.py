@@ -413,12 +413,13 @@ def test_4d_checkpoint_is_viewed_at_a_time_through_its_filter(tiny_dynamic_scene
     evaluation render of a camera at t; frames at two times differ (the objects move)."""
     from gspruner.checkpoint import load_checkpoint, temporal_filter_of
     from gspruner.evaluation import render_view
+    from gspruner.pruning import SpatioTemporalConfig
     from gspruner.viewer import load_view_input
 
     r = tmp_path / "run4d"
     Trainer(TrainConfig(data_dir=tiny_dynamic_scene, result_dir=r, max_steps=30, device="cpu", progress=False,
                         lpips=False, save_renders=False, init_num_pts=2000, sh_degree=1,
-                        prune="spatiotemporal", prune_ratio=0.5)).train()
+                        prune=SpatioTemporalConfig(ratio=0.5))).train()
     scene = load_scene(tiny_dynamic_scene)
     loaded = load_view_input(ViewConfig(ckpt=r / "ckpt" / "last.pt"))
     times = [cam.time for cam in scene.train]

@@ -82,6 +82,12 @@ class Scene:
     _composited: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,3] on `background`
 
     @property
+    def train_center(self) -> tuple[float, float, float]:
+        """The training cameras' centroid (the centre `scene_scale` is measured from)."""
+        centers = np.stack([c.c2w[:3, 3].double().numpy() for c in self.train]) if self.train else np.zeros((1, 3))
+        return tuple(float(v) for v in centers.mean(axis=0))
+
+    @property
     def has_alpha(self) -> bool:
         """Images with alpha: train on random backgrounds, evaluate on `background`."""
         return self.background is not None

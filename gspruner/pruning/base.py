@@ -5,12 +5,14 @@ any densification strategy (design contract 3). A pruner's schedule is given as 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor
 
 from gsplat.strategy.ops import remove
+
+from ..errors import InputError
 
 
 @dataclass
@@ -64,6 +66,48 @@ class Pruner:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+@dataclass
+class PrunerConfig:
+    """A pruner's options as one dataclass whose `setup` builds it (nerfstudio's `InstantiateConfig`).
+
+    A new pruner is a `Pruner` subclass, a `PrunerConfig` subclass with its options (checked in `__post_init__`,
+    raising `InputError`) and one `register_pruner(name, config)` line; `gspruner train prune:NAME --prune.OPTION`
+    then selects it, and `gspruner prune score:NAME` too when `post_hoc` is set.
+    """
+
+    models: ClassVar[tuple[str, ...]] = ("3d",)  # the model families (3d, 4d) it can prune
+    post_hoc: ClassVar[bool] = False  # `gspruner prune` can apply it to a trained checkpoint (at step 0 of a fine-tune)
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        raise NotImplementedError
+
+    def at_start(self) -> "PrunerConfig":
+        """The same pruner, pruning at the first step (`gspruner prune`: before the fine-tune); post-hoc pruners only."""
+        raise NotImplementedError
+
+
+@dataclass
+class NoPruneConfig(PrunerConfig):
+    """No pruning."""
+
+    models: ClassVar[tuple[str, ...]] = ("3d", "4d")
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        return Pruner()
+
+
+def check_fractions(at: tuple[float, ...] | None, option: str = "--prune.at") -> None:
+    """Prune times are fractions of the run in [0, 1]."""
+    if at is not None and (len(at) == 0 or not all(0.0 <= f <= 1.0 for f in at)):
+        raise InputError(f"{option} takes fractions of --max-steps in [0, 1], got {list(at)}")
+
+
+def check_ratio(ratio: float | None, option: str = "--prune.ratio") -> None:
+    """A pruning ratio is a fraction of the Gaussians in (0, 1)."""
+    if ratio is not None and not 0.0 < ratio < 1.0:
+        raise InputError(f"{option} must be in (0, 1), got {ratio}")
 
 
 def remove_gaussians(params, optimizers: dict, strategy_state: dict, remove_mask: Tensor) -> None:

@@ -16,12 +16,13 @@ every 20 steps. Scaled to max_steps; see `MaskPruner.__init__` for the short-run
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
 
-from .base import Pruner, PruneContext, remove_gaussians
+from .base import Pruner, PruneContext, PrunerConfig, check_fractions, remove_gaussians
 from .importance import accumulate_stats
 
 REFERENCE_STEPS = 30_000
@@ -213,3 +214,35 @@ class MaskPruner(Pruner):
         self.generator.set_state(state["generator"])
         imp = state.get("importance")
         self.importance = None if imp is None else imp.to(self.ctx.device)
+
+
+@dataclass
+class LP3DGSConfig(PrunerConfig):
+    """LP-3DGS (Zhang et al. 2024): a Gumbel-sigmoid mask gs(m·S) on an importance score S, trained for a short window under a sparsity loss, then one hard prune; the ratio is learned."""
+
+    score: Literal["radsplat", "minisplatting"] = "radsplat"
+    """The importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
+    at: Optional[tuple[float, ...]] = None
+    """The hard prune, as a fraction of --max-steps (default 2/3: the paper's 20k of 30k); never before densification stops plus the mask window."""
+
+    def __post_init__(self) -> None:
+        check_fractions(self.at)
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
+        return MaskPruner(ctx, "gumbel", score=self.score, seed=seed, **kw)
+
+
+@dataclass
+class STEMaskConfig(PrunerConfig):
+    """Compact-3DGS's straight-through mask (Lee et al. 2024) on opacity and scale, trained from the end of densification, then one hard prune; the ratio is learned."""
+
+    at: Optional[tuple[float, ...]] = None
+    """The hard prune, as a fraction of --max-steps (default 2/3)."""
+
+    def __post_init__(self) -> None:
+        check_fractions(self.at)
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
+        return MaskPruner(ctx, "ste", seed=seed, **kw)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import ClassVar, Optional
+
 import torch
 from torch import Tensor
 
-from .base import Pruner, PruneContext, remove_gaussians
+from ..errors import InputError
+from .base import Pruner, PruneContext, PrunerConfig, check_fractions, check_ratio, remove_gaussians
 from .importance import compute_importance
 
 
@@ -69,3 +73,83 @@ class ScorePruner(Pruner):
     def load_state_dict(self, state: dict) -> None:
         if state:  # empty: continuing an unpruned run's checkpoint
             self.num_before, self.num_removed = state["num_before"], state["num_removed"]
+
+
+DEFAULT_RATIO = 0.66  # LightGaussian's prune_percent
+
+
+@dataclass
+class ScorePrunerConfig(PrunerConfig):
+    """One-shot pruning by an importance score, after densification stops, then training goes on."""
+
+    score: ClassVar[str] = ""  # the importance score (pruning/importance.py)
+    threshold_default: ClassVar[Optional[float]] = None  # a score with a threshold mode prunes by it by default
+    threshold_at: ClassVar[tuple[float, ...]] = (2 / 3,)
+
+    ratio: Optional[float] = None
+    """Fraction of Gaussians to remove, in (0, 1) (default 0.66, LightGaussian's prune_percent; RadSplat without it prunes by --prune.threshold)."""
+    threshold: Optional[float] = None
+    """Threshold mode instead: remove the Gaussians whose score is below this (RadSplat's t_prune; default 0.01 for radsplat)."""
+    at: Optional[tuple[float, ...]] = None
+    """When to prune, as fractions of --max-steps (default 2/3, LP-3DGS's 20k of 30k; RadSplat's threshold mode 16/30 and 24/30). Never before densification stops."""
+
+    def __post_init__(self) -> None:
+        if self.ratio is not None and self.threshold is not None:
+            raise InputError("--prune.ratio and --prune.threshold exclude each other")
+        if self.ratio is None and self.threshold is None:
+            if self.threshold_default is not None:
+                self.threshold = self.threshold_default
+            else:
+                self.ratio = DEFAULT_RATIO
+        check_ratio(self.ratio)
+        if self.at is None:
+            self.at = self.threshold_at if self.threshold is not None else (2 / 3,)
+        check_fractions(self.at)
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        return ScorePruner(self.score, ctx, ratio=self.ratio, threshold=self.threshold, at_fractions=self.at)
+
+    def at_start(self) -> "ScorePrunerConfig":
+        return replace(self, at=(0.0,))
+
+
+@dataclass
+class LightGaussianConfig(ScorePrunerConfig):
+    """LightGaussian (Fan et al. 2024): Σ over hit pixels of opacity·T, × the volume factor; removes the lowest --prune.ratio."""
+
+    score: ClassVar[str] = "lightgaussian"
+    post_hoc: ClassVar[bool] = True
+
+
+@dataclass
+class RadSplatConfig(ScorePrunerConfig):
+    """RadSplat (Niemeyer et al. 2025): max over views and pixels of α·T; by default removes those below 0.01 at 16k and 24k of 30k steps."""
+
+    score: ClassVar[str] = "radsplat"
+    post_hoc: ClassVar[bool] = True
+    threshold_default: ClassVar[Optional[float]] = 0.01  # Sec. 3.3
+    threshold_at: ClassVar[tuple[float, ...]] = (16 / 30, 24 / 30)
+
+
+@dataclass
+class MiniSplattingConfig(ScorePrunerConfig):
+    """Mini-Splatting (Fang & Wang 2024): Σ α·T, 0 for Gaussians never a pixel's largest contributor."""
+
+    score: ClassVar[str] = "minisplatting"
+    post_hoc: ClassVar[bool] = True
+
+
+@dataclass
+class MiniSplattingAreaConfig(ScorePrunerConfig):
+    """Mini-Splatting's score per hit pixel (its outdoor variant)."""
+
+    score: ClassVar[str] = "minisplatting-area"
+    post_hoc: ClassVar[bool] = True
+
+
+@dataclass
+class OpacityConfig(ScorePrunerConfig):
+    """The baseline: opacity as the importance."""
+
+    score: ClassVar[str] = "opacity"
+    post_hoc: ClassVar[bool] = True

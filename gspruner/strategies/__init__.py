@@ -41,7 +41,7 @@ _STEP_FIELDS = (
 
 
 MIN_REFINE_EVERY = 10  # steps between refinements at least: the averaged 2D gradient needs a few views
-MIN_RESET_EVERY = 100  # steps between opacity resets at least: an opacity needs ~100 Adam steps to recover
+MIN_RESET_EVERY = 200  # steps between opacity resets at least: an opacity needs ~100 Adam steps to recover
 
 
 def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
@@ -53,9 +53,11 @@ def scale_schedule(strategy: Strategy, max_steps: int) -> Strategy:
       refines as often as the 30k schedule (144 refinements at gsplat's defaults); a 1000-step run 48 times.
     - `reset_every` scales exactly, so a run keeps the 30k schedule's opacity resets (gsplat's 3000 of 30k: 4
       resets before densification stops at 15k, at 10, 20, 30 and 40 % of the run), down to a floor of
-      MIN_RESET_EVERY (100) steps: Adam at the opacity lr (0.05, FastGS 0.025) needs ~100 steps to bring a
-      logit from the reset value (0.01) back above 0.5. So runs of ≥ 1000 steps keep all 4 resets; shorter
-      ones fewer (500 steps: 2; 250: 1; FastGS, densifying until 50 %, as many).
+      MIN_RESET_EVERY (200) steps: Adam at the opacity lr (0.05, FastGS 0.025) needs ~100 steps to bring a
+      logit from the reset value (0.01) back above 0.5, and refinements in between need recovered opacities
+      (the 30k schedule spends ~3 % of each interval recovering; at 100 steps apart it would spend all of it,
+      and the demo loses 0.6 dB). So runs of ≥ 2000 steps keep all 4 resets; shorter ones fewer (1000 steps:
+      2, at 200 and 400; 500 steps: 1; FastGS, densifying until 50 %, as many).
     """
     s = max_steps / REFERENCE_STEPS
     changes = {}
@@ -109,11 +111,13 @@ def make_strategy(name: StrategyName, max_steps: int, cfg: StrategyConfig | None
     return scale_schedule(strategy, max_steps)
 
 
-def initialize_state(strategy: Strategy, scene_scale: float) -> dict:
-    """The strategy's running state (MCMC's takes no scene scale)."""
+def initialize_state(strategy: Strategy, scene_scale: float, scene_center=(0.0, 0.0, 0.0)) -> dict:
+    """The strategy's running state (MCMC's takes no scene scale; ADC's also the training cameras' centroid)."""
     if isinstance(strategy, MCMCStrategy):
         return strategy.initialize_state()
-    if isinstance(strategy, (DefaultStrategy, FastGSStrategy)):  # Default4DStrategy is a DefaultStrategy
+    if isinstance(strategy, DefaultStrategy):  # Default4DStrategy is a DefaultStrategy
+        return strategy.initialize_state(scene_scale=scene_scale, scene_center=scene_center)
+    if isinstance(strategy, FastGSStrategy):
         return strategy.initialize_state(scene_scale=scene_scale)
     return {}
 

@@ -8,7 +8,15 @@ Without resets, low-opacity floaters are never culled and the "too big in world 
 after `reset_every`) is the only floater control.
 
 This class owns `step_post_backward` (the same statistics, clone/split and prune calls as gsplat's), so each
-reset step resets exactly once whether the installed gsplat has the bug or the fix. Call order (gsplat's):
+reset step resets exactly once whether the installed gsplat has the bug or the fix.
+
+"Too big in world space" (3DGS: max scale > 0.1 × extent) is measured against the Gaussian's distance from the
+training cameras' centroid once that exceeds the scene scale: inside the cameras' sphere the rule is gsplat's,
+beyond it the limit grows with distance, so a far background (sky, distant hills) may keep Gaussians of the
+angular size the rule allows in the foreground instead of losing them at every refinement
+(`prune_far_by_distance`; on the demo, whose sky dome sits at 4× the camera radius, gsplat's rule costs 1 dB).
+
+Call order (gsplat's):
 
     strategy.check_sanity(params, optimizers)
     state = strategy.initialize_state(scene_scale)
@@ -26,12 +34,42 @@ from dataclasses import dataclass
 
 import torch
 from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy
-from gsplat.strategy.ops import reset_opa
+from gsplat.strategy.ops import remove, reset_opa
 
 
 @dataclass
 class DefaultStrategy(GsplatDefaultStrategy):
     """gsplat's `DefaultStrategy` (same fields, same defaults) with working opacity resets."""
+
+    prune_far_by_distance: bool = True
+    """Too big: max scale > prune_scale3d × max(scene scale, distance from the training cameras' centroid);
+    False: gsplat's prune_scale3d × scene scale everywhere."""
+
+    def initialize_state(self, scene_scale: float = 1.0, scene_center=(0.0, 0.0, 0.0)) -> dict:
+        """gsplat's state plus `scene_center` (the training cameras' centroid, a tuple so `remove` leaves it)."""
+        state = super().initialize_state(scene_scale)
+        state["scene_center"] = tuple(float(v) for v in scene_center)
+        return state
+
+    def too_big(self, params, state) -> torch.Tensor:
+        """[N] bool: 3DGS's "big in world space", relative to the distance from the scene centre (module doc)."""
+        limit = torch.tensor(state["scene_scale"], dtype=torch.float32, device=params["means"].device)
+        if self.prune_far_by_distance:
+            center = torch.tensor(state.get("scene_center", (0.0, 0.0, 0.0)), device=params["means"].device)
+            limit = (params["means"] - center).norm(dim=-1).clamp_min(limit)
+        return torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * limit
+
+    @torch.no_grad()
+    def _prune_gs(self, params, optimizers, state, step) -> int:
+        is_prune = torch.sigmoid(params["opacities"].flatten()) < self.prune_opa
+        if step > self.reset_every:  # as gsplat: big Gaussians only after the first reset
+            is_prune |= self.too_big(params, state)
+            if step < self.refine_scale2d_stop_iter:
+                is_prune |= state["radii"] > self.prune_scale2d
+        n_prune = int(is_prune.sum())
+        if n_prune > 0:
+            remove(params=params, optimizers=optimizers, state=state, mask=is_prune)
+        return n_prune
 
     def is_reset_step(self, step: int) -> bool:
         """3DGS resets opacities every `reset_every` steps while densifying (not at step 0)."""

@@ -43,8 +43,8 @@ class Default4DStrategy(DefaultStrategy):
     duration: float = 1.0
     """Length of the sequence in time units; 'long in time' is scale_t > grow_scale3d x duration."""
 
-    def initialize_state(self, scene_scale: float = 1.0) -> dict[str, Any]:
-        state = super().initialize_state(scene_scale)
+    def initialize_state(self, scene_scale: float = 1.0, scene_center=(0.0, 0.0, 0.0)) -> dict[str, Any]:
+        state = super().initialize_state(scene_scale, scene_center)
         state["grad_t"] = None
         return state
 
