@@ -71,13 +71,14 @@ def time_range_of(ckpt: dict) -> tuple[float, float] | None:
 def run_prune(cfg: PruneConfig) -> dict:
     from .checkpoint import load_checkpoint
     from .config import TrainConfig
+    from .strategies import NoStrategyConfig
 
     ckpt = load_checkpoint(cfg.ckpt)
     trained = ckpt["config"]
     train_cfg = TrainConfig(
         data_dir=cfg.data_dir if cfg.data_dir is not None else Path(ckpt["scene"]["data_dir"]),
         result_dir=cfg.result_dir,
-        strategy="none",
+        strategy=NoStrategyConfig(),
         max_steps=cfg.finetune_steps,
         data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],

@@ -13,46 +13,8 @@ import tyro
 from .errors import InputError
 from .pruning.base import NoPruneConfig, PrunerConfig
 from .pruning.oneshot import LightGaussianConfig
-
-
-@dataclass
-class StrategyConfig:
-    """Densification options."""
-
-    absgrad: bool = False
-    """Default strategy: grow by the absolute 2D gradient (AbsGS); pair with --strategy-cfg.grow-grad2d 0.0006."""
-    grow_grad2d: Optional[float] = None
-    """Default strategy: 2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
-    prune_opa: float = 0.005
-    """Default strategy: prune Gaussians below this opacity."""
-    cap_max: int = 1_000_000
-    """MCMC: the Gaussian budget."""
-    noise_lr: float = 5e5
-    """MCMC: scale of the position noise."""
-    fastgs_views: int = 10
-    """FastGS: K, training views sampled (without replacement) per multi-view score."""
-    fastgs_loss_thresh: float = 0.1
-    """FastGS: τ, a pixel is high-error where its min-max normalised L1 error exceeds this (0.06 for garden)."""
-    fastgs_densify_score: float = 5.0
-    """FastGS: τ_d, clone/split only Gaussians whose mean masked hit count over the K views, floored, exceeds this."""
-    fastgs_grad_thresh: float = 0.0002
-    """FastGS: clone where the mean 2D gradient (3DGS NDC units) reaches this and max scale ≤ dense·extent."""
-    fastgs_grad_abs_thresh: float = 0.0012
-    """FastGS: split where the mean absolute (AbsGS) 2D gradient reaches this and max scale > dense·extent (0.0006–0.002 per scene)."""
-    fastgs_dense: float = 0.001
-    """FastGS: clone/split scale boundary as a fraction of the scene extent (0.003–0.015 per scene)."""
-    fastgs_prune_score: float = 0.9
-    """FastGS: τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
-    fastgs_optimizer_schedule: bool = True
-    """FastGS: step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
-    fastgs_lrs: bool = True
-    """FastGS: its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
-    fastgs_compact_box: float = 0.5
-    """FastGS: β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult`, 0.7 for T&T); 1 = off. CPU rasterizer only (per pixel; FastGS cuts 16×16 tiles); evaluation and export render without it."""
-    time_split: bool = False
-    """4D models: also split Gaussians long in time whose mean |dL/d mu_t| exceeds --strategy-cfg.grow-grad-t (the official 4DGS code accumulates this time gradient but never uses it; see strategies/default4d.py)."""
-    grow_grad_t: float = 0.0002 / 40
-    """4D models with --strategy-cfg.time-split: the time-gradient threshold (4DGS's densify_grad_t_threshold; on lego at 100x100 it grows 16x the Gaussians in 200 steps)."""
+from .strategies.base import StrategyConfig
+from .strategies.default import DefaultConfig
 
 
 DEMO_DIR = Path("data/demo")
@@ -70,8 +32,8 @@ class TrainConfig:
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json), D-NeRF (transforms_*.json whose frames carry "time") or Neural 3D Video (poses_bounds.npy + cam*.mp4). A scene with time trains a 4D Gaussian model (Yang et al. 4DGS). Omit to train the built-in demo scene (generated into data/demo on first use)."""
     result_dir: Path = Path("results/demo")
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
-    strategy: Literal["default", "mcmc", "fastgs", "none"] = "default"
-    """Densification: gsplat's DefaultStrategy (adaptive density control), MCMCStrategy, fastgs (FastGS: multi-view consistent densification and pruning, sparse optimizer steps; options --strategy-cfg.fastgs-*), or none (fixed set of Gaussians)."""
+    strategy: StrategyConfig = field(default_factory=DefaultConfig)
+    """Densification (`strategy:NAME --strategy.OPTION`): default (ADC, gsplat's DefaultStrategy), mcmc, fastgs or none; each strategy's options in `gspruner train strategy:NAME --help`."""
     prune: PrunerConfig = field(default_factory=NoPruneConfig)
     """Pruning (`prune:NAME --prune.OPTION`; each pruner's options in `gspruner train prune:NAME --help`)."""
     batch_size: Optional[int] = None
@@ -104,14 +66,6 @@ class TrainConfig:
     """Number of random initial Gaussians (random init only)."""
     init_extent: Optional[float] = None
     """Random init cube half-size in units of the scene scale, centred on the origin. Default: for images with alpha (an object: NeRF-synthetic, D-NeRF, instant-ngp RGBA) the sphere every training camera sees whole (~±1.37 on NeRF-synthetic, where INRIA 3DGS uses ±1.3); otherwise 3.0 (gsplat)."""
-    init_opacity: Optional[float] = None
-    """Initial opacity (default 0.1; 0.5 for mcmc, as gsplat's mcmc preset)."""
-    init_scale: Optional[float] = None
-    """Initial scale factor on the 3-nearest-neighbour distance (default 1.0; 0.1 for mcmc)."""
-    opacity_reg: Optional[float] = None
-    """Weight of mean(opacity) in the loss (default 0; 0.01 for mcmc)."""
-    scale_reg: Optional[float] = None
-    """Weight of mean(scale) in the loss (default 0; 0.01 for mcmc)."""
     means_lr_travel: float = 0.5
     """Runs shorter than 30k steps start the means learning rate (30000 / --max-steps)^this × higher (3.2× at 3000 steps) and decay it to the 30k schedule's final value, so Gaussians can still travel; 0 = gsplat's schedule (1.6e-4 × scene scale decaying to 1 %)."""
     ssim_lambda: float = 0.2
@@ -124,8 +78,6 @@ class TrainConfig:
     """Evaluation background for images with alpha (any loader): test images are composited on it and renders drawn over it (metrics, renders/, viewer)."""
     random_background: bool = True
     """Images with alpha: train each frame against a random background colour, the render composited on the same colour (gsplat's random_bkgd, nerfstudio splatfacto's "random"); off: train on --background."""
-    strategy_cfg: StrategyConfig = field(default_factory=StrategyConfig)
-    """Densification options."""
     eval_every: int = 0
     """Evaluate on the test split every N steps (0: only at the end)."""
     save_every: int = 0
@@ -157,29 +109,35 @@ def subcommand_union(configs: dict[str, type]):
     return Union[tuple(Annotated[c, tyro.conf.subcommand(name)] for name, c in configs.items())]
 
 
-def with_registered_methods(cls: type, field_name: str, union, help_text: str) -> type:
-    """`cls` with `field_name` typed as `union` (built from the registries at parse time), for tyro."""
-    default = next(f for f in dataclasses.fields(cls) if f.name == field_name).default_factory
-    annotated = Annotated[union, tyro.conf.arg(help=help_text)]
-    derived = dataclasses.make_dataclass(cls.__name__, [(field_name, annotated, field(default_factory=default))], bases=(cls,))
+def with_registered_methods(cls: type, unions: dict[str, tuple]) -> type:
+    """`cls` with each field in `unions` ({field: (union, help)}, built from the registries at parse time)
+    typed as that union, for tyro."""
+    defaults = {f.name: f.default_factory for f in dataclasses.fields(cls)}
+    fields = [(name, Annotated[union, tyro.conf.arg(help=text)], field(default_factory=defaults[name]))
+              for name, (union, text) in unions.items()]
+    derived = dataclasses.make_dataclass(cls.__name__, fields, bases=(cls,))
     derived.__doc__, derived.__module__ = cls.__doc__, cls.__module__
     return derived
 
 
 def train_cli_type() -> type:
-    """TrainConfig with `prune` choosing among the registered pruners (`prune:NAME`)."""
+    """TrainConfig with `strategy` and `prune` choosing among the registered methods (`strategy:NAME prune:NAME`)."""
     from .pruning import pruner_union
+    from .strategies import strategy_union
 
-    return with_registered_methods(TrainConfig, "prune", pruner_union(),
-                                   "Pruning after densification stops; see `prune:NAME --help` for each pruner's options.")
+    return with_registered_methods(TrainConfig, {
+        "strategy": (strategy_union(), "Densification; see `strategy:NAME --help` for each strategy's options."),
+        "prune": (pruner_union(), "Pruning after densification stops; see `prune:NAME --help` for each pruner's options."),
+    })
 
 
 def prune_cli_type() -> type:
     """PruneConfig with `score` choosing among the registered post-hoc pruners (`score:NAME`)."""
     from .pruning import pruner_union
 
-    return with_registered_methods(PruneConfig, "score", pruner_union(post_hoc=True),
-                                   "The pruner applied to the checkpoint; see `score:NAME --help` for its options.")
+    return with_registered_methods(PruneConfig, {
+        "score": (pruner_union(post_hoc=True), "The pruner applied to the checkpoint; see `score:NAME --help` for its options."),
+    })
 
 
 @dataclass

@@ -34,8 +34,7 @@ from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
 from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
-from .strategies import (ViewSampler, densify_stop_step, held_optimizers, initialize_state, make_strategy,
-                         post_backward_kwargs, strategy_learning_rates, training_render_kwargs)
+from .strategies import DefaultConfig, ViewSampler, strategy_name
 
 RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
 
@@ -65,7 +64,8 @@ def config_dict(cfg: TrainConfig) -> dict:
         return v
 
     d = dataclasses.asdict(cfg)
-    d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # the method and its options
+    d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # each method and its options
+    d["strategy"] = {"name": strategy_name(cfg.strategy), **d["strategy"]}
     d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
     d["max_steps"] = cfg.steps()
     return d
@@ -83,8 +83,9 @@ class Trainer:
         if self.max_steps < 1:
             raise InputError(f"--max-steps must be ≥ 1 (got {self.max_steps})")
         data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)
-        if cfg.data_dir is None and cfg.strategy_cfg.grow_grad2d is None:
-            cfg.strategy_cfg = dataclasses.replace(cfg.strategy_cfg, grow_grad2d=DEMO_GROW_GRAD2D)
+        if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
+            # the demo's 128x96 images: a copy of the config with its threshold (the caller's stays as it is)
+            self.cfg = cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, grow_grad2d=DEMO_GROW_GRAD2D))
         self.scene = load_scene(
             data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background,
             frame_step=cfg.frame_step, max_frames=cfg.max_frames,
@@ -101,7 +102,6 @@ class Trainer:
         if cfg.init_ckpt is not None and not cfg.resume:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
             check_same_scene(self.init_ckpt, self.scene, cfg.init_ckpt)
-        self._apply_strategy_presets()
         self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer (training cameras only)
         # 0: the full SH degree from the first step (fine-tuning)
         self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
@@ -114,9 +114,10 @@ class Trainer:
         self.batch_size = c.batch_size if c.batch_size is not None else (2 if self.dynamic else 1)
         if self.batch_size < 1 or (self.batch_size > 1 and not self.dynamic):
             raise InputError(f"--batch-size {self.batch_size}: must be 1 for static scenes (above 1 only for 4D scenes)")
-        if self.dynamic and c.strategy not in ("default", "none"):
-            raise InputError(f"--strategy {c.strategy} is not available for dynamic (4D) scenes; use default or none")
         model = "4d" if self.dynamic else "3d"
+        if model not in c.strategy.models:
+            raise InputError(f"strategy:{strategy_name(c.strategy)} is not available for {model} models"
+                             + (" (dynamic scenes); use default or none" if self.dynamic else ""))
         if model not in c.prune.models:
             raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; this scene "
                              f"trains a {model} model" + ("" if self.dynamic else " (a static scene)"))
@@ -124,6 +125,8 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
         new = config_dict(self.cfg)
+        if isinstance(old.get("strategy"), str):  # written before strategies had configs: compare the name
+            old = {**old, "strategy": new["strategy"] if old["strategy"] == new["strategy"]["name"] else old["strategy"]}
         if isinstance(old.get("prune"), str):  # written before pruners had configs (a name and loose options)
             if old["prune"] != "none" or new["prune"]["name"] != "none":
                 raise InputError(f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: written by an older gspruner whose "
@@ -137,15 +140,6 @@ class Trainer:
                     f"this command has {new.get(key)!r}; use --overwrite for a new run"
                 )
 
-    def _apply_strategy_presets(self) -> None:
-        """gsplat's mcmc preset: init_opa 0.5, init_scale 0.1, opacity_reg 0.01, scale_reg 0.01."""
-        mcmc = self.cfg.strategy == "mcmc"
-        c = self.cfg
-        self.init_opacity = c.init_opacity if c.init_opacity is not None else (0.5 if mcmc else 0.1)
-        self.init_scale = c.init_scale if c.init_scale is not None else (0.1 if mcmc else 1.0)
-        self.opacity_reg = c.opacity_reg if c.opacity_reg is not None else (0.01 if mcmc else 0.0)
-        self.scale_reg = c.scale_reg if c.scale_reg is not None else (0.01 if mcmc else 0.0)
-
     def _init_splats(self) -> torch.nn.ParameterDict:
         c, scene = self.cfg, self.scene
         use_sfm = c.init_type == "sfm" or (c.init_type == "auto" and len(scene.points) > 0)
@@ -157,9 +151,10 @@ class Trainer:
             center, half = self.random_init_cube()
             points, rgb = center + random_points(c.init_num_pts, half, seed=c.seed), None
         if self.dynamic:
-            splats = create_splats_4d(points, rgb, self.time_range, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
+            splats = create_splats_4d(points, rgb, self.time_range, c.sh_degree, c.strategy.init_opacity,
+                                      c.strategy.init_scale, seed=c.seed)
         else:
-            splats = create_splats(points, rgb, c.sh_degree, self.init_opacity, self.init_scale, seed=c.seed)
+            splats = create_splats(points, rgb, c.sh_degree, c.strategy.init_opacity, c.strategy.init_scale, seed=c.seed)
         return splats.to(self.device)
 
     def random_init_cube(self) -> tuple[np.ndarray, float]:
@@ -192,14 +187,14 @@ class Trainer:
         # the strategy's view callback (design contract 2): sampled training views and no-grad renders
         self.views = ViewSampler(self.scene.train, lambda cam: self.scene.image(cam).to(self.device), self._render_no_grad)
         duration = self.time_range[1] - self.time_range[0] if self.dynamic else None
-        self.strategy = make_strategy(c.strategy, self.max_steps, c.strategy_cfg, views=self.views, duration=duration)
-        lrs = dict(strategy_learning_rates(self.strategy) or {})
+        self.strategy = c.strategy.setup(self.max_steps, views=self.views, duration=duration)
+        lrs = dict(self.strategy.learning_rates or {})
         if self.dynamic:  # mu_t's lr is the means' x the scene scale, as 4DGS (spatial_lr_scale)
             lrs.update(LRS_4D, times=LRS_4D["times"] * self.scene_scale)
         start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
         self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
-        self.strategy_state = initialize_state(self.strategy, self.scene_scale, self.scene.train_center)
+        self.strategy_state = self.strategy.initialize_state(self.scene_scale, self.scene.train_center)
         self.pruner = c.prune.setup(self._prune_context(), seed=c.seed)
         torch.manual_seed(c.seed)
         self.generator = torch.Generator().manual_seed(c.seed)
@@ -225,7 +220,7 @@ class Trainer:
         dev, scene = self.device, self.scene
         return PruneContext(
             views=lambda: ((cam, scene.image(cam).to(dev)) for cam in scene.train),
-            device=dev, max_steps=self.max_steps, densify_stop_step=densify_stop_step(self.strategy),
+            device=dev, max_steps=self.max_steps, densify_stop_step=self.strategy.densify_stop_step(),
             sh_degree=self.cfg.sh_degree, background=self.background,
             near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
             frame_times=torch.tensor([cam.time for cam in scene.train]) if self.dynamic else None,
@@ -233,7 +228,7 @@ class Trainer:
 
     def render_kwargs(self) -> dict:
         """The strategy's options for this step's renders (AbsGS gradient, FastGS's compact box); evaluation renders plain."""
-        return training_render_kwargs(self.strategy, self.current_step)
+        return self.strategy.render_kwargs(self.current_step)
 
     @torch.no_grad()
     def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
@@ -264,10 +259,11 @@ class Trainer:
 
     def _regularization(self) -> torch.Tensor | float:
         loss = 0.0
-        if self.opacity_reg > 0:
-            loss = loss + self.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
-        if self.scale_reg > 0:
-            loss = loss + self.scale_reg * torch.exp(self.splats["scales"]).mean()
+        reg = self.cfg.strategy
+        if reg.opacity_reg > 0:
+            loss = loss + reg.opacity_reg * torch.sigmoid(self.splats["opacities"]).mean()
+        if reg.scale_reg > 0:
+            loss = loss + reg.scale_reg * torch.exp(self.splats["scales"]).mean()
         return loss
 
     def training_background(self):
@@ -303,7 +299,7 @@ class Trainer:
             loss = loss + extra
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, info)
         loss.backward()
-        held = held_optimizers(self.strategy, step)  # their gradients accumulate to a later step
+        held = self.strategy.held_optimizers(step)  # their gradients accumulate to a later step
         for name, opt in self.optimizers.items():
             if name not in held:
                 opt.step()
@@ -313,7 +309,7 @@ class Trainer:
             self.views.record(*frames[0])  # a strategy sampling views reuses this render
         self.strategy.step_post_backward(
             self.splats, self.optimizers, self.strategy_state, step, info,
-            **post_backward_kwargs(self.strategy, self.scheduler.get_last_lr()[0]),
+            **self.strategy.post_backward_kwargs(self.scheduler.get_last_lr()[0]),
         )
         self.views.clear()
         self.pruner.after_step(step, self.splats, self.optimizers, self.strategy_state)
@@ -423,7 +419,7 @@ class Trainer:
             "num_gaussians": len(self.splats["means"]),
             "train_seconds": self.train_seconds,
             "steps": self.max_steps,
-            "strategy": c.strategy,
+            "strategy": strategy_name(c.strategy),
             "prune": "none",
             "num_gaussians_before_prune": None,
             "prune_ratio": None,

@@ -29,7 +29,7 @@ import torch
 from gspruner.checkpoint import load_checkpoint, save_checkpoint
 from gspruner.config import TrainConfig
 from gspruner.pruning import PRUNERS, LP3DGSConfig, MaskPruner, PruneContext, STEMaskConfig
-from gspruner.strategies import densify_stop_step, make_strategy
+from gspruner.strategies import STRATEGIES, make_strategy
 from gspruner.trainer import Trainer, config_dict
 
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="scene folder (default: the built-in demo scene)")
     ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
     ap.add_argument("--max-steps", type=int, default=2000, help="training steps of every row")
-    ap.add_argument("--strategy", default="default", choices=["default", "mcmc", "fastgs"], help="densification")
+    ap.add_argument("--strategy", default="default", choices=[n for n in STRATEGIES if n != "none"], help="densification")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     ap.add_argument("--out", type=Path, default=Path("results/bench_lp3dgs"), help="output folder")
     ap.add_argument("--lpips", action="store_true", help="also compute LPIPS (slower)")
@@ -78,12 +78,12 @@ def main(argv=None) -> int:
                     help="comma-separated rows besides the unpruned one (fixed: LightGaussian and RadSplat at the learned ratio)")
     a = ap.parse_args(argv)
     common = dict(data_dir=a.data_dir, data_factor=a.data_factor, device=a.device, max_steps=a.max_steps,
-                  strategy=a.strategy, progress=sys.stderr.isatty(), lpips=a.lpips, save_renders=False, overwrite=True)
+                  strategy=STRATEGIES[a.strategy](), progress=sys.stderr.isatty(), lpips=a.lpips, save_renders=False, overwrite=True)
     if a.data_dir is None:
         common.pop("data_dir")
 
     # the branch points, from the same schedule the pruners compute
-    stop = densify_stop_step(make_strategy(a.strategy, a.max_steps))
+    stop = make_strategy(a.strategy, a.max_steps).densify_stop_step()
     ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=a.max_steps,
                        densify_stop_step=stop, sh_degree=3)
     lp, ste = MaskPruner(ctx, "gumbel"), MaskPruner(ctx, "ste")

@@ -14,14 +14,14 @@ idle machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from gspruner.config import StrategyConfig, TrainConfig
+from gspruner.config import TrainConfig
+from gspruner.strategies import MCMCConfig, STRATEGIES
 from gspruner.trainer import Trainer
 
 METHODS = ("default", "fastgs", "mcmc")
@@ -95,11 +95,10 @@ def main(argv=None) -> int:
                   progress=sys.stderr.isatty(), lpips=a.lpips, save_renders=False)
     rows: dict[str, dict] = {}
     for name in methods:  # one after another: timings need the machine to themselves
-        strategy_cfg = StrategyConfig()
+        strategy = STRATEGIES[name]()
         if name == "mcmc":
-            cap = rows["fastgs"]["num_gaussians"] if "fastgs" in rows else a.cap_max
-            strategy_cfg = dataclasses.replace(strategy_cfg, cap_max=cap)
-        cfg = TrainConfig(result_dir=a.out_dir / name, strategy=name, strategy_cfg=strategy_cfg, **common)
+            strategy = MCMCConfig(cap_max=rows["fastgs"]["num_gaussians"] if "fastgs" in rows else a.cap_max)
+        cfg = TrainConfig(result_dir=a.out_dir / name, strategy=strategy, **common)
         rows[name] = run(cfg, a.rerun)
         print(f"{name}: {rows[name]['train_seconds']:.1f} s, PSNR {rows[name]['psnr']:.3f}, "
               f"{rows[name]['num_gaussians']} Gaussians", file=sys.stderr)

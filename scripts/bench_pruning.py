@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gspruner.config import TrainConfig
 from gspruner.pruning import PRUNERS
+from gspruner.strategies import STRATEGIES
 from gspruner.trainer import Trainer
 
 
@@ -45,9 +46,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     common = dict(data_dir=a.data_dir, data_factor=a.data_factor, device=a.device, progress=sys.stderr.isatty(),
                   lpips=a.lpips, save_renders=False)
-    base = run(TrainConfig(result_dir=a.out / "base", strategy=a.strategy, max_steps=a.max_steps, **common), a.rerun)
+    base = run(TrainConfig(result_dir=a.out / "base", strategy=STRATEGIES[a.strategy](), max_steps=a.max_steps, **common), a.rerun)
     ckpt = a.out / "base" / "ckpt" / "last.pt"
-    tune = dict(strategy="none", max_steps=a.finetune_steps, init_ckpt=ckpt, sh_degree_interval=0, **common)
+    tune = dict(strategy=STRATEGIES["none"](), max_steps=a.finetune_steps, init_ckpt=ckpt, sh_degree_interval=0, **common)
     ref = run(TrainConfig(result_dir=a.out / "reference", **tune), a.rerun)
     rows = [("unpruned (reference)", 0.0, ref)]
     for score in a.scores.split(","):

@@ -4,7 +4,7 @@
     python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
         --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
 
-A method is `strategy[+pruner]`: `gspruner train --strategy STRATEGY [prune:PRUNER]`. Each runs as its own
+A method is `strategy[+pruner]`: `gspruner train strategy:STRATEGY [prune:PRUNER]`. Each runs as its own
 `python -m gspruner.cli train` process, one after another, into OUT/<scene>/<method>/ (the process' peak RSS
 is measured with os.wait4), then its checkpoint is exported to ply / compressed-ply / spz
 (OUT/<scene>/<method>/exports/). A method whose metrics.json exists is not re-run unless --rerun; one that
@@ -13,7 +13,7 @@ the table (the `default` method is the reference row) and PNG plots; with severa
 or --scenes-root) OUT/report.md averages over every scene folder under OUT, and prints the published
 Mip-NeRF 360 numbers beside ours when the scenes are Mip-NeRF 360 scenes (see scripts/mipnerf360.sh).
 
-`mcmc` gets a Gaussian budget (--strategy-cfg.cap-max): by default the final count of this scene's
+`mcmc` gets a Gaussian budget (--strategy.cap-max): by default the final count of this scene's
 `default` run, so both spend the same number of Gaussians (gsplat's 1,000,000 when there is no default run).
 Without --data-dir the built-in demo scene is used (scene name "demo").
 """
@@ -99,7 +99,7 @@ def takes_ratio(pruner: str) -> bool:
 def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: argparse.Namespace,
                   mcmc_cap: int | None, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "gspruner.cli", "train", "--result-dir", str(result_dir),
-           "--strategy", spec.strategy, "--data-factor", str(a.data_factor), "--test-every", str(a.test_every),
+           f"strategy:{spec.strategy}", "--data-factor", str(a.data_factor), "--test-every", str(a.test_every),
            "--device", a.device, "--no-progress", "--resume" if resume else "--overwrite"]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
@@ -110,7 +110,7 @@ def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: 
         if a.prune_ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
             cmd += ["--prune.ratio", str(a.prune_ratio)]
     if spec.strategy == "mcmc" and mcmc_cap is not None:
-        cmd += ["--strategy-cfg.cap-max", str(mcmc_cap)]
+        cmd += ["--strategy.cap-max", str(mcmc_cap)]
     if not a.lpips:
         cmd.append("--no-lpips")
     return cmd + shlex.split(a.train_args)
@@ -155,7 +155,7 @@ def _wait_for(pid: int, seconds: float):
 
 
 def mcmc_cap_for(scene_dir: Path, a: argparse.Namespace) -> tuple[int | None, str]:
-    """The --strategy-cfg.cap-max for mcmc, and a note saying where it came from."""
+    """The --strategy.cap-max for mcmc, and a note saying where it came from."""
     if a.mcmc_cap != "default":
         return int(a.mcmc_cap), f"mcmc cap {int(a.mcmc_cap):,} (--mcmc-cap)"
     ref = read_json(scene_dir / REFERENCE_METHOD / "metrics.json")
@@ -199,9 +199,10 @@ def resumable(method_dir: Path, spec: MethodSpec, data_dir: Path | None, a: argp
     except (OSError, yaml.YAMLError):
         return False
     steps = TrainConfig(data_dir=data_dir, max_steps=a.max_steps).steps()
-    expected = {"max_steps": steps, "strategy": spec.strategy, "data_factor": a.data_factor, "test_every": a.test_every}
-    pruner = (saved.get("prune") or {}).get("name") if isinstance(saved.get("prune"), dict) else None
-    return all(saved.get(k) == v for k, v in expected.items()) and pruner == (spec.pruner or "none")
+    expected = {"max_steps": steps, "data_factor": a.data_factor, "test_every": a.test_every}
+    names = {k: saved[k].get("name") if isinstance(saved.get(k), dict) else None for k in ("strategy", "prune")}
+    return all(saved.get(k) == v for k, v in expected.items()) and names == {"strategy": spec.strategy,
+                                                                             "prune": spec.pruner or "none"}
 
 
 def run_method(spec: MethodSpec, data_dir: Path | None, scene_dir: Path, a: argparse.Namespace) -> dict:

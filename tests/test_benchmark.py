@@ -31,7 +31,7 @@ def test_method_spec_to_train_flags(tmp_path):
     a = args(max_steps=500, data_factor=8, prune_ratio=0.5)
     cmd = benchmark.train_command(spec, Path("/data/fox"), tmp_path / "m", a, None, resume=False)
     assert cmd[1:4] == ["-m", "gspruner.cli", "train"]
-    assert flag_value(cmd, "--strategy") == "fastgs" and "prune:lp3dgs" in cmd
+    assert "strategy:fastgs" in cmd and "prune:lp3dgs" in cmd
     assert flag_value(cmd, "--max-steps") == "500" and flag_value(cmd, "--data-factor") == "8"
     assert flag_value(cmd, "--data-dir") == "/data/fox" and "--overwrite" in cmd and "--no-progress" in cmd
     assert "--prune.ratio" not in cmd  # lp3dgs learns its ratio
@@ -40,7 +40,7 @@ def test_method_spec_to_train_flags(tmp_path):
     assert "prune:lightgaussian" in lg and flag_value(lg, "--prune.ratio") == "0.5"
     assert "--resume" in lg and "--data-dir" not in lg
     plain = benchmark.train_command(benchmark.MethodSpec.parse("mcmc"), None, tmp_path / "m", a, 1234, resume=False)
-    assert not any(c.startswith("prune:") for c in plain) and flag_value(plain, "--strategy-cfg.cap-max") == "1234"
+    assert not any(c.startswith("prune:") for c in plain) and flag_value(plain, "--strategy.cap-max") == "1234"
     for bad in ("a+b+c", "+x", ""):
         with pytest.raises(ValueError):
             benchmark.MethodSpec.parse(bad)
@@ -78,7 +78,7 @@ def test_resumable_only_for_the_same_configuration(tmp_path):
     a = args(max_steps=300)
     assert not benchmark.resumable(method_dir, spec, Path("/d"), a)  # no config.yml
     (method_dir / "ckpt" / "last.pt").write_bytes(b"x")
-    (method_dir / "config.yml").write_text("max_steps: 300\nstrategy: default\nprune:\n  name: opacity\n  ratio: 0.66\n"
+    (method_dir / "config.yml").write_text("max_steps: 300\nstrategy:\n  name: default\nprune:\n  name: opacity\n  ratio: 0.66\n"
                                            "data_factor: 1\ntest_every: 8\n")
     assert benchmark.resumable(method_dir, spec, Path("/d"), a)
     assert not benchmark.resumable(method_dir, spec, Path("/d"), args(max_steps=600))
@@ -97,7 +97,7 @@ def test_failing_method_is_reported_and_finished_ones_are_not_rerun(tiny_scene, 
     scene = out / tiny_scene.name
     rows = table_rows((scene / "report.md").read_text())
     failed = rows["nosuchstrategy"]["status"]
-    assert failed.startswith("failed: invalid choice 'nosuchstrategy' for argument '--strategy'")
+    assert failed.startswith("failed: Unrecognized options: strategy:nosuchstrategy")
     assert rows["default (reference)"]["PSNR"] == "21.00"
     # the finished method was not run again
     assert (finished / "metrics.json").read_text() == metrics_before
@@ -128,7 +128,7 @@ def test_benchmark_end_to_end_on_the_tiny_scene(tiny_scene, tmp_path):
     scene = out / tiny_scene.name
     rows = table_rows((scene / "report.md").read_text())
     assert rows["default (reference)"]["status"] == "ok" and rows["default+opacity"]["status"] == "ok"
-    assert rows["bogus"]["status"].startswith("failed: invalid choice 'bogus'")
+    assert rows["bogus"]["status"].startswith("failed: Unrecognized options: strategy:bogus")
     opacity = rows["default+opacity"]
     ref = json.loads((scene / "default" / "metrics.json").read_text())
     pruned = json.loads((scene / "default+opacity" / "metrics.json").read_text())

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from gspruner.cli import main
-from gspruner.config import StrategyConfig, TrainConfig
+from gspruner.config import TrainConfig
 from gspruner.evaluation import render_view
 from gspruner.metrics import ssim
 from gspruner.model import create_optimizers
 from gspruner.render.stats import contribution_stats
 from gspruner.render.torch_raster import ALPHA_THRESHOLD, MAX_ALPHA, T_MIN, project
-from gspruner.strategies import FastGSStrategy, ViewSampler, held_optimizers, make_strategy, training_render_kwargs
+from gspruner.strategies import FastGSConfig, FastGSStrategy, ViewSampler, make_strategy
 from gspruner.strategies.fastgs import error_mask, masked_hit_count, multiview_scores, photometric_loss
 from gspruner.trainer import Trainer
 
@@ -247,33 +247,33 @@ def test_render_kwargs_follow_the_schedule():
     """AbsGS gradients while densifying; the compact box until compact_box_stop_iter, plain renders after."""
     s = make_strategy("fastgs", 1000)
     assert (s.refine_stop_iter, s.compact_box_stop_iter) == (500, 900)
-    assert training_render_kwargs(s, 0) == {"absgrad": True, "compact_box": 0.5}
-    assert training_render_kwargs(s, 500) == {"absgrad": False, "compact_box": 0.5}  # nothing reads absgrad now
-    assert training_render_kwargs(s, 900) == {"absgrad": False, "compact_box": 1.0}  # the model ends plain
-    off = make_strategy("fastgs", 1000, StrategyConfig(fastgs_compact_box=1.0))
-    assert training_render_kwargs(off, 0)["compact_box"] == 1.0
-    assert training_render_kwargs(make_strategy("default", 1000), 0) == {"absgrad": False}
+    assert s.render_kwargs(0) == {"absgrad": True, "compact_box": 0.5}
+    assert s.render_kwargs(500) == {"absgrad": False, "compact_box": 0.5}  # nothing reads absgrad now
+    assert s.render_kwargs(900) == {"absgrad": False, "compact_box": 1.0}  # the model ends plain
+    off = FastGSConfig(compact_box=1.0).setup(1000)
+    assert off.render_kwargs(0)["compact_box"] == 1.0
+    assert make_strategy("default", 1000).render_kwargs(0) == {"absgrad": False}
 
 
 def test_held_optimizers_schedule():
     s = make_strategy("fastgs", 30_000)
     all_names = {"means", "scales", "quats", "opacities", "sh0", "shN"}
-    stepping_shN = [step for step in range(15_000) if "shN" not in held_optimizers(s, step)]
+    stepping_shN = [step for step in range(15_000) if "shN" not in s.held_optimizers(step)]
     assert stepping_shN == list(range(15, 15_000, 16))  # iterations 16, 32, ... (step = iteration - 1)
-    assert all(held_optimizers(s, step) <= {"shN"} for step in range(15_000))  # the rest steps every step
-    mid = [step for step in range(15_000, 20_000) if not held_optimizers(s, step)]
+    assert all(s.held_optimizers(step) <= {"shN"} for step in range(15_000))  # the rest steps every step
+    mid = [step for step in range(15_000, 20_000) if not s.held_optimizers(step)]
     assert mid == [it - 1 for it in range(15_001, 20_001) if it % 32 == 0]
-    late = [step for step in range(20_000, 30_000) if not held_optimizers(s, step)]
+    late = [step for step in range(20_000, 30_000) if not s.held_optimizers(step)]
     assert late == [it - 1 for it in range(20_001, 30_001) if it % 64 == 0]
-    assert held_optimizers(s, 20_000) == all_names
-    assert held_optimizers(make_strategy("default", 30_000), 3) == set()
+    assert s.held_optimizers(20_000) == all_names
+    assert make_strategy("default", 30_000).held_optimizers(3) == set()
     off = FastGSStrategy(optimizer_schedule=False)
     assert off.held_optimizers(3) == set()
 
 
 def test_trainer_steps_shN_only_every_16_steps(tiny_scene, tmp_path):
     """In the trainer: shN moves only at step 15 of the first 18; its gradient accumulates meanwhile."""
-    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", strategy="fastgs", max_steps=30_000,
+    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", strategy=FastGSConfig(), max_steps=30_000,
                       sh_degree_interval=0, device="cpu", progress=False, lpips=False)
     t = Trainer(cfg)
     t._setup()
@@ -294,7 +294,7 @@ def test_trainer_steps_shN_only_every_16_steps(tiny_scene, tmp_path):
 
 def test_train_fastgs_end_to_end(tiny_scene, tmp_path):
     r = tmp_path / "fastgs"
-    code = main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--strategy", "fastgs",
+    code = main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "strategy:fastgs",
                  "--max-steps", "200", "--device", "cpu", "--no-lpips", "--no-progress", "--no-save-renders"])
     assert code == 0
     m = json.loads((r / "metrics.json").read_text())

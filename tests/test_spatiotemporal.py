@@ -229,7 +229,7 @@ def test_4d_resume_is_exact(tiny_dynamic_scene, tmp_path):
 
 
 @pytest.mark.parametrize("args", [
-    ["--strategy", "mcmc"],
+    ["strategy:mcmc"],
     ["prune:lightgaussian"],
     ["prune:spatiotemporal", "--prune.ratio", "1.5"],
     ["prune:spatiotemporal", "--prune.keyframe-every", "0"],

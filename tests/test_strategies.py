@@ -43,7 +43,7 @@ def test_schedules_scale_with_max_steps():
     mcmc = make_strategy("mcmc", 7000)
     assert isinstance(mcmc, MCMCStrategy) and mcmc.refine_stop_iter == round(25_000 * 7 / 30)
     assert scale_schedule(GsplatDefaultStrategy(), 60_000).refine_stop_iter == 30_000
-    assert type(make_strategy("none", 100)).__name__ == "Strategy"
+    assert type(make_strategy("none", 100)).__name__ == "NoStrategy"
     # below 2000 steps the 200-step floor between resets leaves fewer of them
     assert _schedule_counts(make_strategy("default", 1000), 1000)[0] == [200, 400]
     assert _schedule_counts(make_strategy("default", 500), 500)[0] == [200]
@@ -140,3 +140,26 @@ def test_too_big_is_relative_to_the_distance_beyond_the_scene_scale():
     # a state from an older checkpoint (no centre) measures from the origin
     del state["scene_center"]
     assert strategy.too_big({**params, "means": offsets}, state).tolist() == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize("name", ["default", "mcmc", "fastgs", "none"])
+def test_every_strategy_meets_the_training_protocol(name):
+    """What the trainer asks beyond gsplat's interface is declared (TrainingStrategy), not probed."""
+    from gspruner.strategies import STRATEGIES, TrainingStrategy
+
+    strategy = STRATEGIES[name]().setup(3000)
+    assert isinstance(strategy, TrainingStrategy)
+    state = strategy.initialize_state(2.0, (0.0, 1.0, 0.0))
+    assert isinstance(state, dict) and isinstance(strategy.held_optimizers(5), set)
+    assert "absgrad" in strategy.render_kwargs(5)
+    assert strategy.densify_stop_step() == {"none": 0, "mcmc": 2500}.get(name, 1500)  # MCMC grows until 25k of 30k
+    assert strategy.post_backward_kwargs(0.5) == ({"lr": 0.5} if name == "mcmc" else {})
+
+
+def test_mcmc_preset_is_its_config():
+    """gsplat's MCMC preset (init opacity 0.5, scale 0.1, both regularisers 0.01) is MCMCConfig's defaults."""
+    from gspruner.strategies import DefaultConfig, MCMCConfig
+
+    m, d = MCMCConfig(), DefaultConfig()
+    assert (m.init_opacity, m.init_scale, m.opacity_reg, m.scale_reg) == (0.5, 0.1, 0.01, 0.01)
+    assert (d.init_opacity, d.init_scale, d.opacity_reg, d.scale_reg) == (0.1, 1.0, 0.0, 0.0)

@@ -8,12 +8,15 @@ from gspruner.checkpoint import load_checkpoint
 from gspruner.config import TrainConfig
 from gspruner.errors import InputError
 from gspruner.export import read_ply
+from gspruner.strategies import STRATEGIES
 from gspruner.trainer import Trainer
 
 
 def _cfg(scene, result_dir, **kw):
     base = dict(data_dir=scene, result_dir=result_dir, max_steps=60, device="cpu", progress=False, lpips=False, log_every=10)
     base.update(kw)
+    if isinstance(base.get("strategy"), str):  # by its registered name, with its defaults
+        base["strategy"] = STRATEGIES[base["strategy"]]()
     return TrainConfig(**base)
 
 

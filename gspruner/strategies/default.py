@@ -31,14 +31,18 @@ Call order (gsplat's):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy
 from gsplat.strategy.ops import remove, reset_opa
 
+from .base import StrategyConfig, StrategyHooks, TrainingStrategy
+from .schedule import scale_schedule
+
 
 @dataclass
-class DefaultStrategy(GsplatDefaultStrategy):
+class DefaultStrategy(GsplatDefaultStrategy, StrategyHooks):
     """gsplat's `DefaultStrategy` (same fields, same defaults) with working opacity resets."""
 
     prune_far_by_distance: bool = True
@@ -50,6 +54,12 @@ class DefaultStrategy(GsplatDefaultStrategy):
         state = super().initialize_state(scene_scale)
         state["scene_center"] = tuple(float(v) for v in scene_center)
         return state
+
+    def render_kwargs(self, step: int) -> dict:
+        return {"absgrad": self.absgrad}  # AbsGS: the absolute 2D gradient drives growth
+
+    def densify_stop_step(self) -> int:
+        return self.refine_stop_iter
 
     def too_big(self, params, state) -> torch.Tensor:
         """[N] bool: 3DGS's "big in world space", relative to the distance from the scene centre (module doc)."""
@@ -92,3 +102,39 @@ class DefaultStrategy(GsplatDefaultStrategy):
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+GSPLAT_GROW_GRAD2D = 0.0002
+
+
+@dataclass
+class DefaultConfig(StrategyConfig):
+    """Adaptive density control (3DGS): gsplat's DefaultStrategy with working opacity resets; the 4D variant for a 4D model."""
+
+    models: ClassVar[tuple[str, ...]] = ("3d", "4d")
+
+    absgrad: bool = False
+    """Grow by the absolute 2D gradient (AbsGS); pair with --strategy.grow-grad2d 0.0006."""
+    grow_grad2d: Optional[float] = None
+    """2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
+    prune_opa: float = 0.005
+    """Prune Gaussians below this opacity."""
+    prune_far_by_distance: bool = True
+    """Too big = max scale > 0.1 × max(scene scale, distance from the training cameras' centroid); off: gsplat's 0.1 × scene scale everywhere."""
+    time_split: bool = False
+    """4D models: also split Gaussians long in time whose mean |dL/d mu_t| exceeds --strategy.grow-grad-t (the official 4DGS code accumulates this time gradient but never uses it; see strategies/default4d.py)."""
+    grow_grad_t: float = 0.0002 / 40
+    """4D models with --strategy.time-split: the time-gradient threshold (4DGS's densify_grad_t_threshold; on lego at 100x100 it grows 16x the Gaussians in 200 steps)."""
+
+    def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
+        grow = self.grow_grad2d if self.grow_grad2d is not None else GSPLAT_GROW_GRAD2D
+        if duration is not None:
+            from .default4d import Default4DStrategy
+
+            strategy = Default4DStrategy(grow_grad2d=grow, prune_opa=self.prune_opa, verbose=False,
+                                         prune_far_by_distance=self.prune_far_by_distance,
+                                         time_split=self.time_split, grow_grad_t=self.grow_grad_t, duration=duration)
+        else:
+            strategy = DefaultStrategy(absgrad=self.absgrad, grow_grad2d=grow, prune_opa=self.prune_opa,
+                                       prune_far_by_distance=self.prune_far_by_distance, verbose=False)
+        return scale_schedule(strategy, max_steps)

@@ -19,7 +19,7 @@ twice (render, then a counting pass). On CUDA the count is our fused stats kerne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -29,6 +29,8 @@ from gsplat.strategy.ops import _multinomial_sample, duplicate, remove, reset_op
 
 from ..metrics import ssim
 from ..render.stats import contribution_stats
+from .base import Center, StrategyConfig, StrategyHooks, TrainingStrategy
+from .schedule import scale_schedule
 from .views import ViewSampler
 
 GAUSSIAN_PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -80,7 +82,7 @@ def multiview_scores(params, views: ViewSampler, k: int, tau: float, with_densif
 
 
 @dataclass
-class FastGSStrategy(Strategy):
+class FastGSStrategy(Strategy, StrategyHooks):
     """VCD + VCP (FastGS) with gsplat's Strategy interface; schedule written for 30k steps."""
 
     views: Optional[ViewSampler] = None  # the trainer's callback: sampled views and their renders
@@ -125,9 +127,12 @@ class FastGSStrategy(Strategy):
         return {"absgrad": step < self.refine_stop_iter,
                 "compact_box": self.compact_box_beta if step < self.compact_box_stop_iter else 1.0}
 
-    def initialize_state(self, scene_scale: float = 1.0) -> Dict[str, Any]:
+    def initialize_state(self, scene_scale: float = 1.0, scene_center: Center = (0.0, 0.0, 0.0)) -> Dict[str, Any]:
         """Running sums, allocated on the first step (device, N); extent = scene_scale."""
         return {"grad2d": None, "absgrad2d": None, "count": None, "radii": None, "scene_scale": scene_scale}
+
+    def densify_stop_step(self) -> int:
+        return self.refine_stop_iter
 
     def check_sanity(self, params, optimizers) -> None:
         super().check_sanity(params, optimizers)
@@ -237,3 +242,44 @@ class FastGSStrategy(Strategy):
         if self.verbose:
             print(f"step {step}: FastGS final VCP pruned {int(is_prune.sum())}; {len(params['means'])} Gaussians")
 
+
+
+# FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
+FASTGS_LRS = {"opacities": 0.025, "sh0": 0.0025, "shN": 0.005 / 20}
+
+
+@dataclass
+class FastGSConfig(StrategyConfig):
+    """FastGS (Ren et al. 2025): multi-view consistent densification and pruning, sparse optimizer steps."""
+
+    models: ClassVar[tuple[str, ...]] = ("3d",)
+
+    views: int = 10
+    """K, training views sampled (without replacement) per multi-view score."""
+    loss_thresh: float = 0.1
+    """τ, a pixel is high-error where its min-max normalised L1 error exceeds this (0.06 for garden)."""
+    densify_score: float = 5.0
+    """τ_d, clone/split only Gaussians whose mean masked hit count over the K views, floored, exceeds this."""
+    grad_thresh: float = 0.0002
+    """Clone where the mean 2D gradient (3DGS NDC units) reaches this and max scale ≤ dense·extent."""
+    grad_abs_thresh: float = 0.0012
+    """Split where the mean absolute (AbsGS) 2D gradient reaches this and max scale > dense·extent (0.0006–0.002 per scene)."""
+    dense: float = 0.001
+    """Clone/split scale boundary as a fraction of the scene extent (0.003–0.015 per scene)."""
+    prune_score: float = 0.9
+    """τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
+    optimizer_schedule: bool = True
+    """Step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
+    lrs: bool = True
+    """Its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
+    compact_box: float = 0.5
+    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult`, 0.7 for T&T); 1 = off. CPU rasterizer only (per pixel; FastGS cuts 16×16 tiles); evaluation and export render without it."""
+
+    def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
+        strategy = FastGSStrategy(
+            views=views, num_views=self.views, loss_thresh=self.loss_thresh, densify_score_thresh=self.densify_score,
+            grad_thresh=self.grad_thresh, grad_abs_thresh=self.grad_abs_thresh, dense=self.dense,
+            final_prune_score=self.prune_score, optimizer_schedule=self.optimizer_schedule,
+            compact_box_beta=self.compact_box, learning_rates=dict(FASTGS_LRS) if self.lrs else None, verbose=False,
+        )
+        return scale_schedule(strategy, max_steps)
