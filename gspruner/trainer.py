@@ -29,9 +29,9 @@ from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import ssim
-from .model import create_optimizers, create_splats, random_points
+from .model import create_optimizers, random_points
 from .model.gaussians import MEANS_LR_END, means_lr_schedule
-from .model.gaussians4d import LRS_4D, create_splats_4d, snapshot
+from .model.family import model_family
 from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .strategies import DefaultConfig, ViewSampler, strategy_name
@@ -93,7 +93,8 @@ class Trainer:
         if not self.scene.train:
             raise InputError(f"{data_dir}: no training images")
         self.background = self.scene.background  # evaluation background: None for opaque images
-        self._check_dynamic()
+        self.model = model_family(self.scene)  # 3D, or 4D when the frames carry a time
+        self._check_methods()
         self.resume_ckpt = None
         if cfg.resume:
             self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
@@ -106,21 +107,16 @@ class Trainer:
         # 0: the full SH degree from the first step (fine-tuning)
         self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
 
-    def _check_dynamic(self) -> None:
-        """A scene whose frames carry a time trains a 4D model: check the options that depend on it."""
-        c, times = self.cfg, [cam.time for cam in self.scene.train]
-        self.dynamic = times[0] is not None
-        self.time_range = (min(times), max(times)) if self.dynamic else None
-        self.batch_size = c.batch_size if c.batch_size is not None else (2 if self.dynamic else 1)
-        if self.batch_size < 1 or (self.batch_size > 1 and not self.dynamic):
-            raise InputError(f"--batch-size {self.batch_size}: must be 1 for static scenes (above 1 only for 4D scenes)")
-        model = "4d" if self.dynamic else "3d"
+    def _check_methods(self) -> None:
+        """The options that depend on the model family: batch size, and the methods it accepts."""
+        c, model = self.cfg, self.model.name
+        self.batch_size = self.model.batch_size(c.batch_size)
         if model not in c.strategy.models:
-            raise InputError(f"strategy:{strategy_name(c.strategy)} is not available for {model} models"
-                             + (" (dynamic scenes); use default or none" if self.dynamic else ""))
+            raise InputError(f"strategy:{strategy_name(c.strategy)} is for {' and '.join(c.strategy.models)} models; "
+                             f"this scene trains a {model} model")
         if model not in c.prune.models:
-            raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; this scene "
-                             f"trains a {model} model" + ("" if self.dynamic else " (a static scene)"))
+            raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; "
+                             f"this scene trains a {model} model")
 
     # -- setup -------------------------------------------------------------------------------
     def _check_resumable(self, old: dict) -> None:
@@ -129,9 +125,9 @@ class Trainer:
             old = {**old, "strategy": new["strategy"] if old["strategy"] == new["strategy"]["name"] else old["strategy"]}
         if isinstance(old.get("prune"), str):  # written before pruners had configs (a name and loose options)
             if old["prune"] != "none" or new["prune"]["name"] != "none":
-                raise InputError(f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: written by an older gspruner whose "
-                                 f"pruner options (--prune {old['prune']}) cannot be matched to prune:NAME; "
-                                 "use --overwrite for a new run")
+                raise InputError(f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained by an older gspruner with "
+                                 f"--prune {old['prune']} (its options not recorded), this command has "
+                                 f"prune:{new['prune']['name']}; use --overwrite for a new run")
             old = {**old, "prune": new["prune"]}
         for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "init_ckpt"):
             if old.get(key) != new.get(key):
@@ -150,11 +146,7 @@ class Trainer:
         else:
             center, half = self.random_init_cube()
             points, rgb = center + random_points(c.init_num_pts, half, seed=c.seed), None
-        if self.dynamic:
-            splats = create_splats_4d(points, rgb, self.time_range, c.sh_degree, c.strategy.init_opacity,
-                                      c.strategy.init_scale, seed=c.seed)
-        else:
-            splats = create_splats(points, rgb, c.sh_degree, c.strategy.init_opacity, c.strategy.init_scale, seed=c.seed)
+        splats = self.model.create_splats(points, rgb, c.sh_degree, c.strategy.init_opacity, c.strategy.init_scale, c.seed)
         return splats.to(self.device)
 
     def random_init_cube(self) -> tuple[np.ndarray, float]:
@@ -186,11 +178,8 @@ class Trainer:
         fine_tune = c.init_ckpt is not None
         # the strategy's view callback (design contract 2): sampled training views and no-grad renders
         self.views = ViewSampler(self.scene.train, lambda cam: self.scene.image(cam).to(self.device), self._render_no_grad)
-        duration = self.time_range[1] - self.time_range[0] if self.dynamic else None
-        self.strategy = c.strategy.setup(self.max_steps, views=self.views, duration=duration)
-        lrs = dict(self.strategy.learning_rates or {})
-        if self.dynamic:  # mu_t's lr is the means' x the scene scale, as 4DGS (spatial_lr_scale)
-            lrs.update(LRS_4D, times=LRS_4D["times"] * self.scene_scale)
+        self.strategy = c.strategy.setup(self.max_steps, views=self.views, duration=self.model.duration)
+        lrs = {**(self.strategy.learning_rates or {}), **self.model.learning_rates(self.scene_scale)}
         start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
         self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
@@ -223,7 +212,7 @@ class Trainer:
             device=dev, max_steps=self.max_steps, densify_stop_step=self.strategy.densify_stop_step(),
             sh_degree=self.cfg.sh_degree, background=self.background,
             near_plane=self.cfg.near_plane, far_plane=self.cfg.far_plane,
-            frame_times=torch.tensor([cam.time for cam in scene.train]) if self.dynamic else None,
+            frame_times=self.model.frame_times(scene),
         )
 
     def render_kwargs(self) -> dict:
@@ -339,7 +328,7 @@ class Trainer:
         viewer = TrainingViewer(lambda: self.splats, lambda: self.current_sh_degree, self.device,
                                 port=self.cfg.port, output_dir=self.cfg.result_dir,
                                 background=self.background or (0.0, 0.0, 0.0), max_sh_degree=self.cfg.sh_degree,
-                                scene_scale=self.scene.scene_scale, time_range=self.time_range)
+                                scene_scale=self.scene.scene_scale, time_range=self.model.time_range)
         tqdm.write(f"viewer: {viewer.url}")
         return viewer
 
@@ -397,19 +386,14 @@ class Trainer:
     def finish(self, step: int) -> dict:
         c, r = self.cfg, self.cfg.result_dir
         save_checkpoint(r / "ckpt" / "last.pt", self.checkpoint_payload(step))
-        extra = {}
-        if self.dynamic:  # point_cloud.ply: the 3D snapshot at mid-sequence (`gspruner export --time` for others)
-            t_mid = 0.5 * (self.time_range[0] + self.time_range[1])
-            snap = snapshot(self.splats, t_mid)
-            write_ply(r / "point_cloud.ply", {k: v for k, v in snap.items() if k != "ids"})
-            extra = {"model": "4d", "ply_time": t_mid, "batch_size": self.batch_size}
-        else:
-            write_ply(r / "point_cloud.ply", {k: v.detach() for k, v in self.splats.items()})
+        ply_splats, extra = self.model.ply_splats(self.splats)  # a 4D model: its 3D snapshot at mid-sequence
+        write_ply(r / "point_cloud.ply", ply_splats)
+        extra.update(self.model.metrics(self.batch_size))
         split = "test" if self.scene.test else "train"
         m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split,
                      render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips,
-                     active_fn=self.pruner.active_mask, time_range=self.time_range)
-        if self.dynamic and self.pruner.active_mask(self.time_range[0]) is not None:  # the same without the filter
+                     active_fn=self.pruner.active_mask, time_range=self.model.time_range)
+        if self.pruner.active_mask(self.model.start_time) is not None:  # a temporal filter: also without it
             u = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split, with_lpips=False)
             extra.update(psnr_unfiltered=u["psnr"], ssim_unfiltered=u["ssim"], render_fps_unfiltered=u["render_fps"],
                          mean_rasterized_unfiltered=u["mean_rasterized"])
