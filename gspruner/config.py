@@ -97,6 +97,17 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def __post_init__(self) -> None:
+        """Values checked where they are parsed (checks that need the scene live with the model family)."""
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"--max-steps must be ≥ 1 (got {self.max_steps})")
+        if self.overwrite and self.resume:
+            raise InputError("--overwrite and --resume exclude each other")
+        if self.data_factor < 1:
+            raise InputError(f"--data-factor must be ≥ 1 (got {self.data_factor})")
+        if self.test_every < 0:
+            raise InputError(f"--test-every must be ≥ 0 (got {self.test_every})")
+
     def steps(self) -> int:
         return self.max_steps if self.max_steps is not None else (DEMO_MAX_STEPS if self.data_dir is None else 30_000)
 

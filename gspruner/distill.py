@@ -39,7 +39,7 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import psnr, ssim
 from .model import create_optimizers
-from .trainer import RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
+from .rundir import RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
 
 __all__ = ["distill_sh", "pseudo_camera", "psnr_vs_reference"]
 

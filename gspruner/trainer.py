@@ -11,7 +11,6 @@ import json
 import math
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,42 +33,9 @@ from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.family import model_family
 from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
+from .rundir import (check_resumable, check_result_dir, check_same_scene, config_dict, metrics_record,
+                     remove_run_files, scene_fingerprint)
 from .strategies import DefaultConfig, ViewSampler, strategy_name
-
-RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
-
-
-def check_result_dir(cfg: TrainConfig) -> None:
-    """Refuse to clobber another run unless --overwrite; --resume needs a checkpoint."""
-    r = cfg.result_dir
-    if cfg.overwrite and cfg.resume:
-        raise InputError("--overwrite and --resume exclude each other")
-    if r.exists() and not r.is_dir():
-        raise InputError(f"{r}: --result-dir exists and is not a directory")
-    if cfg.resume:
-        if not (r / "ckpt" / "last.pt").is_file():
-            raise InputError(f"{r / 'ckpt' / 'last.pt'}: nothing to resume (no checkpoint)")
-        return
-    holds_run = r.is_dir() and any((r / name).exists() for name in RUN_FILES)
-    if holds_run and not cfg.overwrite:
-        raise InputError(f"{r}: already holds a run; pass --resume to continue it or --overwrite to replace it")
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    def plain(v):
-        if isinstance(v, Path):
-            return str(v)
-        if isinstance(v, tuple):
-            return list(v)
-        return v
-
-    d = dataclasses.asdict(cfg)
-    d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # each method and its options
-    d["strategy"] = {"name": strategy_name(cfg.strategy), **d["strategy"]}
-    d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
-    d["max_steps"] = cfg.steps()
-    return d
-
 
 class Trainer:
     """Validates everything first (nothing written on bad input), then trains, evaluates and exports."""
@@ -80,8 +46,6 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         check_result_dir(cfg)
         self.max_steps = cfg.steps()
-        if self.max_steps < 1:
-            raise InputError(f"--max-steps must be ≥ 1 (got {self.max_steps})")
         data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)
         if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
             # the demo's 128x96 images: a copy of the config with its threshold (the caller's stays as it is)
@@ -98,7 +62,7 @@ class Trainer:
         self.resume_ckpt = None
         if cfg.resume:
             self.resume_ckpt = load_checkpoint(cfg.result_dir / "ckpt" / "last.pt")
-            self._check_resumable(self.resume_ckpt["config"])
+            check_resumable(self.resume_ckpt["config"], config_dict(self.cfg), cfg.result_dir / "ckpt" / "last.pt")
         self.init_ckpt = None
         if cfg.init_ckpt is not None and not cfg.resume:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
@@ -119,23 +83,6 @@ class Trainer:
                              f"this scene trains a {model} model")
 
     # -- setup -------------------------------------------------------------------------------
-    def _check_resumable(self, old: dict) -> None:
-        new = config_dict(self.cfg)
-        if isinstance(old.get("strategy"), str):  # written before strategies had configs: compare the name
-            old = {**old, "strategy": new["strategy"] if old["strategy"] == new["strategy"]["name"] else old["strategy"]}
-        if isinstance(old.get("prune"), str):  # written before pruners had configs (a name and loose options)
-            if old["prune"] != "none" or new["prune"]["name"] != "none":
-                raise InputError(f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained by an older gspruner with "
-                                 f"--prune {old['prune']} (its options not recorded), this command has "
-                                 f"prune:{new['prune']['name']}; use --overwrite for a new run")
-            old = {**old, "prune": new["prune"]}
-        for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "init_ckpt"):
-            if old.get(key) != new.get(key):
-                raise InputError(
-                    f"{self.cfg.result_dir / 'ckpt' / 'last.pt'}: was trained with {key}={old.get(key)!r}, "
-                    f"this command has {new.get(key)!r}; use --overwrite for a new run"
-                )
-
     def _init_splats(self) -> torch.nn.ParameterDict:
         c, scene = self.cfg, self.scene
         use_sfm = c.init_type == "sfm" or (c.init_type == "auto" and len(scene.points) > 0)
@@ -397,60 +344,13 @@ class Trainer:
             u = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split, with_lpips=False)
             extra.update(psnr_unfiltered=u["psnr"], ssim_unfiltered=u["ssim"], render_fps_unfiltered=u["render_fps"],
                          mean_rasterized_unfiltered=u["mean_rasterized"])
-        metrics = {
-            **m,
-            **extra,
-            "num_gaussians": len(self.splats["means"]),
-            "train_seconds": self.train_seconds,
-            "steps": self.max_steps,
-            "strategy": strategy_name(c.strategy),
-            "prune": "none",
-            "num_gaussians_before_prune": None,
-            "prune_ratio": None,
-            **self.pruner.summary(),
-            "device": str(self.device),
-            "rasterizer": "gsplat" if self.device.type == "cuda" else cpu_backend(),  # CPU: compiled | torch
-            "data_dir": str(self.scene.data_dir),
-            "data_factor": c.data_factor,
-            "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,
-            # peak GPU memory of this process (training + evaluation), for the benchmark's memory column
-            "peak_gpu_mb": torch.cuda.max_memory_allocated(self.device) / 1e6 if self.device.type == "cuda" else None,
-        }
+        metrics = metrics_record(
+            m, extra, self.pruner.summary(), num_gaussians=len(self.splats["means"]), train_seconds=self.train_seconds,
+            steps=self.max_steps, strategy=strategy_name(c.strategy), device=self.device,
+            rasterizer="gsplat" if self.device.type == "cuda" else cpu_backend(),  # CPU: compiled | torch
+            data_dir=self.scene.data_dir, data_factor=c.data_factor, ply=r / "point_cloud.ply")
         (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
-
-
-def remove_run_files(result_dir: Path) -> None:
-    """Delete what a run leaves in `result_dir` (RUN_FILES), nothing else (--overwrite)."""
-    for name in RUN_FILES:
-        p = result_dir / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-
-
-def scene_fingerprint(scene) -> dict:
-    """What identifies the scene a checkpoint was trained on."""
-    fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
-                   "background": list(scene.background) if scene.background is not None else None,
-                   "train_images": [cam.name for cam in scene.train]}
-    times = [cam.time for cam in scene.train if cam.time is not None]
-    if times:  # a dynamic scene: the span of its training frames (the viewer's time slider)
-        fingerprint["time_range"] = [min(times), max(times)]
-    return fingerprint
-
-
-def check_same_scene(ckpt: dict, scene, ckpt_path) -> None:
-    """A checkpoint must come from this scene (same training images) and hold consistent splats."""
-    counts = {k: v.shape[0] for k, v in ckpt["splats"].items()}
-    if len(set(counts.values())) != 1:
-        raise InputError(f"{ckpt_path}: inconsistent Gaussian counts across parameters {counts}")
-    names = ckpt.get("scene", {}).get("train_images")
-    mine = [cam.name for cam in scene.train]
-    if names is not None and names != mine:
-        raise InputError(f"{ckpt_path}: trained on another scene ({ckpt['scene'].get('data_dir')}, "
-                         f"{len(names)} training images) than {scene.data_dir} ({len(mine)} training images)")
 
 
 def _to_device(obj, device):

@@ -30,7 +30,8 @@ from gspruner.checkpoint import load_checkpoint, save_checkpoint
 from gspruner.config import TrainConfig
 from gspruner.pruning import PRUNERS, LP3DGSConfig, MaskPruner, PruneContext, STEMaskConfig
 from gspruner.strategies import STRATEGIES, make_strategy
-from gspruner.trainer import Trainer, config_dict
+from gspruner.rundir import config_dict
+from gspruner.trainer import Trainer
 
 
 class SnapshotTrainer(Trainer):

@@ -111,3 +111,17 @@ def test_unknown_command_is_one_line_exit_2(capsys):
     assert main(["trian"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "trian" in err[0]
+
+
+@pytest.mark.parametrize("args,message", [(["--max-steps", "0"], "--max-steps must be ≥ 1"),
+                                          (["--overwrite", "--resume"], "exclude each other"),
+                                          (["--data-factor", "0"], "--data-factor must be ≥ 1"),
+                                          (["--test-every", "-1"], "--test-every must be ≥ 0"),
+                                          (["prune:lightgaussian", "--prune.ratio", "0"], "--prune.ratio must be in (0, 1)")])
+def test_bad_values_are_refused_where_parsed(tmp_path, capsys, args, message):
+    """TrainConfig and the method configs check their values: one error line, exit 2, nothing written."""
+    r = tmp_path / "out"
+    assert main(["train", "--data-dir", str(tmp_path / "nope"), "--result-dir", str(r), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert not r.exists()

@@ -1,0 +1,123 @@
+"""The run directory: what a run leaves in --result-dir (RUN_FILES), the overwrite / resume rules, the resolved
+config written as config.yml, the scene fingerprint a checkpoint carries, and the metrics.json record."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .errors import InputError
+from .pruning import pruner_name
+from .strategies import strategy_name
+
+RUN_FILES = ("config.yml", "metrics.json", "log.jsonl", "ckpt", "renders", "point_cloud.ply")
+
+
+def check_result_dir(cfg: TrainConfig) -> None:
+    """Refuse to clobber another run unless --overwrite; --resume needs a checkpoint."""
+    r = cfg.result_dir  # --overwrite with --resume: refused by TrainConfig itself
+    if r.exists() and not r.is_dir():
+        raise InputError(f"{r}: --result-dir exists and is not a directory")
+    if cfg.resume:
+        if not (r / "ckpt" / "last.pt").is_file():
+            raise InputError(f"{r / 'ckpt' / 'last.pt'}: nothing to resume (no checkpoint)")
+        return
+    holds_run = r.is_dir() and any((r / name).exists() for name in RUN_FILES)
+    if holds_run and not cfg.overwrite:
+        raise InputError(f"{r}: already holds a run; pass --resume to continue it or --overwrite to replace it")
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    def plain(v):
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, tuple):
+            return list(v)
+        return v
+
+    d = dataclasses.asdict(cfg)
+    d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # each method and its options
+    d["strategy"] = {"name": strategy_name(cfg.strategy), **d["strategy"]}
+    d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
+    d["max_steps"] = cfg.steps()
+    return d
+
+
+def check_resumable(old: dict, new: dict, ckpt_path: Path) -> None:
+    """--resume continues the same run: `old` (the checkpoint's config_dict) must match `new` where it matters."""
+    if isinstance(old.get("strategy"), str):  # written before strategies had configs: compare the name
+        old = {**old, "strategy": new["strategy"] if old["strategy"] == new["strategy"]["name"] else old["strategy"]}
+    if isinstance(old.get("prune"), str):  # written before pruners had configs (a name and loose options)
+        if old["prune"] != "none" or new["prune"]["name"] != "none":
+            raise InputError(f"{ckpt_path}: was trained by an older gspruner with "
+                             f"--prune {old['prune']} (its options not recorded), this command has "
+                             f"prune:{new['prune']['name']}; use --overwrite for a new run")
+        old = {**old, "prune": new["prune"]}
+    for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "init_ckpt"):
+        if old.get(key) != new.get(key):
+            raise InputError(
+                f"{ckpt_path}: was trained with {key}={old.get(key)!r}, "
+                f"this command has {new.get(key)!r}; use --overwrite for a new run"
+            )
+
+
+def metrics_record(evaluation: dict, model_extra: dict, pruner_summary: dict, *, num_gaussians: int,
+                   train_seconds: float, steps: int, strategy: str, device: torch.device, rasterizer: str,
+                   data_dir: Path, data_factor: int, ply: Path) -> dict:
+    """metrics.json: the evaluation, what the model family and the pruner report, and how the run was made."""
+    return {
+        **evaluation,
+        **model_extra,
+        "num_gaussians": num_gaussians,
+        "train_seconds": train_seconds,
+        "steps": steps,
+        "strategy": strategy,
+        "prune": "none",
+        "num_gaussians_before_prune": None,
+        "prune_ratio": None,
+        **pruner_summary,
+        "device": str(device),
+        "rasterizer": rasterizer,
+        "data_dir": str(data_dir),
+        "data_factor": data_factor,
+        "ply_mb": ply.stat().st_size / 1e6,
+        # peak GPU memory of this process (training + evaluation), for the benchmark's memory column
+        "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 1e6 if device.type == "cuda" else None,
+    }
+
+
+def remove_run_files(result_dir: Path) -> None:
+    """Delete what a run leaves in `result_dir` (RUN_FILES), nothing else (--overwrite)."""
+    for name in RUN_FILES:
+        p = result_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def scene_fingerprint(scene) -> dict:
+    """What identifies the scene a checkpoint was trained on."""
+    fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
+                   "background": list(scene.background) if scene.background is not None else None,
+                   "train_images": [cam.name for cam in scene.train]}
+    times = [cam.time for cam in scene.train if cam.time is not None]
+    if times:  # a dynamic scene: the span of its training frames (the viewer's time slider)
+        fingerprint["time_range"] = [min(times), max(times)]
+    return fingerprint
+
+
+def check_same_scene(ckpt: dict, scene, ckpt_path) -> None:
+    """A checkpoint must come from this scene (same training images) and hold consistent splats."""
+    counts = {k: v.shape[0] for k, v in ckpt["splats"].items()}
+    if len(set(counts.values())) != 1:
+        raise InputError(f"{ckpt_path}: inconsistent Gaussian counts across parameters {counts}")
+    names = ckpt.get("scene", {}).get("train_images")
+    mine = [cam.name for cam in scene.train]
+    if names is not None and names != mine:
+        raise InputError(f"{ckpt_path}: trained on another scene ({ckpt['scene'].get('data_dir')}, "
+                         f"{len(names)} training images) than {scene.data_dir} ({len(mine)} training images)")
