@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, required=True, help="scene folder (COLMAP / NeRF-synthetic / instant-ngp)")
     ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
     ap.add_argument("--max-steps", type=int, default=3000, help="steps of the base training run")
-    ap.add_argument("--strategy", default="default", choices=["default", "mcmc"], help="densification of the base run")
+    ap.add_argument("--strategy", default="default", choices=[n for n in STRATEGIES if n != "none"], help="densification of the base run")
     ap.add_argument("--finetune-steps", type=int, default=1000, help="fine-tuning steps after each prune (and for the reference)")
     ap.add_argument("--ratios", default="0.3,0.5,0.66,0.8,0.9", help="comma-separated prune ratios")
     ap.add_argument("--scores", default="lightgaussian,radsplat,minisplatting,opacity", help="comma-separated scores")

@@ -33,13 +33,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gspruner.export.formats import format_suffix
 from gspruner.report import (
     BENCHMARK_FILE, EXPORT_FORMATS, METHOD_RUN_FILE, REFERENCE_METHOD, read_json, write_aggregate_report,
     write_scene_report,
 )
 
 DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs"
-EXPORT_SUFFIX = {"ply": ".ply", "compressed-ply": ".compressed.ply", "spz": ".spz"}
 BOX_CHARS = "│╭╮╰╯─ "
 
 
@@ -170,7 +170,7 @@ def export_method(method_dir: Path, scene: str, rerun: bool, record: dict) -> No
     exports, errors = record.setdefault("exports", {}), {}
     ckpt = method_dir / "ckpt" / "last.pt"
     for fmt in EXPORT_FORMATS:
-        path = method_dir / "exports" / f"{scene}{EXPORT_SUFFIX[fmt]}"
+        path = method_dir / "exports" / f"{scene}{format_suffix(fmt)}"
         if not rerun and path.is_file() and fmt in exports:
             continue
         try:

@@ -140,3 +140,26 @@ def test_train_with_viewer(tiny_scene, tmp_path):
     """--viewer serves while training (no client: nothing rendered) and the run completes normally."""
     m = Trainer(_cfg(tiny_scene, tmp_path / "v", max_steps=10, viewer=True, port=0)).train()
     assert m["steps"] == 10 and (tmp_path / "v" / "metrics.json").is_file()
+
+
+def test_checkpoint_from_before_method_configs_resumes(tiny_scene, tmp_path, capsys):
+    """A checkpoint whose config names its strategy and pruner by string (before the configs) still resumes; a
+    pruner that cannot be matched to one is refused with one error line."""
+    from gspruner.cli import main
+
+    r = tmp_path / "old"
+    Trainer(_cfg(tiny_scene, r, max_steps=20, save_every=10)).train()
+    ck = load_checkpoint(r / "ckpt" / "step_000010.pt")
+    ck["config"].update(strategy="default", prune="none", prune_ratio=None, strategy_cfg={"absgrad": False})
+    torch.save(ck, r / "ckpt" / "last.pt")
+    before = json.loads((r / "metrics.json").read_text())
+    args = ["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "--resume", "--max-steps", "20",
+            "--device", "cpu", "--no-progress", "--no-lpips"]
+    assert main(args) == 0
+    after = json.loads((r / "metrics.json").read_text())
+    assert after["psnr"] == pytest.approx(before["psnr"], abs=1e-4)  # the same run, continued from step 10
+    torch.save(ck, r / "ckpt" / "last.pt")
+    capsys.readouterr()
+    assert main(args + ["prune:lightgaussian"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prune none" in err[0] and "prune:lightgaussian" in err[0]
