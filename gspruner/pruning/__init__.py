@@ -7,6 +7,7 @@ its `PrunerConfig` (the pruner's options as a dataclass) and registered here by 
 
 from __future__ import annotations
 
+from ..registry import Registry
 from .base import NoPruneConfig, Pruner, PruneContext, PrunerConfig, remove_gaussians
 from .importance import SCORES, compute_importance
 from .lp3dgs import LP3DGSConfig, MaskPruner, STEMaskConfig
@@ -15,7 +16,7 @@ from .oneshot import (LightGaussianConfig, MiniSplattingAreaConfig, MiniSplattin
 from .spatiotemporal import DEFAULT_FILTER_MIN_WEIGHT, SpatioTemporalConfig, SpatioTemporalPruner, TemporalFilter
 
 # name -> its config class (the defaults of a fresh instance are the method's); one line per pruner
-PRUNERS: dict[str, type[PrunerConfig]] = {
+PRUNERS = Registry(PrunerConfig, {
     "none": NoPruneConfig,
     "lightgaussian": LightGaussianConfig,
     "radsplat": RadSplatConfig,
@@ -25,31 +26,14 @@ PRUNERS: dict[str, type[PrunerConfig]] = {
     "lp3dgs": LP3DGSConfig,
     "ste-mask": STEMaskConfig,
     "spatiotemporal": SpatioTemporalConfig,
-}
-
-
-def register_pruner(name: str, config: type[PrunerConfig]) -> type[PrunerConfig]:
-    """Make `config` selectable as `prune:NAME` (and `score:NAME` when it is post-hoc)."""
-    if not (isinstance(config, type) and issubclass(config, PrunerConfig)):
-        raise TypeError(f"{config!r} is not a PrunerConfig subclass")
-    PRUNERS[name] = config
-    return config
-
-
-def pruner_name(config: PrunerConfig) -> str:
-    """The registered name of a config's class."""
-    for name, cls in PRUNERS.items():
-        if type(config) is cls:
-            return name
-    raise KeyError(f"{type(config).__name__} is not registered (register_pruner)")
+})
+register_pruner = PRUNERS.register  # make a config selectable as prune:NAME (and score:NAME when post_hoc)
+pruner_name = PRUNERS.name_of
 
 
 def pruner_union(post_hoc: bool = False):
-    """The tyro type choosing one registered pruner config (subcommands `prune:NAME`), at parse time."""
-    from ..config import subcommand_union
-
-    names = [n for n, c in PRUNERS.items() if c.post_hoc or not post_hoc]
-    return subcommand_union({n: PRUNERS[n] for n in names})
+    """The tyro type choosing one registered pruner config (`prune:NAME`; `score:NAME`: post-hoc ones only)."""
+    return PRUNERS.union(lambda config: config.post_hoc or not post_hoc)
 
 
 __all__ = ["DEFAULT_FILTER_MIN_WEIGHT", "PRUNERS", "LP3DGSConfig", "LightGaussianConfig", "MaskPruner",

@@ -10,6 +10,7 @@ at the same fraction.
 from __future__ import annotations
 
 from ..model.gaussians import REFERENCE_STEPS  # gsplat's schedules are written for 30k steps
+from ..registry import Registry
 from . import cpu_ops
 from .base import NoStrategy, NoStrategyConfig, StrategyConfig, StrategyHooks, TrainingStrategy
 from .default import DefaultConfig, DefaultStrategy
@@ -22,35 +23,15 @@ from .views import ViewSampler
 cpu_ops.install()
 
 # name -> its config class (a fresh instance holds the method's defaults); one line per strategy
-STRATEGIES: dict[str, type[StrategyConfig]] = {
+STRATEGIES = Registry(StrategyConfig, {
     "default": DefaultConfig,
     "mcmc": MCMCConfig,
     "fastgs": FastGSConfig,
     "none": NoStrategyConfig,
-}
-
-
-def register_strategy(name: str, config: type[StrategyConfig]) -> type[StrategyConfig]:
-    """Make `config` selectable as `strategy:NAME`."""
-    if not (isinstance(config, type) and issubclass(config, StrategyConfig)):
-        raise TypeError(f"{config!r} is not a StrategyConfig subclass")
-    STRATEGIES[name] = config
-    return config
-
-
-def strategy_name(config: StrategyConfig) -> str:
-    """The registered name of a config's class."""
-    for name, cls in STRATEGIES.items():
-        if type(config) is cls:
-            return name
-    raise KeyError(f"{type(config).__name__} is not registered (register_strategy)")
-
-
-def strategy_union():
-    """The tyro type choosing one registered strategy config (subcommands `strategy:NAME`), at parse time."""
-    from ..config import subcommand_union
-
-    return subcommand_union(dict(STRATEGIES))
+})
+register_strategy = STRATEGIES.register  # make a config selectable as strategy:NAME
+strategy_name = STRATEGIES.name_of
+strategy_union = STRATEGIES.union
 
 
 def make_strategy(name: str, max_steps: int, views: ViewSampler | None = None,
