@@ -161,8 +161,6 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(usage())
@@ -173,13 +171,52 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cls, run = _command(name)
     try:
-        # parent options may follow a method subcommand (`prune:lp3dgs --max-steps 10`)
-        cfg = tyro.cli(cls, args=rest, prog=f"gspruner {name}", config=(tyro.conf.CascadeSubcommandArgs,))
+        cfg = parse(cls, rest, prog=f"gspruner {name}")
         run(cfg)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def parse(cls: type, args: list[str], prog: str):
+    """tyro's parse of `args` into `cls`; parent options may follow a method subcommand (`prune:lp3dgs
+    --max-steps 10`). A usage error (unknown option or subcommand, bad value) becomes one InputError line
+    instead of tyro's box; --help prints and exits 0 as usual."""
+    import contextlib
+    import io
+
+    import tyro
+
+    box = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(box):
+            return tyro.cli(cls, args=args, prog=prog, config=(tyro.conf.CascadeSubcommandArgs,))
+    except SystemExit as exc:
+        if not exc.code:
+            raise
+        raise InputError(f"{box_text(box.getvalue())} (see `{prog} --help`)") from None
+
+
+BOX_CHARS = "│╭╮╰╯─ "
+
+
+def box_text(text: str) -> str:
+    """The message of tyro's error box, joined across its wrapped lines: the lines under the title (drawn with
+    box characters on a terminal, as a title over a rule of dashes elsewhere) up to the first blank one; else
+    the last non-empty line."""
+    rows = [line.strip().strip("│").strip() for line in text.splitlines()]
+    for i, row in enumerate(rows):
+        boxed, ruled = row.startswith("╭─"), i > 0 and bool(row) and set(row) <= set("-─")
+        if boxed or ruled:
+            body = []
+            for inner in rows[i + 1:]:
+                if not inner or set(inner) <= set(BOX_CHARS + "-"):
+                    break
+                body.append(inner)
+            return " ".join(body) if body else (row.strip(BOX_CHARS) if boxed else rows[i - 1])
+    meaningful = [row for row in rows if row.strip(BOX_CHARS)]
+    return meaningful[-1] if meaningful else "invalid arguments"
 
 
 if __name__ == "__main__":

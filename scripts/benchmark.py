@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gspruner.cli import box_text
 from gspruner.export.formats import format_suffix
 from gspruner.report import (
     BENCHMARK_FILE, EXPORT_FORMATS, METHOD_RUN_FILE, REFERENCE_METHOD, read_json, write_aggregate_report,
@@ -40,7 +41,6 @@ from gspruner.report import (
 )
 
 DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs"
-BOX_CHARS = "│╭╮╰╯─ "
 
 
 @dataclass
@@ -75,18 +75,7 @@ def failure_message(stderr: str) -> str:
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
         last = [line for line in lines if line.strip()]
         return last[-1].strip() if last else "failed"
-    for i, line in enumerate(lines):
-        if line.startswith("╭─"):
-            body = []
-            for inner in lines[i + 1:]:
-                text = inner.strip().strip("│").strip()
-                if not text or set(text) <= set(BOX_CHARS):
-                    break
-                body.append(text)
-            title = line.strip(BOX_CHARS)
-            return " ".join(body) if body else title
-    meaningful = [line.strip() for line in lines if line.strip(BOX_CHARS)]
-    return meaningful[-1] if meaningful else "failed (no error output)"
+    return box_text(stderr) if stderr.strip() else "failed (no error output)"
 
 
 def takes_ratio(pruner: str) -> bool:

@@ -97,7 +97,7 @@ def test_failing_method_is_reported_and_finished_ones_are_not_rerun(tiny_scene, 
     scene = out / tiny_scene.name
     rows = table_rows((scene / "report.md").read_text())
     failed = rows["nosuchstrategy"]["status"]
-    assert failed.startswith("failed: Unrecognized options: strategy:nosuchstrategy")
+    assert failed.startswith("failed: error: Unrecognized options: strategy:nosuchstrategy")
     assert rows["default (reference)"]["PSNR"] == "21.00"
     # the finished method was not run again
     assert (finished / "metrics.json").read_text() == metrics_before
@@ -128,7 +128,7 @@ def test_benchmark_end_to_end_on_the_tiny_scene(tiny_scene, tmp_path):
     scene = out / tiny_scene.name
     rows = table_rows((scene / "report.md").read_text())
     assert rows["default (reference)"]["status"] == "ok" and rows["default+opacity"]["status"] == "ok"
-    assert rows["bogus"]["status"].startswith("failed: Unrecognized options: strategy:bogus")
+    assert rows["bogus"]["status"].startswith("failed: error: Unrecognized options: strategy:bogus")
     opacity = rows["default+opacity"]
     ref = json.loads((scene / "default" / "metrics.json").read_text())
     pruned = json.loads((scene / "default+opacity" / "metrics.json").read_text())

@@ -231,6 +231,7 @@ def test_4d_resume_is_exact(tiny_dynamic_scene, tmp_path):
 @pytest.mark.parametrize("args", [
     ["strategy:mcmc"],
     ["prune:lightgaussian"],
+    ["prune:spatiotemporal", "--prune.threshold", "0.1"],  # 4DGS-1K prunes by ratio only
     ["prune:spatiotemporal", "--prune.ratio", "1.5"],
     ["prune:spatiotemporal", "--prune.keyframe-every", "0"],
 ])
@@ -239,15 +240,6 @@ def test_4d_refuses_options_it_cannot_honour(tiny_dynamic_scene, tmp_path, capsy
     assert main(["train", "--data-dir", str(tiny_dynamic_scene), "--result-dir", str(r), "--device", "cpu", *args]) == 2
     assert not r.exists()
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
-
-
-def test_4d_pruner_has_no_threshold(tiny_dynamic_scene, tmp_path, capsys):
-    r = tmp_path / "r"
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--data-dir", str(tiny_dynamic_scene), "--result-dir", str(r), "prune:spatiotemporal",
-              "--prune.threshold", "0.1"])
-    assert exc.value.code == 2 and "--prune.threshold" in capsys.readouterr().err
-    assert not r.exists()
 
 
 @pytest.mark.parametrize("args", [["prune:spatiotemporal"], ["--batch-size", "2"]])
