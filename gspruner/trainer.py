@@ -37,6 +37,7 @@ from .rundir import (check_resumable, check_result_dir, check_same_scene, config
                      remove_run_files, scene_fingerprint)
 from .strategies import DefaultConfig, ViewSampler, strategy_name
 
+
 class Trainer:
     """Validates everything first (nothing written on bad input), then trains, evaluates and exports."""
 
