@@ -130,13 +130,12 @@ def _command(name: str):
 
         return ViewConfig, run_view
     return {
-        "train": (config.train_cli_type, run_train),  # the registered pruners, at parse time
-        "prune": (config.prune_cli_type, run_prune),
-        "eval": (lambda: config.EvalConfig, run_eval),
-        "distill-sh": (lambda: config.DistillConfig, run_distill),
-        "report": (lambda: config.ReportConfig, run_report),
-    }[name][0](), {"train": run_train, "prune": run_prune, "eval": run_eval, "distill-sh": run_distill,
-                   "report": run_report}[name]
+        "train": (config.train_cli_type(), run_train),  # the registered methods, at parse time
+        "prune": (config.prune_cli_type(), run_prune),
+        "eval": (config.EvalConfig, run_eval),
+        "distill-sh": (config.DistillConfig, run_distill),
+        "report": (config.ReportConfig, run_report),
+    }[name]
 
 
 # name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)

@@ -11,6 +11,7 @@ import torch
 
 from .config import TrainConfig
 from .errors import InputError
+from .model.family import model_family
 from .pruning import pruner_name
 from .strategies import strategy_name
 
@@ -105,9 +106,9 @@ def scene_fingerprint(scene) -> dict:
     fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
                    "background": list(scene.background) if scene.background is not None else None,
                    "train_images": [cam.name for cam in scene.train]}
-    times = [cam.time for cam in scene.train if cam.time is not None]
-    if times:  # a dynamic scene: the span of its training frames (the viewer's time slider)
-        fingerprint["time_range"] = [min(times), max(times)]
+    span = model_family(scene).time_range
+    if span is not None:  # a 4D model: the span of its training frames (the viewer's time slider)
+        fingerprint["time_range"] = list(span)
     return fingerprint
 
 

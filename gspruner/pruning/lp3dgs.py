@@ -17,7 +17,7 @@ every 20 steps. Scaled to max_steps; see `MaskPruner.__init__` for the short-run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -217,32 +217,39 @@ class MaskPruner(Pruner):
 
 
 @dataclass
-class LP3DGSConfig(PrunerConfig):
+class MaskPrunerConfig(PrunerConfig):
+    """A learned mask trained for a window, then one hard prune at `at` (the ratio is learned, not an option)."""
+
+    estimator: ClassVar[Estimator] = "gumbel"
+
+    at: Optional[tuple[float, ...]] = None
+    """The hard prune, as a fraction of --max-steps (default 2/3: LP-3DGS's 20k of 30k); never before densification stops plus the mask window."""
+
+    def __post_init__(self) -> None:
+        check_fractions(self.at)
+
+    def mask_score(self) -> str:
+        """The importance score the mask multiplies (LP-3DGS); the STE mask uses none."""
+        return "radsplat"
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
+        return MaskPruner(ctx, self.estimator, score=self.mask_score(), seed=seed, **kw)
+
+
+@dataclass
+class LP3DGSConfig(MaskPrunerConfig):
     """LP-3DGS (Zhang et al. 2024): a Gumbel-sigmoid mask gs(m·S) on an importance score S, trained for a short window under a sparsity loss, then one hard prune; the ratio is learned."""
 
     score: Literal["radsplat", "minisplatting"] = "radsplat"
     """The importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
-    at: Optional[tuple[float, ...]] = None
-    """The hard prune, as a fraction of --max-steps (default 2/3: the paper's 20k of 30k); never before densification stops plus the mask window."""
 
-    def __post_init__(self) -> None:
-        check_fractions(self.at)
-
-    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
-        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
-        return MaskPruner(ctx, "gumbel", score=self.score, seed=seed, **kw)
+    def mask_score(self) -> str:
+        return self.score
 
 
 @dataclass
-class STEMaskConfig(PrunerConfig):
+class STEMaskConfig(MaskPrunerConfig):
     """Compact-3DGS's straight-through mask (Lee et al. 2024) on opacity and scale, trained from the end of densification, then one hard prune; the ratio is learned."""
 
-    at: Optional[tuple[float, ...]] = None
-    """The hard prune, as a fraction of --max-steps (default 2/3)."""
-
-    def __post_init__(self) -> None:
-        check_fractions(self.at)
-
-    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
-        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
-        return MaskPruner(ctx, "ste", seed=seed, **kw)
+    estimator: ClassVar[Estimator] = "ste"

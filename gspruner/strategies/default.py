@@ -63,10 +63,10 @@ class DefaultStrategy(GsplatDefaultStrategy, StrategyHooks):
 
     def too_big(self, params, state) -> torch.Tensor:
         """[N] bool: 3DGS's "big in world space", relative to the distance from the scene centre (module doc)."""
-        limit = torch.tensor(state["scene_scale"], dtype=torch.float32, device=params["means"].device)
+        limit = state["scene_scale"]
         if self.prune_far_by_distance:
             center = torch.tensor(state.get("scene_center", (0.0, 0.0, 0.0)), device=params["means"].device)
-            limit = (params["means"] - center).norm(dim=-1).clamp_min(limit)
+            limit = (params["means"] - center).norm(dim=-1).clamp_min(limit)  # [N]
         return torch.exp(params["scales"]).max(dim=-1).values > self.prune_scale3d * limit
 
     @torch.no_grad()

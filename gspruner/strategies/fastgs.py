@@ -243,7 +243,6 @@ class FastGSStrategy(Strategy, StrategyHooks):
             print(f"step {step}: FastGS final VCP pruned {int(is_prune.sum())}; {len(params['means'])} Gaussians")
 
 
-
 # FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
 FASTGS_LRS = {"opacities": 0.025, "sh0": 0.0025, "shN": 0.005 / 20}
 
