@@ -72,11 +72,12 @@ def evaluate(
     `active_fn(time) -> [N] bool | None`: a temporal filter (4D models); "mean_rasterized" counts the
     Gaussians sent to the rasterizer per view. `time_range` (t0, t1) of the training frames (4D models): the
     same metrics also over the views inside it (`*_in_span`: interpolation) and outside it (`*_out_of_span`:
-    extrapolation in time)."""
+    extrapolation in time). "per_view" lists each view's name, time (4D) and metrics, so that one bad view (or
+    a wrong ground-truth image) shows up by name."""
     cams = scene.test if split == "test" else scene.train
     lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
     lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
-    psnrs, ssims, lpipss, seconds, rasterized = [], [], [], [], []
+    psnrs, ssims, lpipss, seconds, rasterized, per_view = [], [], [], [], [], []
     for i, cam in enumerate(cams):
         gt = scene.image(cam).to(device)
         t0 = time.perf_counter()
@@ -91,6 +92,8 @@ def evaluate(
         ssims.append(float(ssim(rgb[None], gt[None])))
         if lpips_fn is not None:
             lpipss.append(float(lpips_fn(rgb, gt)))
+        per_view.append({"name": cam.name, "time": cam.time, "psnr": psnrs[-1], "ssim": ssims[-1],
+                         "lpips": lpipss[-1] if lpips_fn is not None else None})
         if render_dir is not None:
             write_side_by_side(render_dir / f"{split}_{i:04d}_{Path(cam.name).stem}.png", rgb, gt)
     n = max(len(cams), 1)
@@ -113,4 +116,5 @@ def evaluate(
         "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
         "mean_rasterized": float(sum(rasterized) / n) if cams else None,
         **by_span,
+        "per_view": per_view,
     }

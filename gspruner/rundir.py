@@ -69,9 +69,11 @@ def check_resumable(old: dict, new: dict, ckpt_path: Path) -> None:
 def metrics_record(evaluation: dict, model_extra: dict, pruner_summary: dict, *, num_gaussians: int,
                    train_seconds: float, steps: int, strategy: str, device: torch.device, rasterizer: str,
                    data_dir: Path, data_factor: int, ply: Path) -> dict:
-    """metrics.json: the evaluation, what the model family and the pruner report, and how the run was made."""
+    """metrics.json: the evaluation, what the model family and the pruner report, and how the run was made;
+    the evaluation's per-view list last."""
+    per_view = evaluation.get("per_view", [])
     return {
-        **evaluation,
+        **{k: v for k, v in evaluation.items() if k != "per_view"},
         **model_extra,
         "num_gaussians": num_gaussians,
         "train_seconds": train_seconds,
@@ -88,6 +90,7 @@ def metrics_record(evaluation: dict, model_extra: dict, pruner_summary: dict, *,
         "ply_mb": ply.stat().st_size / 1e6,
         # peak GPU memory of this process (training + evaluation), for the benchmark's memory column
         "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 1e6 if device.type == "cuda" else None,
+        "per_view": per_view,
     }
 
 

@@ -206,6 +206,11 @@ def test_metrics_split_at_the_training_time_span(tiny_dynamic_scene):
     assert m["num_views_in_span"] == len(times) - 2 and m["num_views_out_of_span"] == 2
     mean = (m["psnr_in_span"] * m["num_views_in_span"] + m["psnr_out_of_span"] * 2) / len(times)
     assert mean == pytest.approx(m["psnr"]) and m["psnr_in_span"] != m["psnr_out_of_span"]
+    # each view by name and time: the span means are means of these
+    by_name = {v["name"]: v for v in m["per_view"]}
+    assert sorted(by_name) == sorted(cam.name for cam in scene.test)
+    inside = [v["psnr"] for v in m["per_view"] if span[0] <= v["time"] <= span[1]]
+    assert len(inside) == m["num_views_in_span"] and sum(inside) / len(inside) == pytest.approx(m["psnr_in_span"])
     assert "psnr_in_span" not in evaluate(splats, scene, "cpu", 0, with_lpips=False)
 
 
