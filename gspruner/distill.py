@@ -39,7 +39,7 @@ from .evaluation import evaluate, render_view
 from .export import write_ply
 from .metrics import psnr, ssim
 from .model import create_optimizers
-from .rundir import RUN_FILES, check_same_scene, remove_run_files, scene_fingerprint
+from .rundir import RUN_FILES, check_same_scene, run_writes, scene_fingerprint
 
 __all__ = ["distill_sh", "pseudo_camera", "psnr_vs_reference"]
 
@@ -77,15 +77,12 @@ def _drop_bands(state: dict, sh_degree: int) -> dict:
     return {**state, "shN": state["shN"][:, : (sh_degree + 1) ** 2 - 1].contiguous()}
 
 
-def _prepare_result_dir(cfg: DistillConfig) -> None:
+def _check_result_dir(cfg: DistillConfig) -> None:
     r = cfg.result_dir
     if r.exists() and not r.is_dir():
         raise InputError(f"{r}: --result-dir exists and is not a directory")
-    if r.is_dir() and any((r / name).exists() for name in RUN_FILES):
-        if not cfg.overwrite:
-            raise InputError(f"{r}: already holds a run; pass --overwrite to replace it")
-        remove_run_files(r)
-    r.mkdir(parents=True, exist_ok=True)
+    if r.is_dir() and any((r / name).exists() for name in RUN_FILES) and not cfg.overwrite:
+        raise InputError(f"{r}: already holds a run; pass --overwrite to replace it")
 
 
 def distill_sh(cfg: DistillConfig) -> dict:
@@ -123,93 +120,94 @@ def distill_sh(cfg: DistillConfig) -> dict:
     if not scene.train:
         raise InputError(f"{scene.data_dir}: no training images")
     check_same_scene(teacher_ckpt, scene, ckpt_path)
+    scene.check_images()
     background = scene.background  # None for opaque images
     planes = {"near_plane": trained.get("near_plane", 0.01), "far_plane": trained.get("far_plane", 1e10)}
-    _prepare_result_dir(cfg)
+    _check_result_dir(cfg)
+    with run_writes(cfg.result_dir, overwrite=cfg.overwrite):  # bad input found mid-run: as it was
+        teacher = splats_from_state({k: state[k] for k in _SPLAT_KEYS}, device)
+        teacher.requires_grad_(False)
+        # a copy: splats_from_state keeps CPU float32 tensors as they are, so the student would share the teacher's
+        student = splats_from_state(_drop_bands({k: state[k].detach().clone() for k in _SPLAT_KEYS}, cfg.sh_degree), device)
+        frozen = {"opacities"} | ({"means", "scales", "quats"} if cfg.freeze_geometry else set())
+        # fine-tuning a trained model: means lr at its decayed end value (1 %), as `gspruner prune`
+        optimizers = {k: o for k, o in create_optimizers(student, scene.scene_scale * 1.1 * 0.01).items()
+                      if k not in frozen and student[k].numel() > 0}
+        for k in frozen:
+            student[k].requires_grad_(False)
+        decay_every = max(1, cfg.steps // _LR_DECAYS)
+        translation_std = cfg.pseudo_translation_std * scene.scene_scale
+        generator = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
 
-    teacher = splats_from_state({k: state[k] for k in _SPLAT_KEYS}, device)
-    teacher.requires_grad_(False)
-    # a copy: splats_from_state keeps CPU float32 tensors as they are, so the student would share the teacher's
-    student = splats_from_state(_drop_bands({k: state[k].detach().clone() for k in _SPLAT_KEYS}, cfg.sh_degree), device)
-    frozen = {"opacities"} | ({"means", "scales", "quats"} if cfg.freeze_geometry else set())
-    # fine-tuning a trained model: means lr at its decayed end value (1 %), as `gspruner prune`
-    optimizers = {k: o for k, o in create_optimizers(student, scene.scene_scale * 1.1 * 0.01).items()
-                  if k not in frozen and student[k].numel() > 0}
-    for k in frozen:
-        student[k].requires_grad_(False)
-    decay_every = max(1, cfg.steps // _LR_DECAYS)
-    translation_std = cfg.pseudo_translation_std * scene.scene_scale
-    generator = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
-    (cfg.result_dir / "config.yml").write_text(yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False))
-    log = (cfg.result_dir / "log.jsonl").open("w")
-    bar = tqdm(range(cfg.steps), desc=f"distill SH {teacher_degree}->{cfg.sh_degree}", disable=not cfg.progress, dynamic_ncols=True)
-    order: list[int] = []
-    tic = time.perf_counter()
-    try:
-        for step in bar:
-            if not order:
-                order = torch.randperm(len(scene.train), generator=generator).tolist()
-            cam = scene.train[order.pop()]
-            pseudo = float(torch.rand((), generator=generator)) < cfg.pseudo_view_fraction
-            if pseudo:
-                cam = pseudo_camera(cam, generator, translation_std, cfg.pseudo_rotation_deg)
-            with torch.no_grad():
-                target, _, _ = render_view(teacher, cam, device, teacher_degree, background, **planes)
-            rgb, _, _ = render_view(student, cam, device, cfg.sh_degree, background, **planes)
-            loss = (1 - cfg.ssim_lambda) * F.l1_loss(rgb, target) + cfg.ssim_lambda * (1 - ssim(rgb[None], target[None]))
-            loss.backward()
-            for opt in optimizers.values():
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            if (step + 1) % decay_every == 0:
+        (cfg.result_dir / "config.yml").write_text(yaml.safe_dump(_plain(dataclasses.asdict(cfg)), sort_keys=False))
+        log = (cfg.result_dir / "log.jsonl").open("w")
+        bar = tqdm(range(cfg.steps), desc=f"distill SH {teacher_degree}->{cfg.sh_degree}", disable=not cfg.progress, dynamic_ncols=True)
+        order: list[int] = []
+        tic = time.perf_counter()
+        try:
+            for step in bar:
+                if not order:
+                    order = torch.randperm(len(scene.train), generator=generator).tolist()
+                cam = scene.train[order.pop()]
+                pseudo = float(torch.rand((), generator=generator)) < cfg.pseudo_view_fraction
+                if pseudo:
+                    cam = pseudo_camera(cam, generator, translation_std, cfg.pseudo_rotation_deg)
+                with torch.no_grad():
+                    target, _, _ = render_view(teacher, cam, device, teacher_degree, background, **planes)
+                rgb, _, _ = render_view(student, cam, device, cfg.sh_degree, background, **planes)
+                loss = (1 - cfg.ssim_lambda) * F.l1_loss(rgb, target) + cfg.ssim_lambda * (1 - ssim(rgb[None], target[None]))
+                loss.backward()
                 for opt in optimizers.values():
-                    for group in opt.param_groups:
-                        group["lr"] *= _LR_GAMMA
-            if step % 10 == 0 or step == cfg.steps - 1:
-                agreement = psnr(rgb.detach(), target)
-                bar.set_postfix(loss=f"{loss.item():.4f}", psnr_vs_teacher=f"{agreement:.2f}")
-                log.write(json.dumps({"step": step, "loss": loss.item(), "psnr_vs_teacher": agreement,
-                                      "pseudo_view": pseudo}) + "\n")
-    finally:
-        bar.close()
-        log.close()
-    train_seconds = time.perf_counter() - tic
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                if (step + 1) % decay_every == 0:
+                    for opt in optimizers.values():
+                        for group in opt.param_groups:
+                            group["lr"] *= _LR_GAMMA
+                if step % 10 == 0 or step == cfg.steps - 1:
+                    agreement = psnr(rgb.detach(), target)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr_vs_teacher=f"{agreement:.2f}")
+                    log.write(json.dumps({"step": step, "loss": loss.item(), "psnr_vs_teacher": agreement,
+                                          "pseudo_view": pseudo}) + "\n")
+        finally:
+            bar.close()
+            log.close()
+        train_seconds = time.perf_counter() - tic
 
-    r = cfg.result_dir
-    splats_out = {k: v.detach().cpu() for k, v in student.items()}
-    config = {**trained, "sh_degree": cfg.sh_degree, "result_dir": str(r), "max_steps": cfg.steps,
-              "distilled_from": str(ckpt_path), "distill": _plain(dataclasses.asdict(cfg))}
-    save_checkpoint(r / "ckpt" / "last.pt", {"step": cfg.steps - 1, "splats": splats_out, "config": config,
-                                             "scene": scene_fingerprint(scene), "train_seconds": train_seconds})
-    write_ply(r / "point_cloud.ply", splats_out)
+        r = cfg.result_dir
+        splats_out = {k: v.detach().cpu() for k, v in student.items()}
+        config = {**trained, "sh_degree": cfg.sh_degree, "result_dir": str(r), "max_steps": cfg.steps,
+                  "distilled_from": str(ckpt_path), "distill": _plain(dataclasses.asdict(cfg))}
+        save_checkpoint(r / "ckpt" / "last.pt", {"step": cfg.steps - 1, "splats": splats_out, "config": config,
+                                                 "scene": scene_fingerprint(scene), "train_seconds": train_seconds})
+        write_ply(r / "point_cloud.ply", splats_out)
 
-    split = "test" if scene.test else "train"
-    cams = scene.test if scene.test else scene.train
-    m = evaluate(student, scene, device, cfg.sh_degree, split=split, render_dir=r / "renders", with_lpips=cfg.lpips)
-    dropped = splats_from_state(_drop_bands({k: state[k] for k in _SPLAT_KEYS}, cfg.sh_degree), device)
-    m_dropped = evaluate(dropped, scene, device, cfg.sh_degree, split=split, with_lpips=cfg.lpips)
-    m_teacher = evaluate(teacher, scene, device, teacher_degree, split=split, with_lpips=cfg.lpips)
-    metrics = {
-        **m,
-        "sh_degree": cfg.sh_degree,
-        "teacher_sh_degree": teacher_degree,
-        "num_gaussians": len(splats_out["means"]),
-        "steps": cfg.steps,
-        "train_seconds": train_seconds,
-        "teacher_psnr": m_teacher["psnr"], "teacher_ssim": m_teacher["ssim"], "teacher_lpips": m_teacher["lpips"],
-        "dropped_psnr": m_dropped["psnr"], "dropped_ssim": m_dropped["ssim"], "dropped_lpips": m_dropped["lpips"],
-        "psnr_vs_teacher": psnr_vs_reference(student, cfg.sh_degree, teacher, teacher_degree, cams, device, background),
-        "dropped_psnr_vs_teacher": psnr_vs_reference(dropped, cfg.sh_degree, teacher, teacher_degree, cams, device, background),
-        "teacher": str(ckpt_path),
-        "device": str(device),
-        "data_dir": str(scene.data_dir),
-        "data_factor": config.get("data_factor"),
-        "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,
-    }
-    (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+        split = "test" if scene.test else "train"
+        cams = scene.test if scene.test else scene.train
+        m = evaluate(student, scene, device, cfg.sh_degree, split=split, render_dir=r / "renders", with_lpips=cfg.lpips)
+        dropped = splats_from_state(_drop_bands({k: state[k] for k in _SPLAT_KEYS}, cfg.sh_degree), device)
+        m_dropped = evaluate(dropped, scene, device, cfg.sh_degree, split=split, with_lpips=cfg.lpips)
+        m_teacher = evaluate(teacher, scene, device, teacher_degree, split=split, with_lpips=cfg.lpips)
+        metrics = {
+            **m,
+            "sh_degree": cfg.sh_degree,
+            "teacher_sh_degree": teacher_degree,
+            "num_gaussians": len(splats_out["means"]),
+            "steps": cfg.steps,
+            "train_seconds": train_seconds,
+            "teacher_psnr": m_teacher["psnr"], "teacher_ssim": m_teacher["ssim"], "teacher_lpips": m_teacher["lpips"],
+            "dropped_psnr": m_dropped["psnr"], "dropped_ssim": m_dropped["ssim"], "dropped_lpips": m_dropped["lpips"],
+            "psnr_vs_teacher": psnr_vs_reference(student, cfg.sh_degree, teacher, teacher_degree, cams, device, background),
+            "dropped_psnr_vs_teacher": psnr_vs_reference(dropped, cfg.sh_degree, teacher, teacher_degree, cams, device, background),
+            "teacher": str(ckpt_path),
+            "device": str(device),
+            "data_dir": str(scene.data_dir),
+            "data_factor": config.get("data_factor"),
+            "ply_mb": (r / "point_cloud.ply").stat().st_size / 1e6,
+        }
+        (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
 
 
 def _plain(d: dict) -> dict:

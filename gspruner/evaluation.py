@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from .data.scene import Camera, Scene
+from .data.scene import Camera, Scene, write_png_atomic
 from .metrics import LPIPS, lpips_status, psnr, ssim
 from .model.gaussians4d import is_4d, rasterizer_inputs
 from .render import rasterize
@@ -52,8 +52,7 @@ def write_side_by_side(path: Path, render: torch.Tensor, gt: torch.Tensor) -> No
     """PNG with the render on the left and the ground truth on the right."""
     both = torch.cat([render, gt], dim=1).detach().cpu().numpy()
     img = (np.clip(both, 0, 1) * 255 + 0.5).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    write_png_atomic(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))  # replaced, not rewritten: see rundir.run_writes
 
 
 @torch.no_grad()

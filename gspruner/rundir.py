@@ -3,8 +3,11 @@ config written as config.yml, the scene fingerprint a checkpoint carries, and th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -94,14 +97,83 @@ def metrics_record(evaluation: dict, model_extra: dict, pruner_summary: dict, *,
     }
 
 
-def remove_run_files(result_dir: Path) -> None:
-    """Delete what a run leaves in `result_dir` (RUN_FILES), nothing else (--overwrite)."""
-    for name in RUN_FILES:
+def remove_run_files(result_dir: Path, names=RUN_FILES) -> None:
+    """Delete what a run leaves in `result_dir` (RUN_FILES, or those of `names`), nothing else."""
+    for name in names:
         p = result_dir / name
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
+
+
+@contextlib.contextmanager
+def run_writes(result_dir: Path, *, overwrite: bool = False, resume: bool = False):
+    """Make `result_dir` for a run and undo the run's writes if it stops on bad input (an InputError, also one
+    found mid-run: an image that fails to decode when it is first read), so the directory is left as it was:
+
+    - a new run: the files it wrote are removed, and the directory too (with any parents) if the run made it;
+    - --overwrite: the previous run's files are moved aside when the run starts, put back on bad input and
+      deleted once the run is done;
+    - --resume: the run's files are hard-linked aside (every file a run rewrites is replaced, never written in
+      place: checkpoints, PLY, config.yml, metrics.json, renders) and put back; log.jsonl, appended to, is cut
+      back to its length.
+
+    A Ctrl-C or a crash that is not bad input keeps what was written (the checkpoint resumes).
+    """
+    r = result_dir
+    top = r  # the first folder of `r`'s path that does not exist yet: the run makes it
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    made = not r.exists()
+    aside = None
+    if (overwrite or resume) and r.is_dir() and any((r / name).exists() for name in RUN_FILES):
+        aside = Path(tempfile.mkdtemp(prefix=".replaced-run-", dir=r))
+        for name in RUN_FILES:
+            src = r / name
+            if not src.exists() or (resume and name == "log.jsonl"):
+                continue
+            if overwrite:
+                src.rename(aside / name)
+            elif src.is_dir():
+                shutil.copytree(src, aside / name, copy_function=_link_or_copy)
+            else:
+                _link_or_copy(src, aside / name)
+    log = r / "log.jsonl"
+    log_size = log.stat().st_size if resume and log.is_file() else None
+    r.mkdir(parents=True, exist_ok=True)
+    try:
+        yield r
+    except InputError:
+        if made:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            for name in RUN_FILES:
+                if not (resume and name == "log.jsonl"):
+                    remove_run_files(r, (name,))
+            for item in aside.iterdir() if aside is not None else ():
+                item.rename(r / item.name)
+            if log_size is not None:
+                with log.open("r+b") as f:
+                    f.truncate(log_size)
+        raise
+    finally:
+        if aside is not None and aside.exists():
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _link_or_copy(src, dst) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace (see run_writes: --resume links files aside)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def scene_fingerprint(scene) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 
@@ -34,7 +35,7 @@ from .model.family import model_family
 from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .rundir import (check_resumable, check_result_dir, check_same_scene, config_dict, metrics_record,
-                     remove_run_files, scene_fingerprint)
+                     run_writes, scene_fingerprint, write_text_atomic)
 from .strategies import DefaultConfig, ViewSampler, strategy_name
 
 
@@ -57,6 +58,7 @@ class Trainer:
         )
         if not self.scene.train:
             raise InputError(f"{data_dir}: no training images")
+        self.scene.check_images()  # before anything is written
         self.background = self.scene.background  # evaluation background: None for opaque images
         self.model = model_family(self.scene)  # 3D, or 4D when the frames carry a time
         self._check_methods()
@@ -177,12 +179,6 @@ class Trainer:
                                    **self.render_kwargs())  # absgrad only acts in a backward pass: none here
         return rgb, info
 
-    def _prepare_result_dir(self) -> None:
-        r = self.cfg.result_dir
-        if self.cfg.overwrite:
-            remove_run_files(r)
-        r.mkdir(parents=True, exist_ok=True)
-        (r / "config.yml").write_text(yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
 
     # -- loop --------------------------------------------------------------------------------
     def _next_camera(self):
@@ -284,7 +280,16 @@ class Trainer:
         c, r = self.cfg, self.cfg.result_dir
         self._setup()
         viewer = self._start_viewer() if c.viewer else None  # a busy port fails before anything is written
-        self._prepare_result_dir()
+        try:
+            with run_writes(r, overwrite=c.overwrite, resume=c.resume):  # bad input found mid-run: as it was
+                write_text_atomic(r / "config.yml", yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
+                return self._train_loop(viewer)
+        finally:
+            if viewer is not None:
+                viewer.complete()
+
+    def _train_loop(self, viewer) -> dict:
+        c, r = self.cfg, self.cfg.result_dir
         log = (r / "log.jsonl").open("a")
         bar = tqdm(range(self.start_step, self.max_steps), initial=self.start_step, total=self.max_steps,
                    desc="train", disable=not c.progress, dynamic_ncols=True)
@@ -319,8 +324,6 @@ class Trainer:
         finally:
             bar.close()
             log.close()
-            if viewer is not None:
-                viewer.complete()
         self.train_seconds += time.perf_counter() - tic
         return self.finish(step)
 
@@ -328,8 +331,10 @@ class Trainer:
         payload = self.checkpoint_payload(step)
         payload["train_seconds"] = self.train_seconds + time.perf_counter() - tic
         save_checkpoint(self.cfg.result_dir / "ckpt" / "last.pt", payload)
-        if keep_copy:
-            shutil.copyfile(self.cfg.result_dir / "ckpt" / "last.pt", self.cfg.result_dir / "ckpt" / f"step_{step + 1:06d}.pt")
+        if keep_copy:  # a new file, never one rewritten in place (rundir.run_writes)
+            ckpt_dir = self.cfg.result_dir / "ckpt"
+            shutil.copyfile(ckpt_dir / "last.pt", ckpt_dir / "step.tmp")
+            os.replace(ckpt_dir / "step.tmp", ckpt_dir / f"step_{step + 1:06d}.pt")
 
     def finish(self, step: int) -> dict:
         c, r = self.cfg, self.cfg.result_dir
@@ -350,7 +355,7 @@ class Trainer:
             steps=self.max_steps, strategy=strategy_name(c.strategy), device=self.device,
             rasterizer="gsplat" if self.device.type == "cuda" else cpu_backend(),  # CPU: compiled | torch
             data_dir=self.scene.data_dir, data_factor=c.data_factor, ply=r / "point_cloud.ply")
-        (r / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_text_atomic(r / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
 
 

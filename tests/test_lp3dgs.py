@@ -134,7 +134,7 @@ def test_learned_prune_in_training(tiny_scene, tmp_path, prune):
     trainer._setup()
     p = trainer.pruner
     assert isinstance(p, MaskPruner) and 0 < p.start_step < p.prune_step < 90
-    trainer._prepare_result_dir()
+    trainer.cfg.result_dir.mkdir(parents=True)
     step = 0
     while step < p.start_step - 1:
         trainer.train_step(step)
@@ -170,7 +170,7 @@ def test_resume_inside_mask_window_is_exact(tiny_scene, tmp_path):
 
     part = Trainer(_cfg(tiny_scene, tmp_path / "part", prune=PRUNERS["lp3dgs"]()))
     part._setup()
-    part._prepare_result_dir()
+    part.cfg.result_dir.mkdir(parents=True)
     for step in range(stop + 1):
         part.train_step(step)
     part._save(stop, tic=0.0)

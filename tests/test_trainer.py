@@ -103,7 +103,7 @@ def test_resume_continues_at_same_step(tiny_scene, tmp_path):
 
     part = Trainer(_cfg(tiny_scene, tmp_path / "part", max_steps=80))
     part._setup()
-    part._prepare_result_dir()
+    part.cfg.result_dir.mkdir(parents=True)
     for step in range(40):
         part.train_step(step)
     part._save(39, tic=0.0)

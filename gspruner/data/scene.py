@@ -10,13 +10,18 @@ Every bad input raises `InputError` (one line naming the file) before anything i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 import torch
 from tqdm import tqdm
 
@@ -92,6 +97,13 @@ class Scene:
         """Images with alpha: train on random backgrounds, evaluate on `background`."""
         return self.background is not None
 
+    def check_images(self) -> None:
+        """Every image of both splits opens and its header is whole (a PNG's chunks checksummed) before a run
+        writes anything: a bad file is found in seconds, not when evaluation first reads it. A file that passes
+        and still fails to decode is an InputError when it is read."""
+        for cam in self.train + self.test:
+            check_image_header(Path(cam.image_path))
+
     def rgba(self, cam: Camera) -> torch.Tensor:
         """[H,W,4] float32: RGB premultiplied by alpha, and alpha (1 for opaque images); cached after first load."""
         key = Path(cam.image_path)
@@ -118,11 +130,50 @@ class Scene:
 
 # ------------------------------------------------------------------------------------------------ pixels
 
+def check_image_header(path: Path) -> None:
+    """InputError unless `path` is an image whose header reads (Pillow's verify: format, size, PNG checksums);
+    a format Pillow does not know passes when OpenCV recognises its signature."""
+    try:
+        with PIL.Image.open(path) as im:
+            im.verify()
+    except PIL.UnidentifiedImageError:
+        if not cv2.haveImageReader(str(path)):
+            raise InputError(f"{path}: unreadable image (not an image format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image ({exc})") from None
+
+
 def read_image(path: Path) -> np.ndarray:  # [H,W,C] uint8/uint16 as stored (BGR / BGRA / gray)
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with _native_stderr() as decoder_says:  # libpng / libjpeg print their complaints there
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise InputError(f"{path}: unreadable image")
+        reason = " ".join(decoder_says()).strip()
+        raise InputError(f"{path}: unreadable image" + (f" ({reason})" if reason else ""))
+    for line in decoder_says():  # a warning on an image that did decode: passed on
+        print(line, file=sys.stderr)
     return image
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """Capture what C libraries write to file descriptor 2 inside the block; yields a function returning the
+    lines, so a decoder's complaint becomes part of one error line instead of a second line of its own.
+    One block at a time (the lock): descriptor 2 is process-wide."""
+    sys.stderr.flush()
+    captured: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
 
 
 def load_pixels(path: Path, recipe: ImageRecipe) -> np.ndarray:
