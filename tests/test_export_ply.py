@@ -166,6 +166,7 @@ def test_reads_gsplat_exporter_ply(tmp_path):
         assert_splats_equal(read_ply(path), splats)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_tensors_in_cpu_tensors_out(tmp_path):
     splats = make_splats(n=8)

@@ -107,6 +107,7 @@ def test_ssim_rejects_bad_shapes():
         ssim(torch.rand(16, 16, 3), torch.rand(16, 17, 3))
 
 
+@pytest.mark.cuda
 @needs_cuda
 def test_ssim_cuda_matches_cpu():
     gt, img = torch.rand(2, 32, 32, 3), torch.rand(2, 32, 32, 3)
@@ -213,6 +214,7 @@ def test_lpips_vgg_variant():
     assert vgg(gaussian_blur(gt, 0.5), gt) < vgg(torch.rand_like(gt), gt)
 
 
+@pytest.mark.cuda
 @needs_lpips
 @needs_cuda
 def test_lpips_cuda_matches_cpu(alex):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from gspruner.render import contributing_pairs, project, rasterize
+from gspruner.render import cpu_backend as cpu_backend_in_use
 
 W, H, C_CAM = 24, 20, 2
 
@@ -485,7 +486,12 @@ def test_mcmc_strategy_runs_on_cpu_info():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("mode,raster_mode", [("RGB+D", "classic"), ("RGB", "antialiased")])
-def test_parity_with_gsplat_cuda(mode, raster_mode):
+@pytest.mark.parametrize("cpu_backend", ["compiled", "torch"])
+def test_parity_with_gsplat_cuda(mode, raster_mode, cpu_backend, monkeypatch):
+    """Both CPU rasterizers against gsplat's CUDA kernels: images, alphas, radii and every gradient."""
+    monkeypatch.setenv("GSPRUNER_CPU_BACKEND", cpu_backend)
+    if cpu_backend == "compiled" and cpu_backend_in_use() != "compiled":
+        pytest.fail("the compiled CPU rasterizer did not build")
     scene = make_scene(n=300, seed=9, sh_degree=2, dtype=torch.float32, width=64, height=48)
     res = {}
     for dev in ("cpu", "cuda"):
