@@ -258,3 +258,52 @@ def test_a_new_pruner_is_one_config_and_one_registration(tiny_scene, tmp_path, m
                  "--prune.offset", "3"]) == 2  # its own check, one error line
     assert capsys.readouterr().err.strip() == "error: --prune.offset must be 0 or 1 (got 3)"
     assert not (tmp_path / "bad").exists()
+
+
+def _fisher_by_autograd(splats, cam, background, patch=4):
+    """PUP's definition taken literally: one backward pass per patch and channel, outer products summed."""
+    from gspruner.render import rasterize
+
+    means = splats["means"].detach().clone().requires_grad_(True)
+    log_scales = splats["scales"].detach().clone().requires_grad_(True)
+    sh = torch.cat([splats["sh0"], splats["shN"]], dim=1).detach()
+    img, _, _ = rasterize(means, splats["quats"].detach(), torch.exp(log_scales), torch.sigmoid(splats["opacities"]).detach(),
+                          sh, cam.viewmat[None], cam.K[None], cam.width, cam.height, sh_degree=1,
+                          backgrounds=torch.as_tensor(background, dtype=torch.float64)[None])
+    F = torch.zeros(means.shape[0], 6, 6, dtype=torch.float64)
+    for y0 in range(0, cam.height, patch):
+        for x0 in range(0, cam.width, patch):
+            for k in range(3):
+                gm, gs = torch.autograd.grad(img[0, y0:y0 + patch, x0:x0 + patch, k].sum(), (means, log_scales),
+                                             retain_graph=True)
+                g6 = torch.cat([gm, gs], dim=-1)  # [N, 6]
+                F += g6[:, :, None] * g6[:, None, :]
+    return F
+
+
+def test_pup_fisher_matches_one_backward_pass_per_patch():
+    """The analytic per-pair Fisher (pruning/sensitivity.py) equals PUP's definition computed by autograd, one
+    backward pass per 4x4 patch and colour channel, background term and view-dependent colour included."""
+    from types import SimpleNamespace
+
+    from gspruner.pruning.sensitivity import fisher, sensitivity
+
+    means, quats, scales, opacities, viewmat, K, W, H = _random_scene(n=30, seed=7)
+    opacities[:3] = 0.99999  # alpha clamped at 0.999 near their centres: no gradient there
+    g = torch.Generator().manual_seed(3)
+    splats = {"means": means.double(), "quats": quats.double(), "scales": torch.log(scales).double(),
+              "opacities": torch.logit(opacities).double(),
+              "sh0": torch.randn(30, 1, 3, generator=g, dtype=torch.float64) * 0.5,
+              "shN": torch.randn(30, 3, 3, generator=g, dtype=torch.float64) * 0.2}
+    cam = SimpleNamespace(viewmat=viewmat.double(), K=K.double(), width=W, height=H)
+    background = (0.2, 0.5, 0.9)
+    F = fisher(splats, [(cam, None)], background=background)
+    expected = _fisher_by_autograd(splats, cam, background)
+    assert expected.abs().sum() > 0 and (expected.diagonal(dim1=1, dim2=2) > 0).any(dim=1).sum() >= 20
+    torch.testing.assert_close(F, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    U = sensitivity(F)
+    assert U.shape == (30,) and torch.isfinite(U).all()
+    # a Gaussian behind the camera: no gradient, F = 0, the floor's log: the lowest score
+    unseen = dict(splats, means=torch.cat([splats["means"][:29], torch.tensor([[0.0, 0.0, -5.0]], dtype=torch.float64)]))
+    U_unseen = sensitivity(fisher(unseen, [(cam, None)], background=background))
+    assert U_unseen[29] == pytest.approx(6 * math.log(1e-30)) and int(U_unseen.argmin()) == 29

@@ -13,9 +13,10 @@ from torch import Tensor
 
 from ..model import activated
 from ..render.stats import ContributionStats, contribution_stats
+from .sensitivity import fisher, sensitivity
 
-ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity"]
-SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity")
+ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup"]
+SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup")
 LIGHTGAUSSIAN_BETA = 0.1  # v_pow of LightGaussian's prune.py
 
 
@@ -67,8 +68,11 @@ def importance_from_stats(name: str, stats: ContributionStats, splats) -> Tensor
     raise ValueError(f"unknown importance score {name!r}; choose from {', '.join(SCORES)}")
 
 
-def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0.01, far_plane: float = 1e10) -> Tensor:
+def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0.01, far_plane: float = 1e10,
+                       background=None) -> Tensor:
     if name == "opacity":
         return importance_from_stats(name, None, splats)
+    if name == "pup":  # not a hit statistic: each Gaussian's Fisher information over its mean and scale
+        return sensitivity(fisher(splats, views, background, near_plane, far_plane))
     stats = accumulate_stats(splats, views, near_plane=near_plane, far_plane=far_plane)
     return importance_from_stats(name, stats, splats)

@@ -50,7 +50,8 @@ class ScorePruner(Pruner):
     def after_step(self, step, params, optimizers, strategy_state) -> None:
         if step not in self.steps:
             return
-        importance = compute_importance(self.name, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane)
+        importance = compute_importance(self.name, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
+                                        self.ctx.background)
         keep = keep_by_ratio(importance, self.ratio) if self.ratio is not None else keep_by_threshold(importance, self.threshold)
         n = keep.shape[0]
         if self.num_before is None:
@@ -144,6 +145,14 @@ class MiniSplattingAreaConfig(ScorePrunerConfig):
     """Mini-Splatting's score per hit pixel (its outdoor variant)."""
 
     score: ClassVar[str] = "minisplatting-area"
+    post_hoc: ClassVar[bool] = True
+
+
+@dataclass
+class PUPConfig(ScorePrunerConfig):
+    """PUP-3DGS (Hanson et al. 2025): log-determinant of each Gaussian's Fisher information over its mean and scale (4x4 patches, all training views); removes the lowest --prune.ratio. The paper's rounds (80 %, fine-tune, 50 %): --prune.at twice with --prune.ratio 0.68 (90 % in all)."""
+
+    score: ClassVar[str] = "pup"
     post_hoc: ClassVar[bool] = True
 
 
