@@ -163,3 +163,21 @@ def test_checkpoint_from_before_method_configs_resumes(tiny_scene, tmp_path, cap
     assert main(args + ["prune:lightgaussian"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--prune none" in err[0] and "prune:lightgaussian" in err[0]
+
+
+def test_same_run_whether_or_not_opt_einsum_is_installed(tiny_scene, tmp_path):
+    """torch reorders 3-operand einsums (gsplat's split sampling) when opt_einsum is importable; the trainer
+    switches that off, so an environment with it (jax brings it) trains bit for bit like one without."""
+    import importlib.util
+
+    if importlib.util.find_spec("opt_einsum") is None:
+        pytest.skip("opt_einsum is not installed: nothing to switch")
+    results = []
+    for enabled in (True, False):
+        torch.backends.opt_einsum.enabled = enabled
+        trainer = Trainer(_cfg(tiny_scene, tmp_path / f"r{enabled}", max_steps=200))
+        trainer.train()
+        results.append({k: v.detach().clone() for k, v in trainer.splats.items()})
+    assert results[0]["means"].shape[0] > 1500  # splits happened (the einsum in question ran)
+    for k in results[0]:
+        assert torch.equal(results[0][k], results[1][k]), k
