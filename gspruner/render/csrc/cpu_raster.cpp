@@ -26,6 +26,9 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -624,6 +627,7 @@ std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64
 
 namespace {
 
+constexpr int64_t PREFETCH = 8;  // slots ahead in raster_bwd's per-Gaussian reduction
 constexpr int LANES = 16;  // pixels per row handled at once (two vf8): tile_size <= 16 (gsplat's default)
 
 // Eight lanes as one value (GCC/Clang vector extensions): the row loops below are SIMD by construction,
@@ -666,6 +670,17 @@ inline vf8 pair_sigma(vf8 dx, float dy, float qa, float qb, float qc) {
     return 0.5f * (qa * dx * dx + qc * dy * dy) + qb * dx * dy;
 }
 
+// Whether any lane of a comparison mask is set (one movemask with AVX).
+inline bool any_lane(vi8 m) {
+#ifdef __AVX__
+    return _mm256_movemask_ps(_mm256_castsi256_ps(reinterpret_cast<__m256i>(m))) != 0;
+#else
+    bool any = false;
+    for (int l = 0; l < HALF; ++l) any |= m[l] != 0;
+    return any;
+#endif
+}
+
 inline float hsum(vf8 v) {
     return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
@@ -678,7 +693,7 @@ struct TileGaussians {
     // tile, conservative by a pixel) and pixel-centre rows |m_y - p_y| <= y_ext; exact tests follow.
     std::vector<int32_t> x_lo, x_hi;
     std::vector<float> y_ext;
-    std::vector<int32_t> row_j;  // one pixel row: the entries whose box crosses it, in list order
+    std::vector<int32_t> rows_j[LANES];  // per pixel row of the tile: the entries whose box crosses it, in list order
 
     void gather(const float* m2, const float* cn, const float* op, const int32_t* ids, int64_t n0, int64_t n1,
                 int64_t cam_base, float beta, int64_t x0, int64_t x1) {
@@ -720,12 +735,34 @@ struct TileGaussians {
             std::copy(feats + (cam_base + id[j]) * D, feats + (cam_base + id[j] + 1) * D, &out[j * D]);
     }
 
-    void build_row(float py) {
-        row_j.clear();
+    // rows_j for the tile's pixel rows y0 .. y0 + rows - 1, from each entry's y extent: the rows it can reach,
+    // then the exact test (|m_y - p_y| <= y_ext, a column in the tile) row by row
+    void build_rows(int64_t y0, int64_t rows) {
+        for (int64_t r = 0; r < rows; ++r) rows_j[r].clear();
         const int64_t k = static_cast<int64_t>(id.size());
-        for (int64_t j = 0; j < k; ++j)
-            if (std::fabs(my[j] - py) <= y_ext[j] && x_lo[j] <= x_hi[j]) row_j.push_back(static_cast<int32_t>(j));
+        for (int64_t j = 0; j < k; ++j) {
+            int64_t r0, r1;
+            row_range(j, y0, rows, r0, r1);
+            for (int64_t r = r0; r <= r1; ++r)
+                if (crosses_row(j, static_cast<float>(y0 + r) + 0.5f)) rows_j[r].push_back(static_cast<int32_t>(j));
+        }
     }
+
+    // Rows r0..r1 (of the tile's rows y0 ..) that entry j's box may cross, a row or so wide on each side;
+    // none (r1 < r0) for a box with no column in the tile.
+    void row_range(int64_t j, int64_t y0, int64_t rows, int64_t& r0, int64_t& r1) const {
+        r0 = 0;
+        r1 = x_lo[j] > x_hi[j] ? -1 : rows - 1;
+        if (r1 >= 0 && std::isfinite(y_ext[j]) && std::isfinite(my[j])) {  // clamped as doubles before the casts
+            const double lo = std::floor(double(my[j]) - y_ext[j] - 0.5) - double(y0) - 1.0;
+            const double hi = std::ceil(double(my[j]) - 0.5 + y_ext[j]) - double(y0) + 1.0;
+            r0 = lo <= 0.0 ? 0 : (lo >= double(rows) ? rows : static_cast<int64_t>(lo));
+            r1 = hi >= double(rows - 1) ? rows - 1 : (hi < 0.0 ? -1 : static_cast<int64_t>(hi));
+        }
+    }
+
+    // The exact test: the row of pixel centres at py is within the box's y extent.
+    bool crosses_row(int64_t j, float py) const { return std::fabs(my[j] - py) <= y_ext[j]; }
 };
 
 // One tile of one camera: its camera c, its list [n0, n0 + k), its pixels [x0, x1) x [y0, y1), n = x1 - x0.
@@ -794,17 +831,15 @@ struct RowFwd {
             live[h] = stop ? splat_i(0) : live[h];
             alive |= live[h];
         }
-        for (int l = 0; l < HALF; ++l)
-            if (alive[l]) return true;
-        return false;
+        return any_lane(alive);
     }
 };
 
 // Walk one pixel row front to back; visit(i, j, alpha, T_before) for each composited pair.
 template <typename Visit>
-inline void walk_row(const TileGaussians& tg, RowFwd& row, int64_t x0, int64_t n, float py, Visit&& visit) {
+inline void walk_row(const TileGaussians& tg, int64_t r, RowFwd& row, int64_t x0, int64_t n, float py, Visit&& visit) {
     row.start(x0, n);
-    for (const int32_t j : tg.row_j) {
+    for (const int32_t j : tg.rows_j[r]) {
         const bool alive = row.step(tg, j, py);
         for (int i = 0; i < n; ++i)
             if (row.lane(row.a, i) > 0.0f) visit(i, j, row.lane(row.a, i), row.lane(row.tb, i));
@@ -855,12 +890,12 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
             tg.features(fe, D, c * N, fl);
+            tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float py = y + 0.5f;
-                tg.build_row(py);
                 row.start(x0, n);
                 std::fill(acc.begin(), acc.end(), splat(0.0f));
-                for (const int32_t j : tg.row_j) {
+                for (const int32_t j : tg.rows_j[y - tl.y0]) {
                     const bool alive = row.step(tg, j, py);
                     for (int64_t d = 0; d < D; ++d) {  // C += w c (3DGS Eq. 3)
                         const float f = fl[j * D + d];
@@ -907,7 +942,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     // per tile entry (camera, tile, Gaussian): sums over the tile's pixels of u, u dx, u dy, u dx^2, u dx dy,
     // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, and the colour gradient; reduced per Gaussian at the end
     const int64_t S = 8 + D, I = tile_ids.numel();
-    std::vector<double> isect(I * S);
+    std::vector<float> isect(I * S);  // float: each value is a float hsum, so this is exact
     std::vector<double> v_bg(has_bg ? C * D : 0, 0.0);
 
 #pragma omp parallel num_threads(nt)
@@ -915,75 +950,86 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         std::vector<double> my_bg(has_bg ? C * D : 0, 0.0);
         TileGaussians tg;
         std::vector<float> fl;
-        std::vector<vf8> g(2 * D);  // dL/dC [D, 2 halves]
-        std::vector<vf8> lane_acc;  // per tile entry [k, S]: lane-wise sums over the rows, summed up once per tile
-        std::vector<uint8_t> touched;
-        vf8 T[2], tail[2], behind[2], px[2];
-        vi8 end[2];
+        // the whole tile's per-pixel state, [row][half] (g: [row][d][half]): entries are walked back to front
+        // once per tile, each over the rows its box crosses, so its sums stay in registers across those rows
+        std::vector<vf8> T(2 * LANES), tail(2 * LANES), behind(2 * LANES), g(2 * LANES * D), colour(D);
+        std::vector<vi8> end(2 * LANES);
+        std::vector<int32_t> row_end(LANES);  // per row: entries from here on composite none of its pixels
+        vf8 px[2];
+        for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = 0.0f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
-            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n, rows = tl.y1 - tl.y0;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
             tg.features(fe, D, c * N, fl);
-            double* tile_acc = &isect[n0 * S];  // the tile's entries [k, S]
-            lane_acc.resize(k * S);
-            touched.assign(k, 0);
-            for (int64_t y = tl.y0; y < tl.y1; ++y) {
-                const float py = y + 0.5f;
-                tg.build_row(py);
+            float* tile_acc = &isect[n0 * S];  // the tile's entries [k, S]
+            int32_t tile_end = 0;
+            for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = static_cast<float>(x0 + i) + 0.5f;
+            for (int64_t r = 0; r < rows; ++r) {  // per pixel: T from T_final, tail, dL/dC
+                const int64_t y = tl.y0 + r;
                 int32_t max_end = 0;
-                for (int i = 0; i < LANES; ++i) {  // per pixel: T from T_final, tail, dL/dC
-                    const int h = i / HALF, l = i % HALF;
-                    px[h][l] = static_cast<float>(x0 + i) + 0.5f;
-                    behind[h][l] = 0.0f;  // sum over later entries of w c . dL/dC
+                for (int i = 0; i < LANES; ++i) {
+                    const int h = i / HALF, l = i % HALF, rh = 2 * r + h;
+                    behind[rh][l] = 0.0f;  // sum over later entries of w c . dL/dC
                     if (i >= n) {
-                        T[h][l] = 1.0f; tail[h][l] = 0.0f; end[h][l] = 0;
-                        for (int64_t d = 0; d < D; ++d) g[2 * d + h][l] = 0.0f;
+                        T[rh][l] = 1.0f; tail[rh][l] = 0.0f; end[rh][l] = 0;
+                        for (int64_t d = 0; d < D; ++d) g[(r * D + d) * 2 + h][l] = 0.0f;
                         continue;
                     }
                     const int64_t p = (c * height + y) * width + x0 + i;
                     const float Tf = pt[p];
-                    float tl = ga[p];  // (dL/dA - bg . dL/dC) T_final
+                    float tl_ = ga[p];  // (dL/dA - bg . dL/dC) T_final
                     for (int64_t d = 0; d < D; ++d) {
                         const float gd = gv[p * D + d];
-                        g[2 * d + h][l] = gd;
+                        g[(r * D + d) * 2 + h][l] = gd;
                         if (bg) {
-                            tl -= gd * bg[c * D + d];
+                            tl_ -= gd * bg[c * D + d];
                             my_bg[c * D + d] += Tf * gd;
                         }
                     }
-                    tail[h][l] = tl * Tf;
-                    T[h][l] = Tf;
-                    end[h][l] = pe[p];
+                    tail[rh][l] = tl_ * Tf;
+                    T[rh][l] = Tf;
+                    end[rh][l] = pe[p];
                     max_end = std::max(max_end, pe[p]);
                 }
-                for (int64_t e = static_cast<int64_t>(tg.row_j.size()) - 1; e >= 0; --e) {  // back to front
-                    const int32_t j = tg.row_j[e];
-                    if (j >= max_end) continue;
-                    const float mx = tg.mx[j], dy = tg.my[j] - py, qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
+                row_end[r] = max_end;
+                tile_end = std::max(tile_end, max_end);
+            }
+            for (int64_t j = k - 1; j >= tile_end; --j)  // behind every pixel's last composited entry
+                std::fill(tile_acc + j * S, tile_acc + (j + 1) * S, 0.0f);
+            for (int64_t j = tile_end - 1; j >= 0; --j) {  // back to front
+                vf8 q_sum[8] = {};
+                std::fill(colour.begin(), colour.end(), splat(0.0f));
+                const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
+                int64_t r0, r1;
+                tg.row_range(j, tl.y0, rows, r0, r1);
+                const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+                for (int64_t r = r0; r <= r1; ++r) {
+                    const float py = static_cast<float>(tl.y0 + r) + 0.5f;
+                    if (j >= row_end[r] || !tg.crosses_row(j, py)) continue;
+                    const float dy = my - py;
                     vf8 dx[2], al[2];
-                    vi8 any = splat_i(0);
-                    const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+                    bool hit[2] = {false, false};
                     for (int h = h0; h <= h1; ++h) {
                         dx[h] = mx - px[h];
                         const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
-                        al[h] = j < end[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
-                        any |= al[h] > 0.0f;
+                        al[h] = static_cast<int32_t>(j) < end[2 * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+                        hit[h] = any_lane(al[h] > 0.0f);
                     }
-                    bool hit = false;
-                    for (int l = 0; l < HALF; ++l) hit |= any[l] != 0;
-                    if (!hit) continue;  // the entry composites no pixel of this row
+                    if (!hit[0] && !hit[1]) continue;  // the entry composites no pixel of this row
                     vf8 q[8] = {}, w[2] = {};
                     for (int h = h0; h <= h1; ++h) {
+                        if (!hit[h]) continue;  // alpha 0 in every lane of this half: nothing changes
+                        const int rh = 2 * r + h;
                         vf8 cg = splat(0.0f);  // c . dL/dC
-                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[2 * d + h];
+                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[(r * D + d) * 2 + h];
                         const vf8 inv = 1.0f / (1.0f - al[h]);
-                        T[h] = T[h] * inv;  // T before entry j
-                        w[h] = al[h] * T[h];
+                        T[rh] = T[rh] * inv;  // T before entry j
+                        w[h] = al[h] * T[rh];
                         // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
-                        const vf8 v_a = T[h] * cg + (tail[h] - behind[h]) * inv;
-                        behind[h] += w[h] * cg;
+                        const vf8 v_a = T[rh] * cg + (tail[rh] - behind[rh]) * inv;
+                        behind[rh] += w[h] * cg;
                         const vf8 u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
                         const vf8 ux = u * dx[h], uy = u * dy;
                         const vf8 gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
@@ -992,18 +1038,14 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                         q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
                         q[7] += gy < 0.0f ? -gy : gy;
                     }
-
-                    vf8* r = &lane_acc[j * S];
-                    if (!touched[j]) {
-                        touched[j] = 1;
-                        std::fill(r, r + S, splat(0.0f));
-                    }
-                    for (int m = 0; m < 8; ++m) r[m] += q[m];
-                    for (int64_t d = 0; d < D; ++d) r[8 + d] += w[0] * g[2 * d] + w[1] * g[2 * d + 1];
+                    for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
+                    for (int64_t d = 0; d < D; ++d)
+                        colour[d] += w[0] * g[(r * D + d) * 2] + w[1] * g[(r * D + d) * 2 + 1];
                 }
+                float* acc = tile_acc + j * S;
+                for (int m = 0; m < 8; ++m) acc[m] = hsum(q_sum[m]);
+                for (int64_t d = 0; d < D; ++d) acc[8 + d] = hsum(colour[d]);
             }
-            for (int64_t j = 0; j < k; ++j)
-                for (int64_t m = 0; m < S; ++m) tile_acc[j * S + m] = touched[j] ? hsum(lane_acc[j * S + m]) : 0.0;
         }
 #pragma omp critical
         for (size_t k2 = 0; k2 < my_bg.size(); ++k2) v_bg[k2] += my_bg[k2];
@@ -1031,7 +1073,12 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         double* rr = S <= 64 ? r : (big.resize(S), big.data());
         std::fill(rr, rr + S, 0.0);
         for (int64_t q = first[i]; q < first[i + 1]; ++q) {
-            const double* src = &isect[slots[q] * S];
+            if (q + PREFETCH < I) {  // the rows are scattered over isect: ask for one a few slots ahead
+                const float* ahead = &isect[slots[q + PREFETCH] * S];
+                __builtin_prefetch(ahead);
+                __builtin_prefetch(ahead + S - 1);
+            }
+            const float* src = &isect[slots[q] * S];
             for (int64_t k2 = 0; k2 < S; ++k2) rr[k2] += src[k2];
         }
         const double qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
@@ -1079,11 +1126,11 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
-                tg.build_row(y + 0.5f);
                 const int64_t base = c * HW + y * width + x0;
                 for (int64_t i = 0; i < n; ++i) ps[base + i + 1] = 0;
-                walk_row(tg, row, x0, n, y + 0.5f, [&](int64_t i, int64_t, float, float) { ++ps[base + i + 1]; });
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t, float, float) { ++ps[base + i + 1]; });
                 for (int64_t i = 0; i < n; ++i) pt[base + i] = row.lane(row.T, i);
             }
         }
@@ -1106,11 +1153,11 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
             tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
-                tg.build_row(y + 0.5f);
                 const int64_t pix0 = y * width + x0;
                 for (int64_t i = 0; i < n; ++i) cursor[i] = ps[c * HW + pix0 + i];
-                walk_row(tg, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
                     const int64_t q = cursor[i]++;
                     pg[q] = tg.id[j];
                     pp[q] = pix0 + i;
