@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 #ifdef __AVX__
 #include <immintrin.h>
@@ -998,54 +999,65 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
             }
             for (int64_t j = k - 1; j >= tile_end; --j)  // behind every pixel's last composited entry
                 std::fill(tile_acc + j * S, tile_acc + (j + 1) * S, 0.0f);
-            for (int64_t j = tile_end - 1; j >= 0; --j) {  // back to front
-                vf8 q_sum[8] = {};
-                std::fill(colour.begin(), colour.end(), splat(0.0f));
-                const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
-                int64_t r0, r1;
-                tg.row_range(j, tl.y0, rows, r0, r1);
-                const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
-                for (int64_t r = r0; r <= r1; ++r) {
-                    const float py = static_cast<float>(tl.y0 + r) + 0.5f;
-                    if (j >= row_end[r] || !tg.crosses_row(j, py)) continue;
-                    const float dy = my - py;
-                    vf8 dx[2], al[2];
-                    bool hit[2] = {false, false};
-                    for (int h = h0; h <= h1; ++h) {
-                        dx[h] = mx - px[h];
-                        const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
-                        al[h] = static_cast<int32_t>(j) < end[2 * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
-                        hit[h] = any_lane(al[h] > 0.0f);
+            // the entries, back to front; the colour width as a constant for RGB (registers, unrolled loops)
+            auto entries = [&](auto width) {
+                constexpr int64_t DC = decltype(width)::value;  // 0: D known only at run time
+                const int64_t Dn = DC > 0 ? DC : D;
+                vf8 colour_fixed[DC > 0 ? DC : 1];
+                vf8* colour_p = DC > 0 ? colour_fixed : colour.data();
+                for (int64_t j = tile_end - 1; j >= 0; --j) {  // back to front
+                    vf8 q_sum[8] = {};
+                    std::fill(colour_p, colour_p + Dn, splat(0.0f));
+                    const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
+                    int64_t r0, r1;
+                    tg.row_range(j, tl.y0, rows, r0, r1);
+                    const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+                    for (int64_t r = r0; r <= r1; ++r) {
+                        const float py = static_cast<float>(tl.y0 + r) + 0.5f;
+                        if (j >= row_end[r] || !tg.crosses_row(j, py)) continue;
+                        const float dy = my - py;
+                        vf8 dx[2], al[2];
+                        bool hit[2] = {false, false};
+                        for (int h = h0; h <= h1; ++h) {
+                            dx[h] = mx - px[h];
+                            const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
+                            al[h] = static_cast<int32_t>(j) < end[2 * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+                            hit[h] = any_lane(al[h] > 0.0f);
+                        }
+                        if (!hit[0] && !hit[1]) continue;  // the entry composites no pixel of this row
+                        vf8 q[8] = {}, w[2] = {};
+                        for (int h = h0; h <= h1; ++h) {
+                            if (!hit[h]) continue;  // alpha 0 in every lane of this half: nothing changes
+                            const int rh = 2 * r + h;
+                            vf8 cg = splat(0.0f);  // c . dL/dC
+                            for (int64_t d = 0; d < Dn; ++d) cg += fl[j * Dn + d] * g[(r * Dn + d) * 2 + h];
+                            const vf8 inv = 1.0f / (1.0f - al[h]);
+                            T[rh] = T[rh] * inv;  // T before entry j
+                            w[h] = al[h] * T[rh];
+                            // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
+                            const vf8 v_a = T[rh] * cg + (tail[rh] - behind[rh]) * inv;
+                            behind[rh] += w[h] * cg;
+                            const vf8 u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
+                            const vf8 ux = u * dx[h], uy = u * dy;
+                            const vf8 gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
+                            q[0] += u; q[1] += ux; q[2] += uy;
+                            q[3] += ux * dx[h]; q[4] += ux * dy; q[5] += uy * dy;
+                            q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
+                            q[7] += gy < 0.0f ? -gy : gy;
+                        }
+                        for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
+                        for (int64_t d = 0; d < Dn; ++d)
+                            colour_p[d] += w[0] * g[(r * Dn + d) * 2] + w[1] * g[(r * Dn + d) * 2 + 1];
                     }
-                    if (!hit[0] && !hit[1]) continue;  // the entry composites no pixel of this row
-                    vf8 q[8] = {}, w[2] = {};
-                    for (int h = h0; h <= h1; ++h) {
-                        if (!hit[h]) continue;  // alpha 0 in every lane of this half: nothing changes
-                        const int rh = 2 * r + h;
-                        vf8 cg = splat(0.0f);  // c . dL/dC
-                        for (int64_t d = 0; d < D; ++d) cg += fl[j * D + d] * g[(r * D + d) * 2 + h];
-                        const vf8 inv = 1.0f / (1.0f - al[h]);
-                        T[rh] = T[rh] * inv;  // T before entry j
-                        w[h] = al[h] * T[rh];
-                        // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
-                        const vf8 v_a = T[rh] * cg + (tail[rh] - behind[rh]) * inv;
-                        behind[rh] += w[h] * cg;
-                        const vf8 u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
-                        const vf8 ux = u * dx[h], uy = u * dy;
-                        const vf8 gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
-                        q[0] += u; q[1] += ux; q[2] += uy;
-                        q[3] += ux * dx[h]; q[4] += ux * dy; q[5] += uy * dy;
-                        q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
-                        q[7] += gy < 0.0f ? -gy : gy;
-                    }
-                    for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
-                    for (int64_t d = 0; d < D; ++d)
-                        colour[d] += w[0] * g[(r * D + d) * 2] + w[1] * g[(r * D + d) * 2 + 1];
+                    float* acc = tile_acc + j * S;
+                    for (int m = 0; m < 8; ++m) acc[m] = hsum(q_sum[m]);
+                    for (int64_t d = 0; d < Dn; ++d) acc[8 + d] = hsum(colour_p[d]);
                 }
-                float* acc = tile_acc + j * S;
-                for (int m = 0; m < 8; ++m) acc[m] = hsum(q_sum[m]);
-                for (int64_t d = 0; d < D; ++d) acc[8 + d] = hsum(colour[d]);
-            }
+            };
+            if (D == 3)
+                entries(std::integral_constant<int64_t, 3>{});
+            else
+                entries(std::integral_constant<int64_t, 0>{});
         }
 #pragma omp critical
         for (size_t k2 = 0; k2 < my_bg.size(); ++k2) v_bg[k2] += my_bg[k2];
