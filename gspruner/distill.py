@@ -33,7 +33,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
 from .config import DistillConfig
 from .data import load_scene
 from .data.scene import Camera
-from .device import resolve_device
+from .device import keep_freed_memory, resolve_device
 from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
@@ -108,6 +108,8 @@ def distill_sh(cfg: DistillConfig) -> dict:
     if not 0 <= cfg.sh_degree < teacher_degree:
         raise InputError(f"--sh-degree must be in [0, {teacher_degree}) (below the teacher's SH degree {teacher_degree}), got {cfg.sh_degree}")
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     data_dir = cfg.data_dir if cfg.data_dir is not None else teacher_ckpt.get("scene", {}).get("data_dir")
     if data_dir is None:
         raise InputError(f"{ckpt_path}: the checkpoint records no scene; pass --data-dir")

@@ -24,7 +24,7 @@ from .config import DEMO_DIR, DEMO_GROW_GRAD2D, TrainConfig
 from .data import load_scene
 from .data.demo import ensure_demo_scene
 from .data.normalize import shared_view_sphere
-from .device import resolve_device
+from .device import keep_freed_memory, resolve_device
 from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
@@ -49,6 +49,8 @@ class Trainer:
         # einsums such as gsplat's split sampling, and the rounding change alone moved the demo by 0.075 dB
         torch.backends.opt_einsum.enabled = False
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # no page faults on each step's large tensors (device.keep_freed_memory)
         check_result_dir(cfg)
         self.max_steps = cfg.steps()
         data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)

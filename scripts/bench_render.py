@@ -74,7 +74,14 @@ def main():
                          "default sizes 10k and 100k at 128x128 and 256x256")
     ap.add_argument("--resolutions", type=int, nargs="+", default=None,
                     help="square image sizes for --compare (default 128 256)")
+    ap.add_argument("--no-keep-freed-memory", action="store_true",
+                    help="leave glibc's allocator as it is (by default the benchmark runs with the setting that CPU "
+                         "training uses, gspruner.device.keep_freed_memory, for both backends)")
     args = ap.parse_args()
+    if args.device == "cpu" and not args.no_keep_freed_memory:
+        from gspruner.device import keep_freed_memory
+
+        print(f"keep_freed_memory: {keep_freed_memory()}")
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA GPU available")
     if args.threads:

@@ -122,11 +122,16 @@ def create_optimizers(
     return optimizers
 
 
-def activated(splats, sh_degree: int | None = None) -> dict[str, torch.Tensor]:
-    """Rasterizer inputs: exp scales, sigmoid opacities, SH coefficients [N,K,3] up to `sh_degree`."""
-    colors = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N,K,3]
-    if sh_degree is not None:
-        colors = colors[:, : (sh_degree + 1) ** 2]
+def activated(splats, sh_degree: int | None = None, split_sh: bool = False) -> dict[str, torch.Tensor]:
+    """Rasterizer inputs: exp scales, sigmoid opacities, SH coefficients [N,K,3] up to `sh_degree`; with
+    `split_sh`, colors is the pair (sh0, shN) of parameters as they are, which `render.rasterize` takes with
+    its sh_degree (no [N,K,3] copy on the compiled CPU path)."""
+    if split_sh:
+        colors = (splats["sh0"], splats["shN"])
+    else:
+        colors = torch.cat([splats["sh0"], splats["shN"]], dim=1)  # [N,K,3]
+        if sh_degree is not None:
+            colors = colors[:, : (sh_degree + 1) ** 2]
     return {
         "means": splats["means"],
         "quats": splats["quats"],

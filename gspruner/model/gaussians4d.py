@@ -119,8 +119,8 @@ def active_ids(splats, t: float, candidates: Tensor | None = None, min_marginal:
 def rasterizer_inputs(splats, sh_degree: int | None = None, t: float | None = None,
                       candidates: Tensor | None = None) -> dict[str, Tensor | None]:
     """What `rasterize` takes: `activated` for a 3D model (covars None), `activated_at(t)` for a 4D one."""
-    if not is_4d(splats):
-        return {**activated(splats, sh_degree), "covars": None}
+    if not is_4d(splats):  # SH as the two parameters: read in place by the compiled CPU rasterizer
+        return {**activated(splats, sh_degree, split_sh=sh_degree is not None), "covars": None}
     if t is None:
         raise ValueError("a 4D model is rendered at a time: t is required")
     return activated_at(splats, t, sh_degree, candidates)

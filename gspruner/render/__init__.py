@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Dict, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from . import compiled, torch_raster
@@ -52,7 +53,7 @@ def rasterize(
     quats: Optional[Tensor],  # [N, 4] wxyz, need not be normalized
     scales: Optional[Tensor],  # [N, 3] activated
     opacities: Tensor,  # [N] activated
-    colors: Tensor,  # [(C,) N, D] post-activation, or [(C,) N, K, 3] SH coefficients with sh_degree
+    colors,  # [(C,) N, D] post-activation, [(C,) N, K, 3] SH coefficients with sh_degree, or (sh0, shN)
     viewmats: Tensor,  # [C, 4, 4] world-to-camera (OpenCV)
     Ks: Tensor,  # [C, 3, 3]
     width: int,
@@ -79,9 +80,22 @@ def rasterize(
     radii [C, N, 2], means2d [C, N, 2], ..., gaussian_ids None) and info also holds "pairs", the
     `torch_raster.Pairs` that were composited.
 
+    `colors` may also be the model's two SH parameters (sh0 [N, 1, 3], shN [N, K-1, 3]) with `sh_degree`: the
+    compiled CPU path reads them in place and returns their gradients directly (no [N, K, 3] copy each way);
+    other paths concatenate them.
+
     `compact_box` = beta < 1 (CPU only): FastGS's compact box, pixels with d^2 > beta 2 ln(255 o) are
     skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (with a warning).
     """
+    split_sh = isinstance(colors, (tuple, list))
+    if split_sh:  # (sh0 [N, 1, 3], shN [N, K-1, 3]): the compiled CPU path reads them in place
+        if sh_degree is None or len(colors) != 2:
+            raise ValueError("colors as a pair is (sh0, shN) SH coefficients and needs sh_degree")
+        use_split = compiled.handles(means, quats, scales, opacities, *colors, backgrounds, covars,
+                                     tile_size=tile_size, cameras=(viewmats, Ks))
+        if not use_split or means.device.type == "cuda":
+            colors = torch.cat(list(colors), dim=-2)[..., : (sh_degree + 1) ** 2, :]
+            split_sh = False
     if means.device.type == "cuda":
         if compact_box < 1.0:  # Python's default filter shows this once per call site, not every step
             warnings.warn("compact_box is a CPU-rasterizer option; gsplat's CUDA rasterizer renders without it", stacklevel=2)
@@ -95,8 +109,8 @@ def rasterize(
             sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
         )
-    use = compiled.handles(means, quats, scales, opacities, colors, backgrounds, covars, tile_size=tile_size,
-                           cameras=(viewmats, Ks))
+    use = split_sh or compiled.handles(means, quats, scales, opacities, colors, backgrounds, covars,
+                                       tile_size=tile_size, cameras=(viewmats, Ks))
     return (compiled.rasterize if use else torch_raster.rasterize)(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,

@@ -192,6 +192,33 @@ class _SphericalHarmonics(torch.autograd.Function):
                 None, None, None)
 
 
+class _SphericalHarmonicsSplit(torch.autograd.Function):
+    """`_SphericalHarmonics` on the model's two SH parameters (sh0 [N, 1, 3], shN [N, K-1, 3]) read in place;
+    their gradients come back in their own shapes (zeros past the degree)."""
+
+    @staticmethod
+    def forward(ctx, means, sh0, shN, campos, radii, degree):
+        means, campos, radii = means.detach().contiguous(), campos.detach().contiguous(), radii.contiguous()
+        sh0, shN = _rows(sh0.detach()), _rows(shN.detach())
+        ctx.save_for_backward(means, sh0, shN, campos, radii)
+        ctx.degree = degree
+        return extension().sh_fwd_split(degree, means, campos, sh0, shN, radii, threads())
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        means, sh0, shN, campos, radii = ctx.saved_tensors
+        v_means, v_sh0, v_shN = extension().sh_bwd_split(ctx.degree, means, campos, sh0, shN, radii,
+                                                          v_colors.contiguous(), threads())
+        need = ctx.needs_input_grad
+        return (v_means if need[0] else None, v_sh0 if need[1] else None, v_shN if need[2] else None,
+                None, None, None)
+
+
+def _rows(t: Tensor) -> Tensor:
+    """[N, B, 3] with each row's B x 3 values contiguous (a parameter as it is; a copy otherwise)."""
+    return t if t.stride(-1) == 1 and t.stride(-2) == 3 else t.contiguous()
+
+
 class _Rasterize(torch.autograd.Function):
     """Per-pixel front-to-back compositing over the binned tiles (3DGS Eq. 3) and its analytic backward."""
 
@@ -294,13 +321,24 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     """`torch_raster.rasterize` with the compiled stages (same arguments, outputs and info keys)."""
     torch_raster.check_inputs(means, quats, scales, opacities, viewmats, Ks, covars, render_mode, rasterize_mode)
     C, N = viewmats.shape[0], means.shape[0]
-    torch_raster.check_colors(colors, sh_degree, C, N)
+    split = isinstance(colors, (tuple, list))  # (sh0, shN): see gspruner.render.rasterize
+    if split and (sh_degree is None or sh_degree > MAX_SH_DEGREE or render_mode in ("D", "ED")):
+        colors, split = torch.cat(list(colors), dim=-2), False
+    if split:
+        sh0, shN = colors
+        if sh0.shape != (N, 1, 3) or shN.dim() != 3 or shN.shape[0] != N or shN.shape[2] != 3 \
+                or shN.shape[1] + 1 < (sh_degree + 1) ** 2:
+            raise ValueError(f"(sh0, shN) must be [N, 1, 3] and [N, K-1, 3] with K >= (sh_degree + 1)^2, got "
+                             f"{tuple(sh0.shape)} and {tuple(shN.shape)}")
+    else:
+        torch_raster.check_colors(colors, sh_degree, C, N)
     torch_raster.check_compact_box(compact_box)
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
     if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and render_mode not in ("D", "ED"):
         campos = torch.inverse(viewmats.detach())[:, :3, 3]  # [C, 3]
-        feats = _SphericalHarmonics.apply(means, colors, campos, proj.radii, sh_degree)
+        feats = (_SphericalHarmonicsSplit.apply(means, *colors, campos, proj.radii, sh_degree) if split else
+                 _SphericalHarmonics.apply(means, colors, campos, proj.radii, sh_degree))
     else:
         feats = torch_raster.view_colors(means, colors, viewmats, sh_degree)
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)

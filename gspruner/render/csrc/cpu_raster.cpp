@@ -433,21 +433,33 @@ void sh_bases(int degree, float x, float y, float z, float* Y, float (*dY)[16]) 
     }
 }
 
-}  // namespace
+// Where the SH coefficients of (camera c, Gaussian n) are: band 0 and bands 1.. may be one tensor
+// [(C,) N, K, 3] or two (sh0 [N, 1, 3] and shN [N, K - 1, 3], read in place: no [N, K, 3] copy).
+// Row strides in floats; cam_* = 0 when the coefficients are shared by every camera.
+template <typename P>
+struct ShCoeffs {
+    P* p0;
+    P* pN;
+    int64_t s0, sN, cam0, camN, K;  // K: bands 0..K-1 stored
+    P* band0(int64_t c, int64_t n) const { return p0 + c * cam0 + n * s0; }
+    P* bands(int64_t c, int64_t n) const { return pN + c * camN + n * sN; }  // band b >= 1 at (b - 1) * 3
+};
+
+template <typename P>
+ShCoeffs<P> one_tensor(P* pk, int64_t N, int64_t K, bool per_cam) {
+    return {pk, pk + 3, K * 3, K * 3, per_cam ? N * K * 3 : 0, per_cam ? N * K * 3 : 0, K};
+}
 
 // colors [C, N, 3] = clamp_min(sum_k Y_k(d) c_k + 0.5, 0), d = normalize(mean - campos_c), for the
 // (camera, Gaussian) entries with radii > 0; 0 for culled ones (gsplat's SH `masks`: nothing renders them).
-// coeffs [N, K, 3] or [C, N, K, 3], K >= (degree + 1)^2; campos [C, 3]; radii [C, N, 2] int32.
-Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii, int64_t threads) {
-    check(means, "means");
-    check(campos, "campos");
-    check(coeffs, "coeffs");
+Tensor sh_forward(int64_t degree, const Tensor& means, const Tensor& campos, const ShCoeffs<const float>& co,
+                  const Tensor& radii, int64_t threads) {
     TORCH_CHECK(degree >= 0 && degree <= 3, "compiled SH supports degree 0..3");
-    const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
-    const bool per_cam = coeffs.dim() == 4;
+    TORCH_CHECK(co.K >= (degree + 1) * (degree + 1), "fewer SH coefficients than the degree needs");
+    const int64_t N = means.size(0), C = campos.size(0);
     const int nb = static_cast<int>((degree + 1) * (degree + 1));
     Tensor colors = torch::empty({C, N, 3}, means.options());
-    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
+    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>();
     const int32_t* pr = radii.data_ptr<int32_t>();
     float* out = colors.data_ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
@@ -462,33 +474,35 @@ Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor
             const float norm = std::max(std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), 1e-12f);
             float Y[16];
             sh_bases(static_cast<int>(degree), d[0] / norm, d[1] / norm, d[2] / norm, Y, nullptr);
-            const float* ck = pk + ((per_cam ? c * N : 0) + n) * K * 3;
+            const float *c0 = co.band0(c, n), *cN = co.bands(c, n);
             float rgb[3] = {0, 0, 0};
-            for (int b = 0; b < nb; ++b)
-                for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
+            for (int b = 0; b < nb; ++b) {
+                const float* ck = b == 0 ? c0 : cN + 3 * (b - 1);
+                for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[ch];
+            }
             for (int ch = 0; ch < 3; ++ch) out[(c * N + n) * 3 + ch] = std::max(rgb[ch] + 0.5f, 0.0f);
         }
     }
     return colors;
 }
 
-// -> v_means [N, 3] (through the view direction), v_coeffs (coeffs' shape)
-std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii,
-                           Tensor v_colors, int64_t threads) {
+// -> v_means [N, 3] (through the view direction); the coefficients' gradient written through `vo` (the
+// coefficients' layout, every element written: zeros past the degree and for culled entries)
+Tensor sh_backward(int64_t degree, const Tensor& means, const Tensor& campos, const ShCoeffs<const float>& co,
+                   const ShCoeffs<float>& vo, bool per_cam, const Tensor& radii, const Tensor& v_colors,
+                   int64_t threads) {
     check(v_colors, "v_colors");
-    const int64_t N = means.size(0), C = campos.size(0), K = coeffs.size(-2);
-    const bool per_cam = coeffs.dim() == 4;
+    const int64_t N = means.size(0), C = campos.size(0), K = co.K;
     const int nb = static_cast<int>((degree + 1) * (degree + 1));
-    Tensor v_means = torch::empty({N, 3}, means.options()), v_coeffs = torch::empty_like(coeffs);
-    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>(), *pk = coeffs.data_ptr<float>();
+    Tensor v_means = torch::empty({N, 3}, means.options());
+    const float *pm = means.data_ptr<float>(), *pc = campos.data_ptr<float>();
     const float* gv = v_colors.data_ptr<float>();
     const int32_t* pr = radii.data_ptr<int32_t>();
-    float *vm = v_means.data_ptr<float>(), *vk = v_coeffs.data_ptr<float>();
+    float* vm = v_means.data_ptr<float>();
 #pragma omp parallel for schedule(static) num_threads(threads_or_one(threads))
     for (int64_t n = 0; n < N; ++n) {
         float vmean[3] = {0, 0, 0}, vck[16 * 3];  // every output element is written (no zero fill first)
         for (int64_t c = 0; c < C; ++c) {
-            const int64_t off = ((per_cam ? c * N : 0) + n) * K * 3;
             if (per_cam || c == 0) std::fill(vck, vck + nb * 3, 0.0f);
             const int64_t i = c * N + n;
             const bool visible = pr[2 * i] > 0 && pr[2 * i + 1] > 0;  // culled entries: no colour, no gradient
@@ -499,15 +513,18 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
                 const float u[3] = {d[0] / norm, d[1] / norm, d[2] / norm};
                 float Y[16], dY[3][16];
                 sh_bases(static_cast<int>(degree), u[0], u[1], u[2], Y, dY);
-                const float* ck = pk + off;
+                const float *c0 = co.band0(c, n), *cN = co.bands(c, n);
                 float rgb[3] = {0, 0, 0};
-                for (int b = 0; b < nb; ++b)
-                    for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[3 * b + ch];
+                for (int b = 0; b < nb; ++b) {
+                    const float* ck = b == 0 ? c0 : cN + 3 * (b - 1);
+                    for (int ch = 0; ch < 3; ++ch) rgb[ch] += Y[b] * ck[ch];
+                }
                 float g[3];
                 for (int ch = 0; ch < 3; ++ch) g[ch] = rgb[ch] + 0.5f >= 0.0f ? gv[(c * N + n) * 3 + ch] : 0.0f;  // clamp_min
                 float vu[3] = {0, 0, 0};
                 for (int b = 0; b < nb; ++b) {
-                    const float cg = ck[3 * b] * g[0] + ck[3 * b + 1] * g[1] + ck[3 * b + 2] * g[2];
+                    const float* ck = b == 0 ? c0 : cN + 3 * (b - 1);
+                    const float cg = ck[0] * g[0] + ck[1] * g[1] + ck[2] * g[2];
                     for (int ch = 0; ch < 3; ++ch) vck[3 * b + ch] += Y[b] * g[ch];
                     for (int k = 0; k < 3; ++k) vu[k] += dY[k][b] * cg;
                 }
@@ -516,14 +533,69 @@ std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor c
                 for (int k = 0; k < 3; ++k) vmean[k] += (vu[k] - u[k] * dot) / norm;
             }
             if (per_cam || c == C - 1) {  // this coefficient block is complete: write it, zeros past the degree
-                float* dst = vk + off;
-                std::copy(vck, vck + nb * 3, dst);
-                std::fill(dst + nb * 3, dst + K * 3, 0.0f);
+                const int64_t cc = per_cam ? c : 0;
+                std::copy(vck, vck + 3, vo.band0(cc, n));
+                float* dst = vo.bands(cc, n);
+                if (nb > 1) std::copy(vck + 3, vck + nb * 3, dst);
+                std::fill(dst + std::max(nb - 1, 0) * 3, dst + (K - 1) * 3, 0.0f);
             }
         }
         for (int k = 0; k < 3; ++k) vm[3 * n + k] = vmean[k];
     }
+    return v_means;
+}
+
+void check_rows(const Tensor& t, const char* name) {  // [N, B, 3] float32 CPU, each row's B x 3 contiguous
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.dim() == 3 && t.size(2) == 3 &&
+                t.stride(2) == 1 && t.stride(1) == 3, name, ": float32 CPU [N, B, 3] with contiguous rows expected");
+}
+
+}  // namespace
+
+// coeffs [N, K, 3] or [C, N, K, 3], K >= (degree + 1)^2; campos [C, 3]; radii [C, N, 2] int32 -> colors [C, N, 3]
+Tensor sh_fwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii, int64_t threads) {
+    check(means, "means");
+    check(campos, "campos");
+    check(coeffs, "coeffs");
+    const bool per_cam = coeffs.dim() == 4;
+    return sh_forward(degree, means, campos,
+                      one_tensor<const float>(coeffs.data_ptr<float>(), means.size(0), coeffs.size(-2), per_cam),
+                      radii, threads);
+}
+
+// -> v_means [N, 3], v_coeffs (coeffs' shape)
+std::vector<Tensor> sh_bwd(int64_t degree, Tensor means, Tensor campos, Tensor coeffs, Tensor radii,
+                           Tensor v_colors, int64_t threads) {
+    const bool per_cam = coeffs.dim() == 4;
+    const int64_t N = means.size(0), K = coeffs.size(-2);
+    Tensor v_coeffs = torch::empty_like(coeffs);
+    Tensor v_means = sh_backward(degree, means, campos, one_tensor<const float>(coeffs.data_ptr<float>(), N, K, per_cam),
+                                 one_tensor<float>(v_coeffs.data_ptr<float>(), N, K, per_cam), per_cam, radii,
+                                 v_colors, threads);
     return {v_means, v_coeffs};
+}
+
+// The same with band 0 and bands 1.. as two tensors, read in place (sh0 [N, 1, 3], shN [N, K - 1, 3], rows
+// contiguous, e.g. the model's two parameters) -> colors [C, N, 3]
+Tensor sh_fwd_split(int64_t degree, Tensor means, Tensor campos, Tensor sh0, Tensor shN, Tensor radii, int64_t threads) {
+    check(means, "means");
+    check(campos, "campos");
+    check_rows(sh0, "sh0");
+    check_rows(shN, "shN");
+    const ShCoeffs<const float> co{sh0.data_ptr<float>(), shN.data_ptr<float>(), sh0.stride(0), shN.stride(0), 0, 0,
+                                   1 + shN.size(1)};
+    return sh_forward(degree, means, campos, co, radii, threads);
+}
+
+// -> v_means [N, 3], v_sh0 [N, 1, 3], v_shN [N, K - 1, 3]
+std::vector<Tensor> sh_bwd_split(int64_t degree, Tensor means, Tensor campos, Tensor sh0, Tensor shN, Tensor radii,
+                                 Tensor v_colors, int64_t threads) {
+    const int64_t N = means.size(0), K = 1 + shN.size(1);
+    Tensor v0 = torch::empty({N, 1, 3}, sh0.options()), vN = torch::empty({N, K - 1, 3}, shN.options());
+    const ShCoeffs<const float> co{sh0.data_ptr<float>(), shN.data_ptr<float>(), sh0.stride(0), shN.stride(0), 0, 0, K};
+    const ShCoeffs<float> vo{v0.data_ptr<float>(), vN.data_ptr<float>(), 3, (K - 1) * 3, 0, 0, K};
+    Tensor v_means = sh_backward(degree, means, campos, co, vo, false, radii, v_colors, threads);
+    return {v_means, v0, vN};
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1189,6 +1261,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("project_bwd", &project_bwd);
     m.def("sh_fwd", &sh_fwd);
     m.def("sh_bwd", &sh_bwd);
+    m.def("sh_fwd_split", &sh_fwd_split);
+    m.def("sh_bwd_split", &sh_bwd_split);
     m.def("bin_tiles", &bin_tiles);
     m.def("raster_fwd", &raster_fwd);
     m.def("raster_bwd", &raster_bwd);
