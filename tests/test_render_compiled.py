@@ -191,3 +191,29 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["torch", "1", "dict", "True"]
+
+
+@pytest.mark.parametrize("degree,bands", [(0, 1), (1, 16), (3, 16)])
+def test_sh_as_the_two_parameters_equals_the_concatenation(degree, bands):
+    """colors = (sh0, shN), read in place by the compiled path, renders and differentiates bit for bit like
+    the [N, K, 3] concatenation truncated to the degree (the path every other backend takes)."""
+    from gspruner.render import rasterize
+
+    g = torch.Generator().manual_seed(degree)
+    n = 2000
+    means = torch.randn(n, 3, generator=g) * 0.5 + torch.tensor([0.0, 0.0, 3.0])
+    quats, scales = torch.randn(n, 4, generator=g), torch.rand(n, 3, generator=g) * 0.05 + 0.01
+    opacities = torch.rand(n, generator=g)
+    sh0, shN = torch.randn(n, 1, 3, generator=g), torch.randn(n, bands - 1, 3, generator=g) * 0.3
+    viewmats, Ks = torch.eye(4)[None], torch.tensor([[[60.0, 0, 32], [0, 60, 24], [0, 0, 1]]])
+    weights = torch.rand(1, 48, 64, 3, generator=g)
+    results = []
+    for split in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (means, sh0, shN)]
+        colors = (leaves[1], leaves[2]) if split else torch.cat(leaves[1:], dim=1)[:, : (degree + 1) ** 2]
+        img, _, _ = rasterize(leaves[0], quats, scales, opacities, colors, viewmats, Ks, 64, 48, sh_degree=degree)
+        (img * weights).sum().backward()
+        results.append([img.detach()] + [t.grad for t in leaves])
+    assert results[0][0].abs().sum() > 0 and results[0][3].shape == (n, bands - 1, 3)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

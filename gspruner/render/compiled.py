@@ -216,7 +216,7 @@ class _SphericalHarmonicsSplit(torch.autograd.Function):
 
 def _rows(t: Tensor) -> Tensor:
     """[N, B, 3] with each row's B x 3 values contiguous (a parameter as it is; a copy otherwise)."""
-    return t if t.stride(-1) == 1 and t.stride(-2) == 3 else t.contiguous()
+    return t if t.numel() == 0 or (t.stride(-1) == 1 and t.stride(-2) == 3) else t.contiguous()
 
 
 class _Rasterize(torch.autograd.Function):

@@ -92,7 +92,8 @@ def render_frame(
     flt = options.temporal_filter if is_4d(splats) else None
     candidates = None if flt is None else flt.active(float(options.time)).to(splats["means"].device)
     p = rasterizer_inputs(splats, sh_degree, float(options.time), candidates)
-    p = {k: None if v is None else v.to(device) for k, v in p.items()}
+    p = {k: None if v is None else tuple(t.to(device) for t in v) if isinstance(v, tuple) else v.to(device)
+         for k, v in p.items()}  # colors may be the pair (sh0, shN)
     kwargs = dict(near_plane=options.near_plane, far_plane=options.far_plane, covars=p["covars"])
     bg = torch.tensor([options.background], dtype=torch.float32, device=device)
     mode = options.render_mode

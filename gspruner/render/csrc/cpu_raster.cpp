@@ -547,7 +547,8 @@ Tensor sh_backward(int64_t degree, const Tensor& means, const Tensor& campos, co
 
 void check_rows(const Tensor& t, const char* name) {  // [N, B, 3] float32 CPU, each row's B x 3 contiguous
     TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.dim() == 3 && t.size(2) == 3 &&
-                t.stride(2) == 1 && t.stride(1) == 3, name, ": float32 CPU [N, B, 3] with contiguous rows expected");
+                (t.numel() == 0 || (t.stride(2) == 1 && t.stride(1) == 3)), name,
+                ": float32 CPU [N, B, 3] with contiguous rows expected");
 }
 
 }  // namespace
