@@ -13,7 +13,7 @@ path is used, with one warning. Float32 only: other dtypes, tile_size > 16 and g
 (viewmats / Ks) go to the PyTorch path; SH degree 4 uses the PyTorch SH and the compiled rest.
 
 Data flow of one render (each stage an autograd Function over one C++ entry point):
-    _Project (project_fwd/bwd) -> _SphericalHarmonics (sh_fwd/bwd) -> bin_tiles (no grad)
+    _Project (project_fwd/bwd) -> _SphericalHarmonics[Split] (sh_fwd/bwd[_split]) -> bin_tiles (no grad)
     -> _Rasterize (raster_fwd/bwd); collect_pairs on demand.
 
 Threads: `threads()`, the OpenMP team of each parallel region, is GSPRUNER_CPU_THREADS if set, else

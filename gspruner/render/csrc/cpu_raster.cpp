@@ -5,7 +5,8 @@
 //                               `projection_ewa_3dgs_fused` rules: 1.3x FOV clamp, eps2d blur,
 //                               opacity-aware radius, near/far and off-screen culling.
 //   sh_fwd / sh_bwd             view-dependent colour, real SH degree <= 3 (gsplat's basis),
-//                               clamp_min(. + 0.5, 0).
+//                               clamp_min(. + 0.5, 0); sh_*_split read band 0 and the rest as two
+//                               tensors (the model's sh0 / shN) in place.
 //   bin_tiles                   per-tile Gaussian lists in front-to-back order (ties by id).
 //   raster_fwd / raster_bwd     per-pixel front-to-back compositing (3DGS Eq. 3): alpha =
 //                               min(0.999, o exp(-sigma)), skipped when sigma < 0 or alpha < 1/255,
@@ -15,9 +16,10 @@
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
-// Float32 tensors, contiguous, CPU. Tiles are processed row by row, a row's 16 pixels as two 8-lane
-// vectors (see "Compositing"); transmittance is float32 like gsplat's kernels. Gradient sums are kept
-// per tile entry, then reduced per Gaussian in a fixed order (results do not depend on the threads).
+// Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as two 8-lane
+// vectors (see "Compositing"); the backward walks a tile's entries back to front, each over the rows it
+// crosses; transmittance is float32 like gsplat's kernels. Gradient sums are kept per tile entry, then
+// reduced per Gaussian in a fixed order (results do not depend on the threads).
 
 #include <torch/extension.h>
 
