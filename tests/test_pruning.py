@@ -286,7 +286,7 @@ def test_pup_fisher_matches_one_backward_pass_per_patch():
     backward pass per 4x4 patch and colour channel, background term and view-dependent colour included."""
     from types import SimpleNamespace
 
-    from gspruner.pruning.sensitivity import fisher, sensitivity
+    from gspruner.pruning.sensitivity import fisher, scale_invariant_offset, sensitivity
 
     means, quats, scales, opacities, viewmat, K, W, H = _random_scene(n=30, seed=7)
     opacities[:3] = 0.99999  # alpha clamped at 0.999 near their centres: no gradient there
@@ -303,6 +303,13 @@ def test_pup_fisher_matches_one_backward_pass_per_patch():
     torch.testing.assert_close(F, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
     U = sensitivity(F)
     assert U.shape == (30,) and torch.isfinite(U).all()
+    # pup-scale: the same log-det with each mean in units of its own scale (the chain rule through μ = μ₀ + s δ)
+    # (one view leaves F rank-deficient, so the identity is checked on full-rank Fishers)
+    A = torch.randn(30, 6, 6, generator=g, dtype=torch.float64)
+    F_full = A @ A.transpose(1, 2) + 0.1 * torch.eye(6, dtype=torch.float64)
+    D = torch.diag_embed(torch.cat([torch.exp(splats["scales"]), torch.ones(30, 3, dtype=torch.float64)], dim=1))
+    torch.testing.assert_close(sensitivity(D @ F_full @ D), sensitivity(F_full) + scale_invariant_offset(splats["scales"]),
+                               rtol=1e-5, atol=1e-4)
     # a Gaussian behind the camera: no gradient, F = 0, the floor's log: the lowest score
     unseen = dict(splats, means=torch.cat([splats["means"][:29], torch.tensor([[0.0, 0.0, -5.0]], dtype=torch.float64)]))
     U_unseen = sensitivity(fisher(unseen, [(cam, None)], background=background))

@@ -12,7 +12,7 @@ from .base import NoPruneConfig, Pruner, PruneContext, PrunerConfig, remove_gaus
 from .importance import SCORES, compute_importance
 from .lp3dgs import LP3DGSConfig, MaskPruner, STEMaskConfig
 from .oneshot import (LightGaussianConfig, MiniSplattingAreaConfig, MiniSplattingConfig, OpacityConfig,
-                      PUPConfig, RadSplatConfig, ScorePruner, ScorePrunerConfig, keep_by_ratio, keep_by_threshold)
+                      PUPConfig, PUPScaleConfig, RadSplatConfig, ScorePruner, ScorePrunerConfig, keep_by_ratio, keep_by_threshold)
 from .spatiotemporal import DEFAULT_FILTER_MIN_WEIGHT, SpatioTemporalConfig, SpatioTemporalPruner, TemporalFilter
 
 # name -> its config class (the defaults of a fresh instance are the method's); one line per pruner
@@ -24,6 +24,7 @@ PRUNERS = Registry(PrunerConfig, {
     "minisplatting-area": MiniSplattingAreaConfig,
     "opacity": OpacityConfig,
     "pup": PUPConfig,
+    "pup-scale": PUPScaleConfig,
     "lp3dgs": LP3DGSConfig,
     "ste-mask": STEMaskConfig,
     "spatiotemporal": SpatioTemporalConfig,
@@ -38,7 +39,7 @@ def pruner_union(post_hoc: bool = False):
 
 
 __all__ = ["DEFAULT_FILTER_MIN_WEIGHT", "PRUNERS", "LP3DGSConfig", "LightGaussianConfig", "MaskPruner",
-           "MiniSplattingAreaConfig", "MiniSplattingConfig", "NoPruneConfig", "OpacityConfig", "PUPConfig", "RadSplatConfig",
+           "MiniSplattingAreaConfig", "MiniSplattingConfig", "NoPruneConfig", "OpacityConfig", "PUPConfig", "PUPScaleConfig", "RadSplatConfig",
            "STEMaskConfig", "SpatioTemporalConfig", "Pruner", "PruneContext",
            "PrunerConfig", "SCORES", "ScorePruner", "ScorePrunerConfig", "SpatioTemporalPruner", "TemporalFilter",
            "compute_importance", "keep_by_ratio", "keep_by_threshold", "pruner_name", "pruner_union",

@@ -13,10 +13,11 @@ from torch import Tensor
 
 from ..model import activated
 from ..render.stats import ContributionStats, contribution_stats
-from .sensitivity import fisher, sensitivity
+from .sensitivity import fisher, scale_invariant_offset, sensitivity
 
-ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup"]
-SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup")
+ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale"]
+SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup",
+                           "pup-scale")
 LIGHTGAUSSIAN_BETA = 0.1  # v_pow of LightGaussian's prune.py
 
 
@@ -72,7 +73,9 @@ def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0
                        background=None) -> Tensor:
     if name == "opacity":
         return importance_from_stats(name, None, splats)
-    if name == "pup":  # not a hit statistic: each Gaussian's Fisher information over its mean and scale
-        return sensitivity(fisher(splats, views, background, near_plane, far_plane))
+    if name in ("pup", "pup-scale"):  # not a hit statistic: each Gaussian's Fisher information over its mean and scale
+        U = sensitivity(fisher(splats, views, background, near_plane, far_plane))
+        return U if name == "pup" else U + scale_invariant_offset(splats["scales"].detach())
+
     stats = accumulate_stats(splats, views, near_plane=near_plane, far_plane=far_plane)
     return importance_from_stats(name, stats, splats)

@@ -127,3 +127,9 @@ def fisher(splats, views: Iterable, background=None, near_plane: float = 0.01, f
 def sensitivity(F: Tensor, floor: float = 1e-30) -> Tensor:
     """U = log |F| = Σ log of the singular values [N] (PUP Eq. 12; floored so an unseen Gaussian scores lowest)."""
     return torch.linalg.eigvalsh(F).clamp_min(floor).log().sum(dim=-1).to(torch.float32)
+
+
+def scale_invariant_offset(log_scales: Tensor) -> Tensor:
+    """2 Σ log s [N]: log |F| with each mean measured in units of its own scale (μ = μ₀ + diag(s) δ gives
+    F_δ = diag(s, 1) F diag(s, 1)), so a far or large Gaussian is not ranked low for its distance alone."""
+    return 2.0 * log_scales.sum(dim=-1).to(torch.float32)
