@@ -125,3 +125,12 @@ def test_bad_values_are_refused_where_parsed(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert not r.exists()
+
+
+def test_output_into_a_closed_pipe_is_not_an_error():
+    """`gspruner prune --help | head -1`: when the reader has gone, exit 0 without a traceback."""
+    proc = subprocess.Popen([sys.executable, "-c", "from gspruner.cli import entry; entry()", "prune", "--help"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before it writes: its first write meets a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
