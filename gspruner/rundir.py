@@ -148,9 +148,7 @@ def run_writes(result_dir: Path, *, overwrite: bool = False, resume: bool = Fals
         if made:
             shutil.rmtree(top, ignore_errors=True)
         else:
-            for name in RUN_FILES:
-                if not (resume and name == "log.jsonl"):
-                    remove_run_files(r, (name,))
+            remove_run_files(r, [name for name in RUN_FILES if not (resume and name == "log.jsonl")])
             for item in aside.iterdir() if aside is not None else ():
                 item.rename(r / item.name)
             if log_size is not None:

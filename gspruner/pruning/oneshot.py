@@ -84,6 +84,7 @@ class ScorePrunerConfig(PrunerConfig):
     """One-shot pruning by an importance score, after densification stops, then training goes on."""
 
     score: ClassVar[str] = ""  # the importance score (pruning/importance.py)
+    post_hoc: ClassVar[bool] = True  # a score prunes a trained checkpoint as well (`gspruner prune score:NAME`)
     threshold_default: ClassVar[Optional[float]] = None  # a score with a threshold mode prunes by it by default
     threshold_at: ClassVar[tuple[float, ...]] = (2 / 3,)
 
@@ -119,7 +120,6 @@ class LightGaussianConfig(ScorePrunerConfig):
     """LightGaussian (Fan et al. 2024): Σ over hit pixels of opacity·T, × the volume factor; removes the lowest --prune.ratio."""
 
     score: ClassVar[str] = "lightgaussian"
-    post_hoc: ClassVar[bool] = True
 
 
 @dataclass
@@ -127,7 +127,6 @@ class RadSplatConfig(ScorePrunerConfig):
     """RadSplat (Niemeyer et al. 2025): max over views and pixels of α·T; by default removes those below 0.01 at 16k and 24k of 30k steps."""
 
     score: ClassVar[str] = "radsplat"
-    post_hoc: ClassVar[bool] = True
     threshold_default: ClassVar[Optional[float]] = 0.01  # Sec. 3.3
     threshold_at: ClassVar[tuple[float, ...]] = (16 / 30, 24 / 30)
 
@@ -137,7 +136,6 @@ class MiniSplattingConfig(ScorePrunerConfig):
     """Mini-Splatting (Fang & Wang 2024): Σ α·T, 0 for Gaussians never a pixel's largest contributor."""
 
     score: ClassVar[str] = "minisplatting"
-    post_hoc: ClassVar[bool] = True
 
 
 @dataclass
@@ -145,7 +143,6 @@ class MiniSplattingAreaConfig(ScorePrunerConfig):
     """Mini-Splatting's score per hit pixel (its outdoor variant)."""
 
     score: ClassVar[str] = "minisplatting-area"
-    post_hoc: ClassVar[bool] = True
 
 
 @dataclass
@@ -153,7 +150,6 @@ class PUPConfig(ScorePrunerConfig):
     """PUP-3DGS (Hanson et al. 2025): log-determinant of each Gaussian's Fisher information over its mean and scale (4x4 patches, all training views); removes the lowest --prune.ratio. The paper's rounds (80 %, fine-tune, 50 %): --prune.at twice with --prune.ratio 0.68 (90 % in all)."""
 
     score: ClassVar[str] = "pup"
-    post_hoc: ClassVar[bool] = True
 
 
 @dataclass
@@ -161,7 +157,6 @@ class PUPScaleConfig(ScorePrunerConfig):
     """PUP-3DGS with each mean measured in units of the Gaussian's own scale: log|F| + 2 Σ log s (ours; better than PUP on the demo and fox, worse on chair: see the README)."""
 
     score: ClassVar[str] = "pup-scale"
-    post_hoc: ClassVar[bool] = True
 
 
 @dataclass
@@ -169,4 +164,3 @@ class OpacityConfig(ScorePrunerConfig):
     """The baseline: opacity as the importance."""
 
     score: ClassVar[str] = "opacity"
-    post_hoc: ClassVar[bool] = True
