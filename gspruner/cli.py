@@ -143,7 +143,7 @@ def _command(name: str):
 COMMANDS = {
     "train": "Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo.",
     "prune": "Prune a trained checkpoint by an importance score, fine-tune without densification, and evaluate.",
-    "export": "Export a checkpoint (or convert a scene file) to PLY, compressed PLY (SuperSplat), SPZ or .splat, and print a size table.",
+    "export": "Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY).",
     "view": "Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider.",
     "eval": "Evaluate a checkpoint on a scene's test split and print the metrics as JSON.",
     "distill-sh": "SH distillation (LightGaussian): fine-tune a lower-SH-degree copy of a checkpoint against the full model's renders from training and pseudo views.",

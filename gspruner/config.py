@@ -158,7 +158,7 @@ class EvalConfig:
     ckpt: Optional[Path] = None
     """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt)."""
     ply: Optional[Path] = None
-    """Evaluate an exported scene file instead (.ply, .compressed.ply, .spz, .splat): what the file itself looks like. Needs --data-dir."""
+    """Evaluate an exported scene file instead (.ply, .sog, .spz, .glb, .compressed.ply, .splat): what the file itself looks like. Needs --data-dir."""
     data_dir: Optional[Path] = None
     """The scene (default: the one recorded in the checkpoint)."""
     data_factor: Optional[int] = None

@@ -1,19 +1,22 @@
 #!/usr/bin/env python
 """Benchmark the scene exporters: file size and rendering quality of each format, read back.
 
-Exports the checkpoint's splats to every format (ply, compressed-ply, spz, splat), with all SH bands and
-with --sh-degree 0, reads each file back with our readers and evaluates it on the test views, next to the
-checkpoint itself. Variants: compressed-ply with view-aware SH rounding (default; the training cameras)
-and nearest rounding, SPZ with full 8-bit SH (default) and the reference encoder's 5/4-bit buckets.
+Exports the checkpoint's splats to every format (ply, sog, spz, glb, compressed-ply, splat), with all SH
+bands and with --sh-degree 0, reads each file back with our readers and evaluates it on the test views, next
+to the checkpoint itself. Variants: compressed-ply with view-aware SH rounding (default; the training
+cameras) and nearest rounding, SPZ with full 8-bit SH (default) and the reference encoder's 5/4-bit buckets.
 
-The combined pipeline: --pipeline-ckpt takes more checkpoints of the same scene (pruned with `gspruner
-prune`, SH-distilled with `gspruner distill-sh`, or both); each is evaluated, then written as
-compressed-ply and spz at its own SH degree and at SH degree 0 (bands dropped). Every row gives its size
-ratio against the INRIA PLY of --ckpt (the default-trained model: 248 B/splat at SH3) and its PSNR change
-against --ckpt's own PSNR. Prints one table and optionally writes it as JSON.
+The compact pipeline: --pipeline-ckpt takes more checkpoints of the same scene (pruned with `gspruner
+prune`, SH-distilled with `gspruner distill-sh`, or both); each is evaluated, then written as sog (the
+reference's SH palette size and each of --sog-palettes), spz and compressed-ply at its own SH degree, and
+as sog and spz at SH degree 0 (bands dropped). Every row gives its size ratio against the INRIA PLY of
+--ckpt (the default-trained model: 248 B/splat at SH3) and its PSNR change against --ckpt's own PSNR.
+Prints one table, then the Pareto front (no other row both smaller and better), and optionally writes
+the table as JSON.
 
     python scripts/bench_export.py --ckpt results/garden/ckpt/last.pt
     python scripts/bench_export.py --ckpt C --pipeline-ckpt P1 P2 --out-dir /tmp/exports --json bench_export.json
+    python scripts/bench_export.py --ckpt C --formats ply --pipeline-ckpt P1 --sog-palettes 1024 4096
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def main():
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to render")
     ap.add_argument("--out-dir", type=Path, default=None, help="keep the exported files here (default: a temp folder)")
     ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS), help="formats to bench for --ckpt")
-    ap.add_argument("--spz-version", type=int, default=3, choices=[2, 3], help="SPZ version to write")
+    ap.add_argument("--spz-version", type=int, default=4, choices=[2, 3, 4], help="SPZ version to write")
+    ap.add_argument("--sog-palettes", type=int, nargs="*", default=[4096], help="SH palette sizes to try for the pipeline's sog files, besides the reference's rule")
     ap.add_argument("--lpips", action="store_true", help="also compute LPIPS (slower)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
     args = ap.parse_args()
@@ -118,7 +122,11 @@ def main():
         other_degree = min(other["config"]["sh_degree"], sh_degree_of(state))
         bench_checkpoint(source, state, other_degree)
         for sh in sorted({other_degree, 0}, reverse=True):
-            bench_file(source, state, sh, "compressed-ply", view_points=centres)
+            bench_file(source, state, sh, "sog")
+            if sh > 0:
+                for palette in args.sog_palettes:
+                    bench_file(source, state, sh, "sog", f"palette {palette}", palette_size=palette)
+                bench_file(source, state, sh, "compressed-ply", view_points=centres)
             bench_file(source, state, sh, "spz", sh_bits=(8, 8), **spz)
 
     base_psnr = rows[0]["psnr"]
@@ -143,6 +151,13 @@ def main():
         if args.lpips:
             line += f"  {r['lpips']:.4f}" if r["lpips"] is not None else "  -"
         print(line)
+    print("\nPareto front (size ratio vs ΔPSNR; files only):")
+    files = [r for r in rows if r["bytes"] is not None]
+    front = [r for r in files if not any(
+        o is not r and o["bytes"] <= r["bytes"] and o["psnr"] >= r["psnr"] and (o["bytes"] < r["bytes"] or o["psnr"] > r["psnr"])
+        for o in files)]  # fmt: skip
+    for r in sorted(front, key=lambda r: -r["size_ratio"]):
+        print(f"  {r['size_ratio']:>7.1f}x  {r['delta_psnr']:>+7.3f} dB  {r['source']} {r['format']} SH{r['sh_degree']} ({r['mb']:.3f} MB)")
     print(f"files in {out_dir}")
     if args.json:
         args.json.write_text(json.dumps({"ckpt": str(args.ckpt), "split": split, "inria_ply_bytes": inria, "rows": rows}, indent=2))

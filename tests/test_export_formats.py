@@ -151,7 +151,7 @@ SPLAT_BOUNDS = {"position": 0.0, "scale": 1e-6, "dc": 0.5 / (255 * SH_C0), "opac
 
 
 def test_registry_names_and_detection(tmp_path):
-    assert set(FORMATS) == {"ply", "compressed-ply", "spz", "splat"}
+    assert set(FORMATS) == {"ply", "sog", "spz", "glb", "compressed-ply", "splat"}
     splats = make_splats(n=300, sh_degree=1)
     for fmt, suffix in FORMATS.items():
         path = tmp_path / f"scene{suffix}"
@@ -166,7 +166,7 @@ def test_registry_names_and_detection(tmp_path):
     with pytest.raises(InputError, match="scene.obj.*unknown scene file type"):
         read_splats(tmp_path / "scene.obj")
     with pytest.raises(InputError, match="unknown scene format"):
-        write_splats(tmp_path / "x.ply", splats, "glb")
+        write_splats(tmp_path / "x.ply", splats, "obj")
     with pytest.raises(InputError, match="nope.spz: file not found"):
         read_splats(tmp_path / "nope.spz")
 
@@ -279,7 +279,7 @@ def test_spz_round_trip_and_layout(tmp_path, version, sh_degree):
     splats = make_splats(n=n, sh_degree=sh_degree)
     path = tmp_path / "scene.spz"
     assert write_spz(path, splats, version=version) == n
-    raw = _spz_raw(path)
+    raw = _spz_raw(path)  # v2/v3: one gzip stream, no extension records (flags 0)
     magic, ver, count, degree, frac, flags, reserved = struct.unpack_from("<IIIBBBB", raw)
     assert (magic, ver, count, degree, frac, flags, reserved) == (0x5053474E, version, n, sh_degree, 12, 0, 0)
     num_rest = (sh_degree + 1) ** 2 - 1
@@ -291,19 +291,122 @@ def test_spz_round_trip_and_layout(tmp_path, version, sh_degree):
         assert quat_error(back["quats"], splats["quats"]).max() < 3e-3
 
 
-def test_spz_stores_rub_axes(tmp_path):
-    """On disk, positions are (x, -y, -z) of ours; the raw reader sees exactly rdf_to_rub(splats)."""
-    splats = make_splats(n=200, sh_degree=3)
+def _spz_v4(path: Path) -> dict:
+    """The parts of an SPZ v4 file: header fields, extension records, the decompressed streams."""
+    import zstandard
+
+    data = path.read_bytes()
+    magic, version, n, degree, frac, flags, num_streams, toc = struct.unpack_from("<IIIBBBBI", data)
+    assert data[20:32] == bytes(12)
+    records, offset = [], 32
+    while offset < toc:
+        kind, length = struct.unpack_from("<II", data, offset)
+        records.append((kind, data[offset + 8 : offset + 8 + length]))
+        offset += 8 + length
+    streams, offset = [], toc + 16 * num_streams
+    for i in range(num_streams):
+        compressed, uncompressed = struct.unpack_from("<QQ", data, toc + 16 * i)
+        streams.append(zstandard.ZstdDecompressor().decompress(data[offset : offset + compressed]))
+        assert len(streams[-1]) == uncompressed
+        offset += compressed
+    assert offset == len(data)
+    header = dict(magic=magic, version=version, n=n, degree=degree, frac=frac, flags=flags, toc=toc)
+    return {"header": header, "records": records, "streams": streams}
+
+
+@pytest.mark.parametrize("sh_degree", [0, 3])
+def test_spz_v4_default_layout_and_axes_record(tmp_path, sh_degree):
+    """Default: v4 (zstd), PLY axes on disk, declared by one SPZ_ADOBE_coordinate_system record (RDF = 6)."""
+    pytest.importorskip("zstandard")
+    n = 300
+    splats = make_splats(n=n, sh_degree=sh_degree)
     write_spz(tmp_path / "a.spz", splats)
-    raw = _spz_raw(tmp_path / "a.spz")
-    first = raw[16:25]
+    v4 = _spz_v4(tmp_path / "a.spz")
+    num_rest = (sh_degree + 1) ** 2 - 1
+    assert v4["header"] == dict(magic=0x5053474E, version=4, n=n, degree=sh_degree, frac=12, flags=0x2, toc=44)
+    assert v4["records"] == [(0xADBE0003, struct.pack("<I", 6))]
+    sizes = [9 * n, n, 3 * n, 3 * n, 4 * n] + ([3 * num_rest * n] if num_rest else [])
+    assert [len(b) for b in v4["streams"]] == sizes  # 5 streams at SH degree 0, as the reference
+    first = v4["streams"][0][:9]
+    fixed = [int.from_bytes(first[3 * i : 3 * i + 3], "little", signed=True) / 4096 for i in range(3)]
+    assert fixed == pytest.approx(splats["means"][0].tolist(), abs=1 / 8192)  # PLY axes, not (x, -y, -z)
+    back, axes = read_spz(tmp_path / "a.spz", default_axes="rub", return_axes=True)  # the record wins
+    assert axes == "ply"
+    assert_within(splats, back, spz_bounds(3, num_rest), "spz v4")
+    assert quat_error(back["quats"], splats["quats"]).max() < 3e-3
+
+
+def test_spz_rub_axes_option(tmp_path):
+    """axes="rub": the spec's RUB on disk, no record; read back into our axes (v4 and v3)."""
+    pytest.importorskip("zstandard")
+    splats = make_splats(n=200, sh_degree=3)
+    write_spz(tmp_path / "rub.spz", splats, axes="rub")
+    v4 = _spz_v4(tmp_path / "rub.spz")
+    assert v4["header"]["flags"] == 0 and v4["header"]["toc"] == 32 and v4["records"] == []
+    first = v4["streams"][0][:9]
     fixed = [int.from_bytes(first[3 * i : 3 * i + 3], "little", signed=True) / 4096 for i in range(3)]
     x, y, z = splats["means"][0].tolist()
     assert fixed == pytest.approx([x, -y, -z], abs=1 / 8192)
-    raw_back = read_spz(tmp_path / "a.spz", coordinates="raw")
-    assert_within(rdf_to_rub(splats), raw_back, spz_bounds(3, 15), "spz raw axes")
-    write_spz(tmp_path / "b.spz", splats, coordinates="raw")
-    assert_within(splats, read_spz(tmp_path / "b.spz", coordinates="raw"), spz_bounds(3, 15), "spz raw write")
+    # no record: the reader assumes PLY axes (as the PlayCanvas tools) unless told RUB
+    assert_within(rdf_to_rub(splats), read_spz(tmp_path / "rub.spz"), spz_bounds(3, 15), "rub file, ply default")
+    assert_within(splats, read_spz(tmp_path / "rub.spz", default_axes="rub"), spz_bounds(3, 15), "rub file, rub default")
+    write_spz(tmp_path / "rub3.spz", splats, version=3, axes="rub")
+    raw = _spz_raw(tmp_path / "rub3.spz")
+    assert struct.unpack_from("<IIIBBBB", raw)[5] == 0  # v3 carries no record
+    assert_within(splats, read_spz(tmp_path / "rub3.spz", default_axes="rub"), spz_bounds(3, 15), "v3 rub")
+    write_spz(tmp_path / "ply3.spz", splats, version=3)
+    assert_within(splats, read_spz(tmp_path / "ply3.spz"), spz_bounds(3, 15), "v3 ply")
+    with pytest.raises(InputError, match="axes must be one of ply, rub"):
+        write_spz(tmp_path / "bad.spz", splats, axes="rdf")
+
+
+def test_spz_v4_records_other_frames_and_corrupt_records(tmp_path):
+    """Unknown records are skipped by length; an unsupported frame or a record overrunning the TOC is one error."""
+    pytest.importorskip("zstandard")
+    splats = make_splats(n=50, sh_degree=1)
+    write_spz(tmp_path / "a.spz", splats)
+    data = bytearray((tmp_path / "a.spz").read_bytes())
+
+    def with_records(records: bytes, name: str) -> Path:
+        header = bytearray(data[:32])
+        header[14] = 0x2
+        struct.pack_into("<I", header, 16, 32 + len(records))
+        out = tmp_path / name
+        out.write_bytes(bytes(header) + records + bytes(data[44:]))
+        return out
+
+    unknown = struct.pack("<II", 0x12340001, 3) + b"abc"
+    rub = struct.pack("<III", 0xADBE0003, 4, 4)
+    assert_within(rdf_to_rub(splats), read_spz(with_records(unknown + rub, "rub.spz")), spz_bounds(3, 3), "unknown + RUB record")
+    assert_within(splats, read_spz(with_records(unknown, "none.spz")), spz_bounds(3, 3), "unknown record only")
+    with pytest.raises(InputError, match="coordinate system 7"):
+        read_spz(with_records(struct.pack("<III", 0xADBE0003, 4, 7), "luf.spz"))
+    with pytest.raises(InputError, match="corrupt SPZ v4 extension records"):
+        read_spz(with_records(struct.pack("<II", 0x12340001, 40) + b"abc", "over.spz"))
+
+
+@pytest.mark.parametrize("options", [{}, {"version": 3}, {"version": 2}, {"axes": "rub"}, {"sh_bits": (5, 4)}])
+def test_gsply_reads_our_spz_as_we_do(tmp_path, options):
+    """A second, independent SPZ decoder (gsply 0.4.6, reads raw like the PlayCanvas tools) gives what our
+    reader gives, value for value; and we read gsply's own SPZ files of a PLY within the format's bounds."""
+    gsply = pytest.importorskip("gsply")
+    pytest.importorskip("zstandard")
+    splats = make_splats(n=300, sh_degree=3)
+    path = tmp_path / "ours.spz"
+    write_spz(path, splats, **options)
+    theirs, ours = gsply.read_spz(path), read_spz(path)
+    for key in ("means", "scales", "opacities", "sh0", "shN"):
+        got = torch.from_numpy(np.asarray(getattr(theirs, key), dtype=np.float32)).reshape(ours[key].shape)
+        assert torch.allclose(got, ours[key], atol=1e-5), (options, key)
+    got_quats = torch.from_numpy(np.asarray(theirs.quats, dtype=np.float32))
+    assert quat_error(got_quats, ours["quats"]).max() < 1e-5, options
+    if options:
+        return
+    write_ply(tmp_path / "src.ply", splats)
+    for version in (3, 4):
+        gsply.write_spz(tmp_path / f"gsply_v{version}.spz", gsply.plyread(str(tmp_path / "src.ply")), version=version)
+        back = read_spz(tmp_path / f"gsply_v{version}.spz")
+        assert_within(splats, back, spz_bounds(3, 15), f"our reader <- gsply v{version}")
 
 
 def test_rdf_to_rub_is_a_rotation_of_the_scene():
@@ -330,7 +433,7 @@ def test_spz_size_well_under_raw(tmp_path):
     for sh_degree, raw_budget in ((0, 20), (3, 65)):
         splats = make_splats(n=4096, sh_degree=sh_degree, sh_std=0.05)
         path = tmp_path / f"sh{sh_degree}.spz"
-        write_spz(path, splats, sh_bits=(5, 4))  # the reference encoder's buckets
+        write_spz(path, splats, version=3, sh_bits=(5, 4))  # the reference encoder's buckets
         per_splat = os.path.getsize(path) / 4096
         assert len(_spz_raw(path)) == 16 + 4096 * raw_budget
         # SH0 of i.i.d. random attributes leaves gzip little (~18 B; a trained scene gives less); SH3 ~27 B
@@ -342,8 +445,8 @@ def test_spz_full_sh_bits_round_trip_and_size(tmp_path):
     bucketed bytes are multiples of the bucket, and bad bit counts are one InputError."""
     splats = make_splats(n=4096, sh_degree=3, sh_std=0.05)
     full, bucketed = tmp_path / "full.spz", tmp_path / "bucketed.spz"
-    write_spz(full, splats)
-    write_spz(bucketed, splats, sh_bits=(5, 4))
+    write_spz(full, splats, version=3)
+    write_spz(bucketed, splats, version=3, sh_bits=(5, 4))
     assert len(_spz_raw(full)) == len(_spz_raw(bucketed)) == 16 + 4096 * 65
     err_full = (read_spz(full)["shN"] - splats["shN"]).abs().max().item()
     err_bucketed = (read_spz(bucketed)["shN"] - splats["shN"]).abs().max().item()
@@ -489,10 +592,16 @@ def test_bad_files_raise_one_line_input_error(tmp_path, fmt):
         "truncated": data[: len(data) // 2 + 1],
     }
     if fmt == "spz":
-        raw = gzip.decompress(data)
+        write_spz(tmp_path / "v3.spz", make_splats(n=300, sh_degree=1), version=3)
+        raw = gzip.decompress((tmp_path / "v3.spz").read_bytes())
         cases["bad magic"] = gzip.compress(b"XXXX" + raw[4:])
         cases["bad version"] = gzip.compress(raw[:4] + struct.pack("<I", 9) + raw[8:])
         cases["short payload"] = gzip.compress(raw[:-10])
+        # v4: a stream cut short, a TOC pointing past the end, a stream that is not zstd
+        cases["v4 short stream"] = data[:-10]
+        cases["v4 toc past end"] = data[:16] + struct.pack("<I", len(data)) + data[20:]
+        first_stream = 44 + 16 * 6
+        cases["v4 bad stream"] = data[:first_stream] + b"XXXX" + data[first_stream + 4 :]
     if fmt == "compressed-ply":
         plain = tmp_path / "plain.ply"
         write_ply(plain, make_splats(n=5, sh_degree=0))
@@ -515,7 +624,7 @@ def _checkpoint(tmp_path: Path, splats: dict) -> Path:
     return path
 
 
-def test_export_all_writes_four_files_and_a_size_table(tmp_path, capsys):
+def test_export_all_writes_every_format_and_a_size_table(tmp_path, capsys):
     splats = make_splats(n=512, sh_degree=3)
     ckpt = _checkpoint(tmp_path, splats)
     result = run_export(ExportConfig(ckpt=ckpt, format="all", out=tmp_path / "exports" / "scene"))
@@ -652,17 +761,23 @@ def splat_transform():
 @pytest.mark.parametrize("sh_degree", [0, 3])
 def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
     """splat-transform converts each of our files to a plain PLY that matches our splats within the
-    format's quantization error (it decodes SPZ without the RUB -> RDF change, hence rdf_to_rub)."""
+    format's quantization error: our default SPZ (v4, PLY axes + record) and v3 come back in our axes; an
+    axes="rub" file comes back turned (splat-transform decodes SPZ raw), hence rdf_to_rub there."""
     n = 600
     splats = make_splats(n=n, sh_degree=sh_degree)
     num_rest = (sh_degree + 1) ** 2 - 1
     files = {}
-    for fmt, suffix in FORMATS.items():
+    for fmt in ("ply", "compressed-ply", "spz", "splat"):  # sog: tests/test_export_sog.py; glb: splat-transform 3.7.0 does not read it
+        suffix = FORMATS[fmt]
         files[fmt] = tmp_path / f"ours{suffix}"
         with pytest.warns(UserWarning) if (fmt == "splat" and sh_degree) else _no_warning():
             write_splats(files[fmt], splats, fmt)
     files["spz-v2"] = tmp_path / "ours_v2.spz"
     write_spz(files["spz-v2"], splats, version=2)
+    files["spz-v3"] = tmp_path / "ours_v3.spz"
+    write_spz(files["spz-v3"], splats, version=3)
+    files["spz-rub"] = tmp_path / "ours_rub.spz"
+    write_spz(files["spz-rub"], splats, axes="rub")
     files["spz-bucketed"] = tmp_path / "ours_bucketed.spz"
     write_spz(files["spz-bucketed"], splats, sh_bits=(5, 4))
     files["compressed-ply-views"] = tmp_path / "ours_views.compressed.ply"
@@ -672,6 +787,8 @@ def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
         "compressed-ply": compressed_bounds(files["compressed-ply"]),
         "spz": spz_bounds(3, num_rest),
         "spz-v2": spz_bounds(2, num_rest),
+        "spz-v3": spz_bounds(3, num_rest),
+        "spz-rub": spz_bounds(3, num_rest),
         "spz-bucketed": spz_bounds(3, num_rest, (5, 4)),
         "compressed-ply-views": dict(compressed_bounds(files["compressed-ply-views"]), sh=1 / 32),
         # splat-transform decodes .splat rotations as u8/255·2 - 1 (we and antimatter15: (u8 - 128)/128)
@@ -685,14 +802,14 @@ def test_splat_transform_reads_our_files(tmp_path, splat_transform, sh_degree):
         expected_rest = 0 if fmt == "splat" else num_rest
         assert got["shN"].shape == (n, expected_rest, 3), fmt
         ours = read_splats(path)
-        ref = rdf_to_rub(splats) if fmt.startswith("spz") else splats
+        ref = rdf_to_rub(splats) if fmt == "spz-rub" else splats
         if fmt.startswith("compressed-ply"):  # file order is kept: the per-chunk bounds apply row by row
             assert torch.allclose(got["means"], ours["means"], atol=1e-5)
             assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
         else:
             assert_within(match(ref, got), got, bounds[fmt], f"splat-transform <- our {fmt}")
         # and both decoders agree closely (SH: the same levels)
-        ours_axes = rdf_to_rub(ours) if fmt.startswith("spz") else ours
+        ours_axes = ours  # an axes="rub" file has no record: we read it raw, as splat-transform does
         assert torch.allclose(got["means"], ours_axes["means"], atol=1e-5), fmt
         assert torch.allclose(got["shN"], ours_axes["shN"][:, :expected_rest], atol=1e-6), fmt
 
@@ -710,5 +827,5 @@ def test_we_read_splat_transform_files(tmp_path, splat_transform):
     for version in (3, 4):
         out = tmp_path / f"st_v{version}.spz"
         splat_transform("--spz-version", str(version), src, out)
-        back = read_spz(out, coordinates="raw")  # splat-transform writes SPZ without the RDF -> RUB change
+        back = read_spz(out)  # splat-transform writes SPZ in PLY axes without a record: our default reading
         assert_within(splats, back, spz_bounds(3, 15, (5, 4)), f"our reader <- splat-transform spz v{version}")

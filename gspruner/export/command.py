@@ -1,4 +1,4 @@
-"""The export command: a checkpoint (or a scene file) -> ply / compressed-ply / spz / splat, with a size table."""
+"""The export command: a checkpoint (or a scene file) -> ply / sog / spz / glb / compressed-ply / splat, with a size table."""
 
 from __future__ import annotations
 
@@ -18,28 +18,33 @@ _SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 # suffixes a file of each format may have (the first is the one we write)
 _ACCEPTED_SUFFIXES = {
     "ply": (".ply",),
-    "compressed-ply": (".compressed.ply", ".ply"),
+    "sog": (".sog",),
     "spz": (".spz",),
+    "glb": (".glb",),
+    "compressed-ply": (".compressed.ply", ".ply"),
     "splat": (".splat",),
 }
+_SUFFIXES = (".compressed.ply", ".ply", ".sog", ".spz", ".glb", ".splat")
 
 
 @dataclass
 class ExportConfig:
-    """Export a checkpoint (or convert a scene file) to PLY, compressed PLY (SuperSplat), SPZ or .splat, and print a size table."""
+    """Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY)."""
 
     ckpt: Optional[Path] = None
     """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt) to export. Give this or --ply."""
     ply: Optional[Path] = None
-    """Or a scene file to convert: .ply, .compressed.ply, .spz or .splat (format detected from the name and content)."""
-    format: Literal["ply", "compressed-ply", "spz", "splat", "all"] = "all"
-    """ply: INRIA PLY, lossless (~248 B/splat at SH degree 3). compressed-ply: PlayCanvas/SuperSplat chunked PLY (~16 B/splat + 45 B for SH3). spz: Niantic SPZ, gzip, RUB axes (~20 B/splat + SH before gzip). splat: antimatter15, 32 B/splat, drops SH. all: the four."""
+    """Or a scene file to convert: .ply, .sog, .spz, .glb, .compressed.ply or .splat (format detected from the name and content)."""
+    format: Literal["ply", "sog", "spz", "glb", "compressed-ply", "splat", "all"] = "all"
+    """ply: INRIA PLY, lossless (248 B/splat at SH degree 3). sog: PlayCanvas SOG (SuperSplat's current format; WebP images, SH as a k-means palette; the smallest). spz: Niantic SPZ v4 (zstd), full 8-bit SH, PLY axes declared in the file (see --spz-axes). glb: glTF 2.0 binary with KHR_gaussian_splatting, float32 (+Y up as glTF requires; see the README). compressed-ply: legacy PlayCanvas chunked PLY (~16 B/splat + 45 B for SH3; SOG replaces it). splat: antimatter15, 32 B/splat, drops SH. all: every format."""
     out: Optional[Path] = None
     """Output file; for --format all an existing folder or a stem (exports/scene -> exports/scene.ply, scene.compressed.ply, scene.spz, scene.splat). Default: beside the input, named after it."""
     sh_degree: Optional[int] = None
     """Keep SH bands up to this degree only (0: view-independent colour, the smallest files). Default: all the input has."""
-    spz_version: Literal[2, 3] = 3
-    """SPZ version: 3 stores rotations as smallest-three in 4 bytes; 2 as xyz in 3 bytes (coarser, for old readers)."""
+    spz_version: Literal[2, 3, 4] = 4
+    """SPZ version: 4 is zstd-compressed (what SuperSplat, splat-transform and the PlayCanvas engine write and read; the engine reads only 4); 3 is gzip with smallest-three rotations; 2 gzip with xyz rotations (coarser, for old readers)."""
+    spz_axes: Literal["ply", "rub"] = "ply"
+    """SPZ axes: ply stores the PLY's own axes and (v4) names them in an SPZ_ADOBE_coordinate_system record: upright wherever our .ply is (SuperSplat, splat-transform, PlayCanvas) and in extension-aware SPZ readers (Niantic's reference built with extensions, @adobe/spz in Babylon.js). rub converts to the SPZ spec's RUB default without a record, for SPZ readers that convert from RUB but do not read extensions (those tools then show it upside down)."""
     spz_sh_bits: tuple[int, int] = (8, 8)
     """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
     sh_rounding: Literal["views", "nearest"] = "views"
@@ -52,7 +57,7 @@ class ExportConfig:
 
 def _strip_suffix(name: str) -> str:
     lower = name.lower()
-    for suffix in (".compressed.ply", ".ply", ".spz", ".splat", ".pt", ".pth"):
+    for suffix in (*_SUFFIXES, ".pt", ".pth"):
         if lower.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return name
@@ -65,7 +70,7 @@ def output_paths(out: Optional[Path], input_path: Path, formats: list[str]) -> d
         base = input_path.parent / stem
     elif out.is_dir():
         base = out / stem
-    elif len(formats) == 1 and any(out.name.lower().endswith(s) for s in (".ply", ".spz", ".splat")):
+    elif len(formats) == 1 and any(out.name.lower().endswith(s) for s in _SUFFIXES):
         fmt = formats[0]
         if not any(out.name.lower().endswith(s) for s in _ACCEPTED_SUFFIXES[fmt]):
             raise InputError(f"{out}: a {fmt} file should be named *{FORMATS[fmt]}")
@@ -160,7 +165,9 @@ def run_export(cfg: ExportConfig) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            options = writer_options(fmt, spz_version=cfg.spz_version, spz_sh_bits=cfg.spz_sh_bits, view_points=view_points)
+            options = writer_options(
+                fmt, spz_version=cfg.spz_version, spz_sh_bits=cfg.spz_sh_bits, spz_axes=cfg.spz_axes, view_points=view_points
+            )
             n = write_splats(path, splats, fmt, **options)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
@@ -170,23 +177,37 @@ def run_export(cfg: ExportConfig) -> dict:
             "bytes_per_splat": size / n, "mb": size / 1e6,
         })  # fmt: skip
 
+    num_splats, sh_degree = int(splats["means"].shape[0]), sh_degree_of(splats)
+    inria_bytes = _inria_ply_bytes(num_splats, sh_degree)
+    for row in rows:
+        row["ratio_to_inria_ply"] = inria_bytes / row["bytes"]
     result = {
         "input": str(input_path),
-        "num_splats": int(splats["means"].shape[0]),
-        "sh_degree": sh_degree_of(splats),
+        "num_splats": num_splats,
+        "sh_degree": sh_degree,
+        "inria_ply_bytes": inria_bytes,
         "rows": rows,
     }
     print(format_size_table(result))
     return result
 
 
+def _inria_ply_bytes(num_splats: int, sh_degree: int) -> int:
+    """Bytes of the INRIA PLY of these splats (62 float32 per splat at SH3, normals included): the size table's reference."""
+    from gspruner.export.ply import ply_property_names
+
+    return num_splats * 4 * len(ply_property_names((sh_degree + 1) ** 2 - 1))
+
+
 def format_size_table(result: dict) -> str:
     lines = [
         f"{result['input']}: {result['num_splats']} splats, SH degree {result['sh_degree']}",
-        f"{'format':<15} {'splats':>9} {'bytes':>12} {'B/splat':>8} {'MB':>9}  file",
+        f"{'format':<15} {'splats':>9} {'bytes':>12} {'B/splat':>8} {'MB':>9} {'×smaller':>9}  file",
     ]
     for r in result["rows"]:
         lines.append(
-            f"{r['format']:<15} {r['num_splats']:>9} {r['bytes']:>12} {r['bytes_per_splat']:>8.2f} {r['mb']:>9.3f}  {r['path']}"
+            f"{r['format']:<15} {r['num_splats']:>9} {r['bytes']:>12} {r['bytes_per_splat']:>8.2f} {r['mb']:>9.3f}"
+            f" {r['ratio_to_inria_ply']:>9.1f}  {r['path']}"
         )
+    lines.append(f"×smaller: the INRIA PLY of the same splats ({result['inria_ply_bytes']} bytes, 62 floats/splat at SH3) / the file")
     return "\n".join(lines)

@@ -2,8 +2,10 @@
 
 Formats (name -> canonical suffix):
     ply             INRIA 3DGS PLY, float32, lossless (`gspruner.export.ply`)
-    compressed-ply  PlayCanvas/SuperSplat chunked PLY, ~16 B/splat + 45 B of SH3 (`compressed_ply`)
-    spz             Niantic SPZ v2/v3 (gzip), ~36 B/splat with SH3 at full 8-bit SH, ~18 with 5/4-bit buckets (`spz`)
+    sog             PlayCanvas SOG: meta.json + lossless WebP images in a zip, SH by a k-means palette (`sog`)
+    spz             Niantic SPZ v4 (zstd; v2/v3 gzip on request), full 8-bit SH by default (`spz`)
+    glb             glTF 2.0 binary with KHR_gaussian_splatting, float32, lossless (`gltf`)
+    compressed-ply  PlayCanvas/SuperSplat chunked PLY, ~16 B/splat + 45 B of SH3; legacy, SOG replaces it (`compressed_ply`)
     splat           antimatter15 .splat, exactly 32 B/splat, no SH (`splat`)
 
 Every writer takes the splat dict convention of `gspruner.export.ply` (means [N,3], log scales [N,3],
@@ -45,14 +47,18 @@ SH_C0 = 0.28209479177387814
 # name -> canonical suffix (iteration order = the order `--format all` writes them)
 FORMATS: dict[str, str] = {
     "ply": ".ply",
-    "compressed-ply": ".compressed.ply",
+    "sog": ".sog",
     "spz": ".spz",
+    "glb": ".glb",
+    "compressed-ply": ".compressed.ply",
     "splat": ".splat",
 }
 
 # name -> (module, writer, reader); imported lazily so the format modules can use the helpers below
 _IMPL = {
     "ply": ("gspruner.export.ply", "write_ply", "read_ply"),
+    "sog": ("gspruner.export.sog", "write_sog", "read_sog"),
+    "glb": ("gspruner.export.gltf", "write_glb", "read_glb"),
     "compressed-ply": ("gspruner.export.compressed_ply", "write_compressed_ply", "read_compressed_ply"),
     "spz": ("gspruner.export.spz", "write_spz", "read_spz"),
     "splat": ("gspruner.export.splat", "write_splat", "read_splat"),
@@ -83,11 +89,13 @@ def write_splats(path: str | os.PathLike, splats: dict, fmt: str, **kwargs) -> i
     return _impl(fmt, 0)(path, splats, **kwargs)
 
 
-def writer_options(fmt: str, spz_version: int = 3, spz_sh_bits=(8, 8), view_points=None) -> dict:
-    """The keyword arguments of `fmt`'s writer among the export options: spz takes version and sh_bits,
-    compressed-ply the camera centres [C,3] its SH rounding is done for (None: nearest)."""
+def writer_options(
+    fmt: str, spz_version: int = 4, spz_sh_bits=(8, 8), spz_axes: str = "ply", view_points=None
+) -> dict:
+    """The keyword arguments of `fmt`'s writer among the export options: spz takes version, sh_bits and
+    axes, compressed-ply the camera centres [C,3] its SH rounding is done for (None: nearest)."""
     if fmt == "spz":
-        return {"version": spz_version, "sh_bits": tuple(spz_sh_bits)}
+        return {"version": spz_version, "sh_bits": tuple(spz_sh_bits), "axes": spz_axes}
     if fmt == "compressed-ply":
         return {"view_points": view_points}
     return {}
@@ -105,8 +113,8 @@ def read_splats(path: str | os.PathLike, fmt: str | None = None) -> dict[str, to
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Format of a scene file: by suffix (`.compressed.ply` before `.ply`, `.spz`, `.splat`), and for
-    `.ply` by content (a PLY with a `chunk` element is a compressed PLY)."""
+    """Format of a scene file: by suffix (`.compressed.ply` before `.ply`, `.sog`, `.spz`, `.glb`, `.splat`),
+    and for `.ply` by content (a PLY with a `chunk` element is a compressed PLY)."""
     path = Path(path)
     name = path.name.lower()
     if not path.is_file():
@@ -115,12 +123,16 @@ def detect_format(path: str | os.PathLike) -> str:
         return "compressed-ply"
     if name.endswith(".spz"):
         return "spz"
+    if name.endswith(".sog"):
+        return "sog"
+    if name.endswith(".glb"):
+        return "glb"
     if name.endswith(".splat"):
         return "splat"
     if name.endswith(".ply"):
         return "compressed-ply" if _ply_has_chunk_element(path) else "ply"
     raise InputError(
-        f"{path}: unknown scene file type (expected .ply, .compressed.ply, .spz or .splat)"
+        f"{path}: unknown scene file type (expected .ply, .sog, .spz, .glb, .compressed.ply or .splat)"
     )
 
 

@@ -23,7 +23,7 @@ class ViewConfig:
     ckpt: Optional[Path] = None
     """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt), 3D or 4D. Give exactly one of --ckpt and --ply."""
     ply: Optional[Path] = None
-    """A splat file: INRIA 3DGS .ply; also .compressed.ply, .spz and .splat where gspruner.export.formats is present. Give exactly one of --ckpt and --ply."""
+    """A splat file: INRIA 3DGS .ply, .sog, .spz, .glb, .compressed.ply or .splat (format from the name and content). Give exactly one of --ckpt and --ply."""
     host: str = "127.0.0.1"
     """Interface to bind. The default serves this machine only; 0.0.0.0 serves every interface (anyone on the network can connect)."""
     port: int = 8080
