@@ -640,7 +640,11 @@ def test_export_all_writes_every_format_and_a_size_table(tmp_path, capsys):
     for r in result["rows"]:
         assert r["num_splats"] == 512 and r["mb"] == pytest.approx(r["bytes"] / 1e6)
         assert r["format"] in out.out and str(r["bytes"]) in out.out
-    assert "B/splat" in out.out and "MB" in out.out
+    assert "B/splat" in out.out and "MB" in out.out and "×smaller" in out.out
+    assert result["inria_ply_bytes"] == 512 * 62 * 4
+    assert rows["ply"]["ratio_to_inria_ply"] == pytest.approx(1.0, rel=0.02)  # our PLY is the INRIA layout (+ its header)
+    for r in result["rows"]:
+        assert r["ratio_to_inria_ply"] == pytest.approx(512 * 248 / r["bytes"])
     assert "dropped SH bands 1-3" in out.err  # the .splat warning, as one line
     assert torch.equal(read_splats(files["ply"])["shN"], splats["shN"])
 
@@ -705,6 +709,12 @@ def test_export_rejects_bad_arguments(tmp_path):
         run_export(ExportConfig(ply=src, sh_degree=-1))
     with pytest.raises(InputError, match="missing.pt: checkpoint not found"):
         run_export(ExportConfig(ckpt=tmp_path / "missing.pt"))
+    for bad in (0, 70000):  # checked before anything is written
+        with pytest.raises(InputError, match="--sog-palette must be in 1..65536"):
+            run_export(ExportConfig(ply=src, format="all", out=tmp_path / "out" / "scene", sog_palette=bad))
+    assert not (tmp_path / "out").exists()
+    run_export(ExportConfig(ply=src, format="sog", out=tmp_path / "p.sog", sog_palette=4))
+    assert len(read_splats(tmp_path / "p.sog")["means"]) == 10
 
 
 def test_export_help_explains_every_option():

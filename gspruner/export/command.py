@@ -47,6 +47,8 @@ class ExportConfig:
     """SPZ axes: ply stores the PLY's own axes and (v4) names them in an SPZ_ADOBE_coordinate_system record: upright wherever our .ply is (SuperSplat, splat-transform, PlayCanvas) and in extension-aware SPZ readers (Niantic's reference built with extensions, @adobe/spz in Babylon.js). rub converts to the SPZ spec's RUB default without a record, for SPZ readers that convert from RUB but do not read extensions (those tools then show it upside down)."""
     spz_sh_bits: tuple[int, int] = (8, 8)
     """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
+    sog_palette: Optional[int] = None
+    """SOG: entries of the SH palette (k-means over the splats' SH, 1..65536). Default: the reference's rule, min(64, 2^⌊log2(N/1024)⌋)·1024 (32768 for 50k splats, where the palette is most of the file); 4096 or 1024 give a much smaller file at a small cost in view-dependent colour (see the README's fox table)."""
     sh_rounding: Literal["views", "nearest"] = "views"
     """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
     data_dir: Optional[Path] = None
@@ -148,6 +150,8 @@ def run_export(cfg: ExportConfig) -> dict:
     """
     if cfg.sh_degree is not None and cfg.sh_degree < 0:
         raise InputError(f"--sh-degree must be ≥ 0 (got {cfg.sh_degree})")
+    if cfg.sog_palette is not None and not 1 <= cfg.sog_palette <= 65536:
+        raise InputError(f"--sog-palette must be in 1..65536 (got {cfg.sog_palette})")
     input_path, splats, origin = _load_input(cfg)
     if cfg.sh_degree is not None:
         splats = drop_sh_bands(splats, cfg.sh_degree)
@@ -166,7 +170,8 @@ def run_export(cfg: ExportConfig) -> dict:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             options = writer_options(
-                fmt, spz_version=cfg.spz_version, spz_sh_bits=cfg.spz_sh_bits, spz_axes=cfg.spz_axes, view_points=view_points
+                fmt, spz_version=cfg.spz_version, spz_sh_bits=cfg.spz_sh_bits, spz_axes=cfg.spz_axes,
+                sog_palette=cfg.sog_palette, view_points=view_points,
             )
             n = write_splats(path, splats, fmt, **options)
         for w in caught:

@@ -90,10 +90,13 @@ def write_splats(path: str | os.PathLike, splats: dict, fmt: str, **kwargs) -> i
 
 
 def writer_options(
-    fmt: str, spz_version: int = 4, spz_sh_bits=(8, 8), spz_axes: str = "ply", view_points=None
+    fmt: str, spz_version: int = 4, spz_sh_bits=(8, 8), spz_axes: str = "ply", sog_palette=None, view_points=None
 ) -> dict:
     """The keyword arguments of `fmt`'s writer among the export options: spz takes version, sh_bits and
-    axes, compressed-ply the camera centres [C,3] its SH rounding is done for (None: nearest)."""
+    axes, sog its SH palette size (None: the reference's rule), compressed-ply the camera centres [C,3] its
+    SH rounding is done for (None: nearest)."""
+    if fmt == "sog":
+        return {"palette_size": sog_palette}
     if fmt == "spz":
         return {"version": spz_version, "sh_bits": tuple(spz_sh_bits), "axes": spz_axes}
     if fmt == "compressed-ply":
