@@ -22,6 +22,7 @@ TORCH_BUILD="${TORCH_BUILD:-auto}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
 NPM="${NPM:-auto}"
 SPLAT_TRANSFORM="@playcanvas/splat-transform@3.7.0"
+GLTF_VALIDATOR="gltf-validator@2.0.0-dev.3.10"
 CPU_INDEX="https://download.pytorch.org/whl/cpu"
 
 step() { echo "setup: $*"; }
@@ -76,18 +77,19 @@ fi
 step "gspruner: pip install -e '.[all]'"
 "${PIP[@]}" -e '.[all]' || fail "gspruner: 'pip install -e .[all]' failed"
 
-# 4. splat-transform, the independent reader the export tests compare our files with
+# 4. splat-transform and the Khronos glTF-Validator, the independent tools the export tests check our files with
 if [ "$NPM" = no ]; then
-  step "splat-transform: skipped (NPM=no); the export interop tests will skip"
+  step "splat-transform, gltf-validator: skipped (NPM=no); the export interop tests will skip"
 elif ! command -v npm >/dev/null 2>&1; then
-  step "splat-transform: npm not found; the export interop tests will skip"
+  step "splat-transform, gltf-validator: npm not found; the export interop tests will skip"
 elif [ -x .node/node_modules/.bin/splat-transform ] \
-     && grep -q '"version": "3.7.0"' .node/node_modules/@playcanvas/splat-transform/package.json 2>/dev/null; then
-  step "splat-transform: already in .node/"
+     && grep -q '"version": "3.7.0"' .node/node_modules/@playcanvas/splat-transform/package.json 2>/dev/null \
+     && grep -q '"version": "2.0.0-dev.3.10"' .node/node_modules/gltf-validator/package.json 2>/dev/null; then
+  step "splat-transform, gltf-validator: already in .node/"
 else
-  step "splat-transform: npm install into .node/"
-  npm install --prefix .node --no-audit --no-fund --loglevel=error "$SPLAT_TRANSFORM" >/dev/null \
-    || fail "splat-transform: 'npm install --prefix .node $SPLAT_TRANSFORM' failed (NPM=no skips it)"
+  step "splat-transform, gltf-validator: npm install into .node/"
+  npm install --prefix .node --no-audit --no-fund --loglevel=error "$SPLAT_TRANSFORM" "$GLTF_VALIDATOR" >/dev/null \
+    || fail "npm: 'npm install --prefix .node $SPLAT_TRANSFORM $GLTF_VALIDATOR' failed (NPM=no skips it)"
 fi
 
 # 5. the compiled CPU rasterizer, built once (cached under ~/.cache/torch_extensions)
