@@ -76,12 +76,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 from PIL import Image, UnidentifiedImageError
 
 from gspruner.errors import InputError
 from gspruner.export.formats import atomic_write, prepare_splats, read_file_bytes, sigmoid, to_splat_dict
 
 __all__ = ["write_sog", "read_sog", "sog_texture_size", "sog_palette_size", "morton_order", "quantize_1d", "kmeans"]
+
+PROGRESS_WORK = 2_000_000_000  # splats × palette entries above which k-means shows a progress bar
 
 SOG_VERSION = 2
 CODEBOOK_SIZE = 256
@@ -279,7 +282,10 @@ def kmeans(points: np.ndarray, k: int, iterations: int, seed: int = 0) -> tuple[
     x64 = x.double()
     centroids = x[torch.from_numpy(rng.choice(n, size=k, replace=False))].clone()
     labels = None
-    for _ in range(iterations):
+    # minutes on a CPU for large scenes (290k splats × 65,536 entries: ~1 min a round): show progress then
+    rounds = tqdm(range(iterations), desc=f"SOG SH palette: k-means, {n} splats → {k}", unit="round",
+                  disable=n * k < PROGRESS_WORK, leave=False)  # fmt: skip
+    for _ in rounds:
         previous, labels = labels, _nearest_centroid(x, centroids)
         counts = torch.bincount(labels, minlength=k)
         empty = torch.nonzero(counts == 0).flatten()
