@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from . import compiled, torch_raster
+from .distributed import rasterize_sharded, world as distributed_world
 from .sh import spherical_harmonics
 from .torch_raster import Pairs, Projection
 
@@ -71,6 +72,7 @@ def rasterize(
     rasterize_mode: str = "classic",
     covars: Optional[Tensor] = None,  # [N, 6] upper triangle (xx, xy, xz, yy, yz, zz), or [N, 3, 3]
     compact_box: float = 1.0,
+    distributed: bool = False,
 ) -> Tuple[Tensor, Tensor, Dict]:
     """Render Gaussians -> (render_colors [C, H, W, D'], render_alphas [C, H, W, 1], info).
 
@@ -86,7 +88,36 @@ def rasterize(
 
     `compact_box` = beta < 1 (CPU only): FastGS's compact box, pixels with d^2 > beta 2 ln(255 o) are
     skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (with a warning).
+
+    `distributed=True` inside a `torch.distributed` process group of several ranks: the Gaussians given are
+    this rank's shard and the cameras this rank's; every rank's Gaussians are rendered into them (CUDA:
+    gsplat's `distributed=True`; CPU: `render/distributed.py`, the same scheme). info then describes this
+    rank's Gaussians in every rank's cameras. RGB only, no absgrad.
     """
+    if distributed and distributed_world()[1] > 1:
+        if render_mode != "RGB" or absgrad or packed:
+            raise ValueError("a sharded render supports render_mode RGB without absgrad or packed")
+        if means.device.type == "cuda":
+            import gsplat
+
+            if covars is not None and covars.shape[-1] == 6:
+                covars = torch_raster.covariance_from_upper(covars)
+            if isinstance(colors, (tuple, list)):
+                colors = torch.cat(list(colors), dim=-2)[..., : (sh_degree + 1) ** 2, :]
+            return gsplat.rasterization(
+                means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
+                far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, tile_size=tile_size,
+                backgrounds=backgrounds, rasterize_mode=rasterize_mode, covars=covars, distributed=True,
+            )
+        flat_colors = colors if not isinstance(colors, (tuple, list)) else colors[0]
+        use = compiled.handles(means, quats, scales, opacities, flat_colors, backgrounds, covars,
+                               tile_size=tile_size, cameras=(viewmats, Ks))
+        return rasterize_sharded(
+            compiled if use else torch_raster, means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree,
+            tile_size=tile_size, backgrounds=backgrounds, covars=covars, compact_box=compact_box,
+            antialiased=rasterize_mode == "antialiased",
+        )
     split_sh = isinstance(colors, (tuple, list))
     if split_sh:  # (sh0 [N, 1, 3], shN [N, K-1, 3]): the compiled CPU path reads them in place
         if sh_degree is None or len(colors) != 2:

@@ -335,17 +335,34 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     torch_raster.check_compact_box(compact_box)
     proj = project(means, quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
-    if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and render_mode not in ("D", "ED"):
-        campos = torch.inverse(viewmats.detach())[:, :3, 3]  # [C, 3]
-        feats = (_SphericalHarmonicsSplit.apply(means, *colors, campos, proj.radii, sh_degree) if split else
-                 _SphericalHarmonics.apply(means, colors, campos, proj.radii, sh_degree))
-    else:
-        feats = torch_raster.view_colors(means, colors, viewmats, sh_degree)
+    feats = view_features(means, colors, viewmats, proj.radii, sh_degree, depth_only=render_mode in ("D", "ED"))
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)
+    render_colors, render_alphas, tiles = composite_projected(proj, feats, backgrounds, width, height, tile_size,
+                                                              absgrad, compact_box)
+    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(
+        proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box))
+    return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
+
+
+def view_features(means, colors, viewmats, radii, sh_degree, depth_only: bool = False) -> Tensor:
+    """Per-camera colours [C, N, D]: SH evaluated towards each camera (clamp_min(SH + 0.5, 0), only where
+    radii > 0), or the colours as given. `colors` may be (sh0, shN)."""
+    if sh_degree is not None and sh_degree <= MAX_SH_DEGREE and not depth_only:
+        campos = torch.inverse(viewmats.detach())[:, :3, 3]  # [C, 3]
+        if isinstance(colors, (tuple, list)):
+            return _SphericalHarmonicsSplit.apply(means, *colors, campos, radii, sh_degree)
+        return _SphericalHarmonics.apply(means, colors, campos, radii, sh_degree)
+    if isinstance(colors, (tuple, list)):
+        colors = torch.cat(list(colors), dim=-2)
+    return torch_raster.view_colors(means, colors, viewmats, sh_degree)
+
+
+def composite_projected(proj: Projection, feats, backgrounds, width, height, tile_size=16, absgrad=False,
+                        compact_box=1.0):
+    """Tile binning and front-to-back compositing of projected Gaussians: (colors [C, H, W, D], alphas
+    [C, H, W, 1], tiles). The stage a sharded render runs on the camera's rank (render/distributed.py)."""
     tiles = bin_tiles(proj, width, height, tile_size)
     render_colors, render_alphas = _Rasterize.apply(
         proj.means2d, proj.conics, proj.opacities, feats, backgrounds, tiles,
         (int(width), int(height), int(tile_size), float(compact_box)), absgrad)
-    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(
-        proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box))
-    return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
+    return render_colors, render_alphas, tiles

@@ -590,10 +590,26 @@ def rasterize(
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
     feats, backgrounds = with_depth_channel(render_mode, view_colors(means, colors, viewmats, sh_degree),
                                             proj.depths, backgrounds)
+    render_colors, render_alphas, pairs = composite_projected(proj, feats, backgrounds, width, height, tile_size,
+                                                              absgrad, compact_box)
+    info = render_info(proj, width, height, tile_size)
+    info["pairs"] = pairs
+    return expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
+
+
+def view_features(means, colors, viewmats, radii, sh_degree, depth_only: bool = False) -> Tensor:
+    """`view_colors` with the compiled backend's signature (radii unused); `colors` may be (sh0, shN)."""
+    if isinstance(colors, (tuple, list)):
+        colors = torch.cat(list(colors), dim=-2)
+    return view_colors(means, colors, viewmats, sh_degree)
+
+
+def composite_projected(proj: Projection, feats, backgrounds, width, height, tile_size=16, absgrad=False,
+                        compact_box=1.0):
+    """The composited pairs of projected Gaussians and their front-to-back compositing: (colors [C, H, W, D],
+    alphas [C, H, W, 1], pairs). The stage a sharded render runs on the camera's rank (render/distributed.py)."""
     pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii,
                                width, height, tile_size, compact_box)
     render_colors, render_alphas = composite(proj.means2d, proj.conics, proj.opacities, feats, backgrounds,
                                              pairs, absgrad)
-    info = render_info(proj, width, height, tile_size)
-    info["pairs"] = pairs
-    return expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
+    return render_colors, render_alphas, pairs
