@@ -14,11 +14,16 @@ if TYPE_CHECKING:
     from .config import DistillConfig, EvalConfig, PruneConfig, ReportConfig, TrainConfig
 
 
-def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict:
+def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict | None:
+    from . import parallel
     from .trainer import Trainer
 
-    metrics = Trainer(cfg, init_ckpt).train()
-    print(json.dumps({k: metrics[k] for k in ("psnr", "ssim", "lpips", "num_gaussians", "train_seconds")}))
+    try:
+        metrics = Trainer(cfg, init_ckpt).train()
+    finally:
+        parallel.shutdown()  # torchrun: leave the process group (a no-op in one process)
+    if metrics is not None:  # None on the ranks other than 0 of a sharded run
+        print(json.dumps({k: metrics[k] for k in ("psnr", "ssim", "lpips", "num_gaussians", "train_seconds")}))
     return metrics
 
 

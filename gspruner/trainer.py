@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from . import parallel
 from .checkpoint import load_checkpoint, save_checkpoint, splats_from_state
 from .config import DEMO_DIR, DEMO_GROW_GRAD2D, TrainConfig
 from .data import load_scene
@@ -36,7 +37,7 @@ from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .rundir import (check_resumable, check_result_dir, check_same_scene, config_dict, metrics_record,
                      run_writes, scene_fingerprint, write_text_atomic)
-from .strategies import DefaultConfig, ViewSampler, strategy_name
+from .strategies import DefaultConfig, MCMCConfig, ViewSampler, strategy_name
 
 
 class Trainer:
@@ -49,6 +50,10 @@ class Trainer:
         # einsums such as gsplat's split sampling, and the rounding change alone moved the demo by 0.075 dB
         torch.backends.opt_einsum.enabled = False
         self.device = resolve_device(cfg.device)
+        # torchrun: this process is one rank of several, owning a shard of the Gaussians (gspruner/parallel.py)
+        self.rank, self.world_size = parallel.init_from_env(self.device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on each step's large tensors (device.keep_freed_memory)
         check_result_dir(cfg)
@@ -89,6 +94,27 @@ class Trainer:
         if model not in c.prune.models:
             raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; "
                              f"this scene trains a {model} model")
+        if self.world_size > 1:
+            self._check_sharded()
+
+    def _check_sharded(self) -> None:
+        """What a run over several ranks supports yet: one error line naming what is missing."""
+        c, missing = self.cfg, []
+        if not isinstance(c.strategy, (DefaultConfig, MCMCConfig)) or type(c.strategy).__name__ == "Default4DConfig":
+            missing.append(f"strategy:{strategy_name(c.strategy)} (sharded: default, mcmc)")
+        elif getattr(c.strategy, "absgrad", False):
+            missing.append("--strategy.absgrad")
+        if pruner_name(c.prune) != "none":
+            missing.append(f"prune:{pruner_name(c.prune)} (score and mask pruners see one shard)")
+        if self.model.name != "3d":
+            missing.append(f"{self.model.name} models")
+        if self.batch_size != 1:
+            missing.append("--batch-size > 1 (each rank renders one camera a step)")
+        if c.viewer:
+            missing.append("--viewer")
+        if missing:
+            raise InputError(f"training over {self.world_size} ranks does not support {', '.join(missing)} yet; "
+                             "run it as one process")
 
     # -- setup -------------------------------------------------------------------------------
     def _init_splats(self) -> torch.nn.ParameterDict:
@@ -124,16 +150,22 @@ class Trainer:
         if self.device.type == "cpu":
             cpu_backend()  # builds the compiled rasterizer on first use, before any training time is counted
         if self.resume_ckpt is not None:
-            self.splats = splats_from_state(self.resume_ckpt["splats"], self.device)
+            state = self.resume_ckpt["splats"]
         elif self.init_ckpt is not None:
-            self.splats = splats_from_state(self.init_ckpt["splats"], self.device)
+            state = self.init_ckpt["splats"]
         else:
-            self.splats = self._init_splats()
+            state = {k: v.detach() for k, v in self._init_splats().items()}
+        self.num_total = len(state["means"])  # this rank's shard of them (all of them in one process)
+        self.shard = parallel.shard_rows(self.num_total, self.rank, self.world_size)
+        self.splats = splats_from_state(parallel.take_shard(state, self.num_total, self.shard), self.device)
         # fine-tuning a trained model continues at the end of its schedule: means lr at 1 %, constant
         fine_tune = c.init_ckpt is not None
         # the strategy's view callback (design contract 2): sampled training views and no-grad renders
         self.views = ViewSampler(self.scene.train, lambda cam: self.scene.image(cam).to(self.device), self._render_no_grad)
-        self.strategy = c.strategy.setup(self.max_steps, views=self.views, duration=self.model.duration)
+        strategy_cfg = c.strategy
+        if self.world_size > 1 and isinstance(strategy_cfg, MCMCConfig):  # the budget is split over the ranks
+            strategy_cfg = dataclasses.replace(strategy_cfg, cap_max=-(-strategy_cfg.cap_max // self.world_size))
+        self.strategy = strategy_cfg.setup(self.max_steps, views=self.views, duration=self.model.duration)
         lrs = {**(self.strategy.learning_rates or {}), **self.model.learning_rates(self.scene_scale)}
         start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
         self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
@@ -150,10 +182,11 @@ class Trainer:
         self.pruner.attach(self.splats, self.optimizers)  # resumed inside a mask window: adds its optimizer
         self.strategy.check_sanity(self.splats, self.optimizers)
         if self.resume_ckpt is not None:
+            n, rows = self.num_total, self.shard
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(ck["optimizers"][name])
+                opt.load_state_dict(parallel.take_shard(ck["optimizers"][name], n, rows))
             self.scheduler.load_state_dict(ck["scheduler"])
-            self.strategy_state = _to_device(ck["strategy_state"], self.device)
+            self.strategy_state = _to_device(parallel.take_shard(ck["strategy_state"], n, rows), self.device)
             self.generator.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
             self.order = list(ck.get("order", []))
@@ -174,6 +207,10 @@ class Trainer:
         """The strategy's options for this step's renders (AbsGS gradient, FastGS's compact box); evaluation renders plain."""
         return self.strategy.render_kwargs(self.current_step)
 
+    def training_render_kwargs(self) -> dict:
+        """render_kwargs, plus every rank's Gaussians in this rank's camera when the run is sharded."""
+        return {**self.render_kwargs(), **({"distributed": True} if self.world_size > 1 else {})}
+
     @torch.no_grad()
     def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
         """`cam` rendered as this step renders (SH degree, pruner gates), without gradients: (rgb [H,W,3], info)."""
@@ -187,9 +224,14 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------------
     def _next_camera(self):
-        if not self.order:
-            self.order = torch.randperm(len(self.scene.train), generator=self.generator).tolist()
-        return self.scene.train[self.order.pop()]
+        """The next training camera; over several ranks, every rank draws one for each rank (the same sequence
+        everywhere) and keeps its own."""
+        drawn = []
+        for _ in range(self.world_size):
+            if not self.order:
+                self.order = torch.randperm(len(self.scene.train), generator=self.generator).tolist()
+            drawn.append(self.scene.train[self.order.pop()])
+        return drawn[self.rank]
 
     def _photometric_loss(self, rgb: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         lam = self.cfg.ssim_lambda
@@ -208,7 +250,7 @@ class Trainer:
         """A random colour per frame for images with alpha (gsplat's `random_bkgd`, splatfacto's "random"): a
         model composited on one fixed colour can paint that colour instead of covering the object."""
         if self.scene.has_alpha and self.cfg.random_background:
-            return torch.rand(3, generator=self.generator)
+            return torch.rand(self.world_size, 3, generator=self.generator)[self.rank]  # one per rank, same draws
         return self.background
 
     def train_step(self, step: int) -> tuple[float, float]:
@@ -226,7 +268,7 @@ class Trainer:
             rgb, _, info = render_view(
                 self.splats, cam, self.device, sh_degree, background, **self.step_gates,
                 active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
-                **self.render_kwargs(),
+                **self.training_render_kwargs(),
             )
             loss = loss + self._photometric_loss(rgb, gt) / len(cams)  # 4DGS: loss / batch_size per frame
             frames.append((cam, gt, rgb, info))
@@ -255,13 +297,24 @@ class Trainer:
             mse = sum(F.mse_loss(rgb, gt).item() for _, gt, rgb, _ in frames) / len(frames)
         return loss.item(), -10 * math.log10(max(mse, 1e-10))
 
-    def checkpoint_payload(self, step: int) -> dict:
+    def checkpoint_payload(self, step: int) -> dict | None:
+        """The checkpoint; over several ranks the shards merged in rank order, on rank 0 (None elsewhere):
+        collective, every rank calls it at the same step."""
+        n = len(self.splats["means"])
+        shard_state = {
+            "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
+            "optimizers": {k: _to_device(o.state_dict(), "cpu") for k, o in self.optimizers.items()},
+            "strategy_state": _to_device(self.strategy_state, "cpu"),
+        }
+        merged, sizes = parallel.gather_to_rank0(shard_state, n)
+        if merged is None:
+            return None
         return {
             "step": step,
-            "splats": {k: v.detach().cpu() for k, v in self.splats.items()},
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            **merged,
+            "world_size": self.world_size,
+            "gaussians_per_rank": sizes,
             "scheduler": self.scheduler.state_dict(),
-            "strategy_state": _to_device(self.strategy_state, "cpu"),
             "pruner": self.pruner.state_dict(),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
@@ -281,11 +334,16 @@ class Trainer:
         tqdm.write(f"viewer: {viewer.url}")
         return viewer
 
-    def train(self) -> dict:
+    def train(self) -> dict | None:
+        """Train, evaluate, write the run directory; returns metrics.json's record (None on ranks other than 0
+        of a sharded run: rank 0 alone writes)."""
         c, r = self.cfg, self.cfg.result_dir
         self._setup()
+        parallel.barrier()  # every rank has checked its input before rank 0 writes anything
         viewer = self._start_viewer() if c.viewer else None  # a busy port fails before anything is written
         try:
+            if self.rank != 0:
+                return self._train_loop(viewer)
             with run_writes(r, overwrite=c.overwrite, resume=c.resume):  # bad input found mid-run: as it was
                 write_text_atomic(r / "config.yml", yaml.safe_dump(config_dict(self.cfg), sort_keys=False))
                 return self._train_loop(viewer)
@@ -295,9 +353,9 @@ class Trainer:
 
     def _train_loop(self, viewer) -> dict:
         c, r = self.cfg, self.cfg.result_dir
-        log = (r / "log.jsonl").open("a")
+        log = (r / "log.jsonl").open("a") if self.rank == 0 else None
         bar = tqdm(range(self.start_step, self.max_steps), initial=self.start_step, total=self.max_steps,
-                   desc="train", disable=not c.progress, dynamic_ncols=True)
+                   desc="train", disable=not c.progress or self.rank != 0, dynamic_ncols=True)
         step = self.start_step - 1
         tic = time.perf_counter()
         try:
@@ -311,29 +369,49 @@ class Trainer:
                     viewer.after_step(step, self.last_num_rays)
                 if step % 10 == 0:
                     bar.set_postfix(loss=f"{loss:.4f}", psnr=f"{train_psnr:.2f}", gs=len(self.splats["means"]))
-                if step % c.log_every == 0 or step == self.max_steps - 1:
+                if (step % c.log_every == 0 or step == self.max_steps - 1) and log is not None:
                     seconds = self.train_seconds + time.perf_counter() - tic
-                    log.write(json.dumps({"step": step, "loss": loss, "psnr": train_psnr,
-                                          "num_gaussians": len(self.splats["means"]), "seconds": seconds}) + "\n")
+                    record = {"step": step, "loss": loss, "psnr": train_psnr, "num_gaussians": len(self.splats["means"]),
+                              "seconds": seconds}  # fmt: skip
+                    if self.world_size > 1:  # rank 0's shard and camera
+                        record.update(rank0_gaussians=record.pop("num_gaussians"), world_size=self.world_size)
+                    log.write(json.dumps(record) + "\n")
                     log.flush()
                 if c.save_every > 0 and (step + 1) % c.save_every == 0 and step + 1 < self.max_steps:
                     self._save(step, tic, keep_copy=True)
                 if c.eval_every > 0 and (step + 1) % c.eval_every == 0 and step + 1 < self.max_steps:
-                    m = evaluate(self.splats, self.scene, self.device, c.sh_degree, with_lpips=False,
-                                 active_fn=self.pruner.active_mask)
-                    tqdm.write(f"step {step + 1}: test PSNR {m['psnr']:.3f} SSIM {m['ssim']:.4f}")
+                    splats = self._all_splats()
+                    if splats is not None:
+                        m = evaluate(splats, self.scene, self.device, c.sh_degree, with_lpips=False,
+                                     active_fn=self.pruner.active_mask)
+                        tqdm.write(f"step {step + 1}: test PSNR {m['psnr']:.3f} SSIM {m['ssim']:.4f}")
         except KeyboardInterrupt:
+            if self.world_size > 1:  # the ranks stop at different points: no collective save is possible
+                if self.rank == 0:
+                    tqdm.write(f"interrupted: {r / 'ckpt' / 'last.pt'} is the last complete checkpoint")
+                raise
             self._save(step, tic)
             tqdm.write(f"interrupted: saved {r / 'ckpt' / 'last.pt'} at step {step}; continue with --resume")
             raise
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
         self.train_seconds += time.perf_counter() - tic
         return self.finish(step)
 
+    def _all_splats(self):
+        """Every rank's Gaussians, merged on rank 0 (None elsewhere); this process' own in one process. Collective."""
+        if self.world_size == 1:
+            return self.splats
+        merged, _ = parallel.gather_to_rank0({k: v.detach().cpu() for k, v in self.splats.items()},
+                                             len(self.splats["means"]))
+        return None if merged is None else splats_from_state(merged, self.device)
+
     def _save(self, step: int, tic: float, keep_copy: bool = False) -> None:
-        payload = self.checkpoint_payload(step)
+        payload = self.checkpoint_payload(step)  # collective over the ranks
+        if payload is None:
+            return
         payload["train_seconds"] = self.train_seconds + time.perf_counter() - tic
         save_checkpoint(self.cfg.result_dir / "ckpt" / "last.pt", payload)
         if keep_copy:  # a new file, never one rewritten in place (rundir.run_writes)
@@ -341,12 +419,19 @@ class Trainer:
             shutil.copyfile(ckpt_dir / "last.pt", ckpt_dir / "step.tmp")
             os.replace(ckpt_dir / "step.tmp", ckpt_dir / f"step_{step + 1:06d}.pt")
 
-    def finish(self, step: int) -> dict:
+    def finish(self, step: int) -> dict | None:
         c, r = self.cfg, self.cfg.result_dir
-        save_checkpoint(r / "ckpt" / "last.pt", self.checkpoint_payload(step))
+        payload = self.checkpoint_payload(step)  # collective over the ranks: rank 0 gets every shard
+        if payload is None:
+            return None
+        save_checkpoint(r / "ckpt" / "last.pt", payload)
+        if self.world_size > 1:  # from here on rank 0 alone, on the merged model
+            self.splats = splats_from_state(payload["splats"], self.device)
         ply_splats, extra = self.model.ply_splats(self.splats)  # a 4D model: its 3D snapshot at mid-sequence
         write_ply(r / "point_cloud.ply", ply_splats)
         extra.update(self.model.metrics(self.batch_size))
+        if self.world_size > 1:
+            extra.update(world_size=self.world_size, gaussians_per_rank=payload["gaussians_per_rank"])
         split = "test" if self.scene.test else "train"
         m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split,
                      render_dir=r / "renders" if c.save_renders else None, with_lpips=c.lpips,

@@ -106,8 +106,8 @@ def rasterize_sharded(
     antialiased: bool = False,
 ) -> Tuple[Tensor, Tensor, dict]:
     """This rank's cameras rendered from every rank's Gaussians: (colors [C, H, W, D], alphas [C, H, W, 1],
-    info). info is gsplat's for this rank's Gaussians in every rank's camera (radii, means2d ... [R·C, N, ·],
-    n_cameras = R·C), which is what a densification strategy on this rank needs."""
+    info). info is gsplat's for this rank's Gaussians in every rank's camera (radii, means2d ... [R·C, N, ·]),
+    which is what a densification strategy on this rank needs; n_cameras = C (see below)."""
     rank, size = world()
     C = viewmats.shape[0]
     all_viewmats, all_Ks = gather_cameras(viewmats, Ks, width, height)
@@ -138,5 +138,7 @@ def rasterize_sharded(
         colors_out.append(rgb)
         alphas_out.append(alpha)
     info = render_info(proj, width, height, tile_size)
-    info.update(world_rank=rank, world_size=size, num_received=int(len(got)))
+    # n_cameras is the factor gsplat's strategies undo a loss averaged over the batch with (grad2d × n_cameras):
+    # each camera's gradient here comes from its own rank's loss, averaged over that rank's C cameras only
+    info.update(n_cameras=C, world_rank=rank, world_size=size, num_received=int(len(got)))
     return torch.cat(colors_out), torch.cat(alphas_out), info
