@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_env", "world", "shard_rows", "take_shard", "merge_shards", "gather_to_rank0", "barrier",
+__all__ = ["launched", "init_from_env", "world", "shard_rows", "take_shard", "merge_shards", "gather_to_rank0", "barrier",
            "shutdown"]
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a collective that waits longer than this ends the run
@@ -30,11 +30,15 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def launched() -> bool:
+    """Whether torchrun (or another launcher setting WORLD_SIZE and MASTER_ADDR) started this process."""
+    return "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
 def init_from_env(device: torch.device) -> tuple[int, int]:
-    """Join the process group torchrun describes (WORLD_SIZE > 1), NCCL on CUDA (one GPU per local rank),
-    gloo on CPU. Returns (rank, world size); (0, 1) when not launched by torchrun."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    """Join the process group torchrun describes (one rank included: the sharded path's smoke run), NCCL on
+    CUDA (one GPU per local rank), gloo on CPU. Returns (rank, world size); (0, 1) when not launched."""
+    if not launched():
         return 0, 1
     if not dist.is_initialized():
         if device.type == "cuda":

@@ -52,7 +52,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         # torchrun: this process is one rank of several, owning a shard of the Gaussians (gspruner/parallel.py)
         self.rank, self.world_size = parallel.init_from_env(self.device)
-        if self.world_size > 1 and self.device.type == "cuda":
+        self.sharded = torch.distributed.is_available() and torch.distributed.is_initialized()  # launched by torchrun
+        if self.sharded and self.device.type == "cuda":
             self.device = torch.device("cuda", torch.cuda.current_device())
         if self.device.type == "cpu":
             keep_freed_memory()  # no page faults on each step's large tensors (device.keep_freed_memory)
@@ -94,7 +95,7 @@ class Trainer:
         if model not in c.prune.models:
             raise InputError(f"prune:{pruner_name(c.prune)} is for {' and '.join(c.prune.models)} models; "
                              f"this scene trains a {model} model")
-        if self.world_size > 1:
+        if self.sharded:
             self._check_sharded()
 
     def _check_sharded(self) -> None:
@@ -209,7 +210,7 @@ class Trainer:
 
     def training_render_kwargs(self) -> dict:
         """render_kwargs, plus every rank's Gaussians in this rank's camera when the run is sharded."""
-        return {**self.render_kwargs(), **({"distributed": True} if self.world_size > 1 else {})}
+        return {**self.render_kwargs(), **({"distributed": True} if self.sharded else {})}
 
     @torch.no_grad()
     def _render_no_grad(self, cam) -> tuple[torch.Tensor, dict]:
@@ -430,7 +431,7 @@ class Trainer:
         ply_splats, extra = self.model.ply_splats(self.splats)  # a 4D model: its 3D snapshot at mid-sequence
         write_ply(r / "point_cloud.ply", ply_splats)
         extra.update(self.model.metrics(self.batch_size))
-        if self.world_size > 1:
+        if self.sharded:
             extra.update(world_size=self.world_size, gaussians_per_rank=payload["gaussians_per_rank"])
         split = "test" if self.scene.test else "train"
         m = evaluate(self.splats, self.scene, self.device, c.sh_degree, split=split,

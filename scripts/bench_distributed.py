@@ -5,6 +5,7 @@ Runs, one after another (time them on an otherwise idle machine):
     1 process, --threads threads        gspruner train ...
     1 process, 1 thread                 OMP_NUM_THREADS=1 gspruner train ...
     N ranks, 1 thread each              torchrun --standalone --nproc_per_node N -m gspruner.cli train ...
+    N ranks, --max-steps / N steps      the same number of training views as one process (gsplat's steps_scaler)
 and prints train seconds, steps/s, test PSNR and Gaussians of each. Without --data-dir the built-in demo.
 
     python scripts/bench_distributed.py                                    # the demo, 1000 steps
@@ -62,14 +63,18 @@ def main():
         run(f"{args.ranks} ranks, 1 thread each", torchrun + common + ["--result-dir", str(out / "ranks")], 1,
             out / "ranks"),
     ]
+    # the same number of views as the one-process runs: gsplat's steps_scaler = 1 / ranks
+    same_views = [a if a != str(args.max_steps) else str(args.max_steps // args.ranks) for a in common]
+    rows.append(run(f"{args.ranks} ranks, {args.max_steps // args.ranks} steps", torchrun + same_views +
+                    ["--result-dir", str(out / "ranks_scaled")], 1, out / "ranks_scaled"))
     print(f"{args.data_dir or 'demo'}: {args.max_steps} steps, CPU ({os.cpu_count()} cores)")
     print(f"{'run':<28} {'train s':>9} {'steps/s':>8} {'PSNR':>8} {'Gaussians':>10}  per rank")
     for r in rows:
         print(f"{r['run']:<28} {r['train_s']:>9.1f} {r['steps_per_s']:>8.2f} {r['psnr']:>8.3f} {r['gaussians']:>10}"
               f"  {r['per_rank'] or ''}")
     base = rows[1]["steps_per_s"]
-    print(f"{args.ranks} ranks / 1 process (1 thread each): {rows[2]['steps_per_s'] / base:.2f}× steps/s "
-          f"(each rank step renders one view: {args.ranks}× the views per step)")
+    print(f"{args.ranks} ranks / 1 process (1 thread each): {rows[2]['steps_per_s'] / base:.2f}× steps/s, "
+          f"{args.ranks * rows[2]['steps_per_s'] / base:.2f}× views/s (a step of {args.ranks} ranks renders {args.ranks} views)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -7,6 +7,8 @@
 #      kernel against the torch path;
 #   4. trains the demo with strategy:default and strategy:fastgs on CUDA and, when SCENE is given, that scene
 #      (--data-factor 4, --steps N, default 3000) with both;
+#      and the demo once more through `torchrun --nproc_per_node 1` (the sharded path's smoke run; one GPU
+#      cannot show scaling);
 #   5. writes RESULTS/gpu_check.md (and .json): PSNR, Gaussians, seconds per 1k steps, peak GPU memory.
 #
 #   scripts/gpu_check.sh RESULTS [SCENE] [--steps N]      on the GPU machine, from the repository root
@@ -132,6 +134,12 @@ train() {  # name, then gspruner train arguments
 }
 train demo_default --max-steps "$DEMO_STEPS"
 train demo_fastgs --max-steps "$DEMO_STEPS" strategy:fastgs
+# the sharded path through torchrun (NCCL on the GPU, gloo in the dry run): one rank, a smoke run
+say "train demo_torchrun1: torchrun --nproc_per_node 1"
+RUNS+=("demo_torchrun1")
+OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m gspruner.cli train --device "$DEVICE" \
+  --result-dir "$RESULTS/demo_torchrun1" --overwrite --no-progress --max-steps "$DEMO_STEPS" \
+  >"$RESULTS/demo_torchrun1.log" 2>&1 || say "train demo_torchrun1 FAILED: $(tail -1 "$RESULTS/demo_torchrun1.log")"
 if [ -n "$SCENE" ]; then
   train scene_default --data-dir "$SCENE" --data-factor 4 --max-steps "$STEPS"
   train scene_fastgs --data-dir "$SCENE" --data-factor 4 --max-steps "$STEPS" strategy:fastgs

@@ -119,10 +119,10 @@ def test_sharded_render_equals_one_process_render_of_the_union(tmp_path, backend
         assert (got["radii"][:, :, 0] > 0).sum() > 100  # the Gaussians are visible: the test means something
 
 
-def _torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+def _torchrun(*args: str, timeout: int = 240, nproc: int = 2, threads: int = 1) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "gspruner.cli", "train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -163,3 +163,19 @@ def test_torchrun_trains_merges_and_resumes(tmp_path, tiny_scene, capsys):
                     "--no-progress", "--device", "cpu", "prune:lightgaussian", timeout=120)
     assert bad.returncode != 0 and not (tmp_path / "bad").exists()
     assert "error: training over 2 ranks does not support prune:lightgaussian" in bad.stderr
+
+
+def test_one_rank_run_is_the_one_process_run(tmp_path, tiny_scene):
+    """torchrun with one rank goes through the sharded path (the process group, the all-to-all, the merged
+    checkpoint) and trains exactly what one process trains: same Gaussians, same PSNR."""
+    from gspruner.cli import main
+
+    args = ["--data-dir", str(tiny_scene), "--max-steps", "80", "--no-progress", "--device", "cpu", "--no-lpips"]
+    proc = _torchrun(*args, "--result-dir", str(tmp_path / "rank1"), nproc=1, threads=torch.get_num_threads())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["train", *args, "--result-dir", str(tmp_path / "plain")]) in (0, None)
+    sharded = json.loads((tmp_path / "rank1" / "metrics.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert sharded["world_size"] == 1 and "world_size" not in plain
+    assert sharded["num_gaussians"] == plain["num_gaussians"]
+    assert sharded["psnr"] == pytest.approx(plain["psnr"], abs=1e-4)

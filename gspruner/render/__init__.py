@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from . import compiled, torch_raster
-from .distributed import rasterize_sharded, world as distributed_world
+from .distributed import rasterize_sharded
 from .sh import spherical_harmonics
 from .torch_raster import Pairs, Projection
 
@@ -89,12 +89,12 @@ def rasterize(
     `compact_box` = beta < 1 (CPU only): FastGS's compact box, pixels with d^2 > beta 2 ln(255 o) are
     skipped. gsplat's CUDA tile intersection has no such cut; on CUDA it is ignored (with a warning).
 
-    `distributed=True` inside a `torch.distributed` process group of several ranks: the Gaussians given are
+    `distributed=True` inside a `torch.distributed` process group (any size): the Gaussians given are
     this rank's shard and the cameras this rank's; every rank's Gaussians are rendered into them (CUDA:
     gsplat's `distributed=True`; CPU: `render/distributed.py`, the same scheme). info then describes this
     rank's Gaussians in every rank's cameras. RGB only, no absgrad.
     """
-    if distributed and distributed_world()[1] > 1:
+    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         if render_mode != "RGB" or absgrad or packed:
             raise ValueError("a sharded render supports render_mode RGB without absgrad or packed")
         if means.device.type == "cuda":
@@ -104,11 +104,13 @@ def rasterize(
                 covars = torch_raster.covariance_from_upper(covars)
             if isinstance(colors, (tuple, list)):
                 colors = torch.cat(list(colors), dim=-2)[..., : (sh_degree + 1) ** 2, :]
-            return gsplat.rasterization(
+            render_colors, render_alphas, info = gsplat.rasterization(
                 means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
                 far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, tile_size=tile_size,
                 backgrounds=backgrounds, rasterize_mode=rasterize_mode, covars=covars, distributed=True,
             )
+            info["n_cameras"] = viewmats.shape[0]  # as the CPU path: each rank's loss averages its own cameras
+            return render_colors, render_alphas, info
         flat_colors = colors if not isinstance(colors, (tuple, list)) else colors[0]
         use = compiled.handles(means, quats, scales, opacities, flat_colors, backgrounds, covars,
                                tile_size=tile_size, cameras=(viewmats, Ks))
