@@ -26,7 +26,7 @@ DEMO_GROW_GRAD2D = 0.0015
 
 @dataclass
 class TrainConfig:
-    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo."""
+    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (README: Training over several processes)."""
 
     data_dir: Optional[Path] = None
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json), D-NeRF (transforms_*.json whose frames carry "time") or Neural 3D Video (poses_bounds.npy + cam*.mp4). A scene with time trains a 4D Gaussian model (Yang et al. 4DGS). Omit to train the built-in demo scene (generated into data/demo on first use)."""
