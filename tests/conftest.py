@@ -1,3 +1,7 @@
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,3 +33,27 @@ def tiny_object_scene(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("scenes") / "tiny_object"
     return ensure_object_demo_scene(root, width=64, height=64, n_train=40, n_test=8, seed=0)
+
+
+SPLAT_TRANSFORM = Path(__file__).resolve().parents[1] / ".node" / "node_modules" / ".bin" / "splat-transform"
+
+
+@pytest.fixture(scope="session")
+def splat_transform():
+    """Run PlayCanvas' splat-transform 3.7.0 (`make setup` installs it into .node/): run(*args) -> its output,
+    asserting success. The interop tests skip without node or the package."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: splat-transform interop tests skipped")
+    if not SPLAT_TRANSFORM.exists():
+        pytest.skip(".node/node_modules/.bin/splat-transform is missing "
+                    "(npm install --prefix .node @playcanvas/splat-transform@3.7.0): interop tests skipped")
+
+    def run(*args) -> str:
+        proc = subprocess.run([str(SPLAT_TRANSFORM), "--no-tty", "-w", *map(str, args)], capture_output=True,
+                              text=True, timeout=180)
+        assert proc.returncode == 0, f"splat-transform {args} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout + proc.stderr
+
+    version = run("--version").strip()
+    assert "3.7.0" in version, version
+    return run

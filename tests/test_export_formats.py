@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -745,27 +744,6 @@ class _capture:
 
 # --- interoperability with splat-transform 3.7.0 ------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def splat_transform():
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: splat-transform interop tests skipped")
-    if not SPLAT_TRANSFORM.exists():
-        pytest.skip(
-            f"{SPLAT_TRANSFORM.relative_to(REPO)} is missing "
-            "(npm install --prefix .node @playcanvas/splat-transform@3.7.0): interop tests skipped"
-        )
-
-    def run(*args: Path | str) -> str:
-        proc = subprocess.run(
-            [str(SPLAT_TRANSFORM), "--no-tty", "-w", *map(str, args)], capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, f"splat-transform {args} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout + proc.stderr
-
-    version = run("--version").strip()
-    assert "3.7.0" in version, version
-    return run
 
 
 @pytest.mark.parametrize("sh_degree", [0, 3])

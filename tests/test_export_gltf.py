@@ -481,19 +481,6 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
 # --- splat-transform 3.7.0 ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def splat_transform():
-    if shutil.which("node") is None or not SPLAT_TRANSFORM.exists():
-        pytest.skip("node or .node/node_modules/.bin/splat-transform is missing (npm install --prefix .node @playcanvas/splat-transform@3.7.0)")
-
-    def run(*args) -> str:
-        proc = subprocess.run([str(SPLAT_TRANSFORM), "--no-tty", "-w", *map(str, args)], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, f"splat-transform {args} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout + proc.stderr
-
-    assert "3.7.0" in run("--version")
-    return run
-
 
 @pytest.mark.parametrize("sh_degree", [0, 3])
 def test_matches_splat_transform(tmp_path, splat_transform, validate, sh_degree):

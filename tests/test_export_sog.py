@@ -7,8 +7,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -454,27 +452,6 @@ def test_reads_unbundled_meta_json(tmp_path):
 
 # --- interoperability with splat-transform 3.7.0 ------------------------------------------------
 
-
-@pytest.fixture(scope="module")
-def splat_transform():
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed: splat-transform interop tests skipped")
-    if not SPLAT_TRANSFORM.exists():
-        pytest.skip(
-            f"{SPLAT_TRANSFORM.relative_to(REPO)} is missing "
-            "(npm install --prefix .node @playcanvas/splat-transform@3.7.0): interop tests skipped"
-        )
-
-    def run(*args: Path | str) -> str:
-        proc = subprocess.run(
-            [str(SPLAT_TRANSFORM), "--no-tty", "-w", *map(str, args)], capture_output=True, text=True, timeout=180
-        )
-        assert proc.returncode == 0, f"splat-transform {args} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout + proc.stderr
-
-    version = run("--version").strip()
-    assert "3.7.0" in version, version
-    return run
 
 
 def assert_same_splats(a: dict, b: dict, what: str, atol: float = 1e-5) -> None:
