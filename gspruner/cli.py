@@ -123,6 +123,13 @@ def run_distill(cfg: DistillConfig) -> dict:
     return metrics
 
 
+def run_quantize(cfg) -> dict:
+    """Quantization-aware SH palette (gspruner/quantize.py); torch and the renderer load here."""
+    from .quantize import run_quantize as quantize
+
+    return quantize(cfg)
+
+
 def _command(name: str):
     """(config type for tyro, run function) of a subcommand; imported only when that command runs."""
     from . import config
@@ -140,6 +147,7 @@ def _command(name: str):
         "prune": (config.prune_cli_type(), run_prune),
         "eval": (config.EvalConfig, run_eval),
         "distill-sh": (config.DistillConfig, run_distill),
+        "quantize-sh": (config.QuantizeConfig, run_quantize),
         "report": (config.ReportConfig, run_report),
     }[name]
 
@@ -152,6 +160,7 @@ COMMANDS = {
     "view": "Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider.",
     "eval": "Evaluate a checkpoint on a scene's test split and print the metrics as JSON.",
     "distill-sh": "SH distillation (LightGaussian): fine-tune a lower-SH-degree copy of a checkpoint against the full model's renders from training and pseudo views.",
+    "quantize-sh": "SOG-ready SH palette: replace each Gaussian's higher SH bands by its entry of a k-means palette, fine-tune everything else with the palette fixed (quantization-aware), write the .sog.",
     "report": "Write report.md with tables and PNG plots for a training run, a benchmark scene, or a benchmark root.",
 }
 DESCRIPTION = "gspruner: train, prune, evaluate and export 3D Gaussian Splatting scenes (gsplat on CUDA, our rasterizer on CPU)."

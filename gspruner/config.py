@@ -66,6 +66,8 @@ class TrainConfig:
     """Number of random initial Gaussians (random init only)."""
     init_extent: Optional[float] = None
     """Random init cube half-size in units of the scene scale, centred on the origin. Default: for images with alpha (an object: NeRF-synthetic, D-NeRF, instant-ngp RGBA) the sphere every training camera sees whole (~±1.37 on NeRF-synthetic, where INRIA 3DGS uses ±1.3); otherwise 3.0 (gsplat)."""
+    freeze: tuple[str, ...] = ()
+    """Parameters kept as they are (their Adam learning rate 0), e.g. shN: means scales quats opacities sh0 shN."""
     means_lr_travel: float = 0.5
     """Runs shorter than 30k steps start the means learning rate (30000 / --max-steps)^this × higher (3.2× at 3000 steps) and decay it to the 30k schedule's final value, so Gaussians can still travel; 0 = gsplat's schedule (1.6e-4 × scene scale decaying to 1 %)."""
     ssim_lambda: float = 0.2
@@ -245,6 +247,38 @@ class DistillConfig:
     """Compute LPIPS (AlexNet, offline)."""
     seed: int = 0
     """Random seed (view order and pseudo cameras)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class QuantizeConfig:
+    """SOG-ready SH palette: replace each Gaussian's higher SH bands by its entry of a k-means palette, fine-tune everything else with the palette fixed (quantization-aware), write the .sog."""
+
+    ckpt: Path
+    """The checkpoint to compress (RESULT_DIR/ckpt/last.pt; a pruned one for the smallest files)."""
+    result_dir: Path
+    """Where the run goes: metrics.json (with the .sog's size and PSNR), ckpt/last.pt, scene.sog, point_cloud.ply, renders/."""
+    palette: int = 1024
+    """SH palette entries (1..65536): the SOG file's shN_centroids. Fewer: a smaller file."""
+    steps: int = 300
+    """Fine-tuning steps with the palette fixed (≥ 1)."""
+    kmeans_iterations: int = 10
+    """k-means rounds for the palette."""
+    data_dir: Optional[Path] = None
+    """The scene (default: the one recorded in the checkpoint)."""
+    data_factor: Optional[int] = None
+    """Image downsampling factor (default: the checkpoint's)."""
+    test_every: Optional[int] = None
+    """Test split (default: the checkpoint's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to run."""
+    overwrite: bool = False
+    """Replace an earlier run in --result-dir."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline)."""
+    seed: int = 0
+    """Random seed (k-means initialisation, view order)."""
     progress: bool = True
     """Show a progress bar."""
 

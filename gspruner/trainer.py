@@ -81,6 +81,9 @@ class Trainer:
         if cfg.init_ckpt is not None and not cfg.resume:
             self.init_ckpt = init_ckpt if init_ckpt is not None else load_checkpoint(cfg.init_ckpt)
             check_same_scene(self.init_ckpt, self.scene, cfg.init_ckpt)
+        unknown = sorted(set(cfg.freeze) - {"means", "scales", "quats", "opacities", "sh0", "shN"})
+        if unknown:
+            raise InputError(f"--freeze: unknown parameter {', '.join(unknown)} (means scales quats opacities sh0 shN)")
         self.scene_scale = self.scene.scene_scale * 1.1  # gsplat simple_trainer (training cameras only)
         # 0: the full SH degree from the first step (fine-tuning)
         self.sh_interval = max(1, round(cfg.sh_degree_interval * self.max_steps / 30_000)) if cfg.sh_degree_interval > 0 else 0
@@ -170,6 +173,9 @@ class Trainer:
         lrs = {**(self.strategy.learning_rates or {}), **self.model.learning_rates(self.scene_scale)}
         start, gamma = (MEANS_LR_END, 1.0) if fine_tune else means_lr_schedule(self.max_steps, c.means_lr_travel)
         self.optimizers = create_optimizers(self.splats, self.scene_scale * start, lrs=lrs)
+        for name in c.freeze:  # kept as they are: checked in __init__
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = 0.0
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy_state = self.strategy.initialize_state(self.scene_scale, self.scene.train_center)
         self.pruner = c.prune.setup(self._prune_context(), seed=c.seed)

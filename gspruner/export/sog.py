@@ -82,7 +82,8 @@ from PIL import Image, UnidentifiedImageError
 from gspruner.errors import InputError
 from gspruner.export.formats import atomic_write, prepare_splats, read_file_bytes, sigmoid, to_splat_dict
 
-__all__ = ["write_sog", "read_sog", "sog_texture_size", "sog_palette_size", "morton_order", "quantize_1d", "kmeans"]
+__all__ = ["write_sog", "read_sog", "sog_texture_size", "sog_palette_size", "morton_order", "quantize_1d", "kmeans",
+           "sh_points", "sh_rows"]
 
 PROGRESS_WORK = 2_000_000_000  # splats × palette entries above which k-means shows a progress bar
 
@@ -277,6 +278,9 @@ def kmeans(points: np.ndarray, k: int, iterations: int, seed: int = 0) -> tuple[
     n = len(points)
     if n <= k:
         return np.array(points, dtype=np.float32), np.arange(n)
+    distinct, inverse = np.unique(np.asarray(points, dtype=np.float32), axis=0, return_inverse=True)
+    if len(distinct) <= k:  # already a palette (e.g. `gspruner quantize-sh`'s model): it is its own answer
+        return distinct, inverse.reshape(-1).astype(np.int64)
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
     x64 = x.double()
@@ -364,15 +368,20 @@ def _decode_opacities(alpha: np.ndarray) -> np.ndarray:
     return np.log(a / (1.0 - a))
 
 
-def _sh_points(sh_rest: np.ndarray) -> np.ndarray:
+def sh_points(sh_rest: np.ndarray) -> np.ndarray:
     """shN [N,C,3] -> [N,3C] channel-major rows (all R coefficients, then G, then B: the PLY's f_rest)."""
     return np.ascontiguousarray(sh_rest.transpose(0, 2, 1).reshape(len(sh_rest), -1), dtype=np.float32)
+
+
+def sh_rows(points: np.ndarray, num_coeffs: int) -> np.ndarray:
+    """The inverse of `sh_points`: [N,3C] channel-major rows -> shN [N,C,3]."""
+    return np.ascontiguousarray(points.reshape(len(points), 3, num_coeffs).transpose(0, 2, 1))
 
 
 def _encode_sh(sh_rest: np.ndarray, palette_size: int, iterations: int, seed: int):
     """(labels [N], centroid texels [P·C, 3] uint8 codebook indices, codebook [256], palette size P)."""
     num_coeffs = sh_rest.shape[1]
-    centroids, labels = kmeans(_sh_points(sh_rest), palette_size, iterations, seed)
+    centroids, labels = kmeans(sh_points(sh_rest), palette_size, iterations, seed)
     codebook, indices = quantize_1d(centroids)  # [P, 3C]
     texels = indices.reshape(len(centroids), 3, num_coeffs).transpose(0, 2, 1).reshape(-1, 3)
     return labels, texels, codebook, len(centroids)
