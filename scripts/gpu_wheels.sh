@@ -21,7 +21,7 @@ WHEELS=(
   viser==1.1.1
   msgspec==0.22.0          # viser's
   websockets==16.1.1       # viser's
-  zstandard==0.25.0        # viser's
+  zstandard==0.25.0        # viser's, and our SPZ v4
   trimesh==5.2.0           # viser's
   tyro==1.0.17             # the command line
   docstring-parser==0.18.0 # tyro's
