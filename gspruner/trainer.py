@@ -104,7 +104,7 @@ class Trainer:
     def _check_sharded(self) -> None:
         """What a run over several ranks supports yet: one error line naming what is missing."""
         c, missing = self.cfg, []
-        if not isinstance(c.strategy, (DefaultConfig, MCMCConfig)) or type(c.strategy).__name__ == "Default4DConfig":
+        if not isinstance(c.strategy, (DefaultConfig, MCMCConfig)):
             missing.append(f"strategy:{strategy_name(c.strategy)} (sharded: default, mcmc)")
         elif getattr(c.strategy, "absgrad", False):
             missing.append("--strategy.absgrad")
