@@ -363,6 +363,38 @@ def test_kmeans_reaches_a_lloyd_fixed_point_deterministically():
     assert np.array_equal(own, points[:5]) and np.array_equal(own_labels, np.arange(5))
 
 
+def _plain_lloyd(points: np.ndarray, k: int, iterations: int, seed: int = 0):
+    """Lloyd's algorithm with every distance measured each round (the reference for the bounded one)."""
+    rng = np.random.default_rng(seed)
+    x = points.astype(np.float64)
+    centroids = points[rng.choice(len(points), size=k, replace=False)].astype(np.float64)
+    labels = None
+    for _ in range(iterations):
+        previous = labels
+        labels = ((x[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+        counts = np.bincount(labels, minlength=k)
+        if previous is not None and (counts > 0).all() and np.array_equal(previous, labels):
+            break
+        moved = np.stack([x[labels == c].mean(0) if counts[c] else centroids[c] for c in range(k)])
+        if not (counts > 0).all():
+            empty = np.nonzero(counts == 0)[0]
+            moved[empty] = x[rng.integers(0, len(x), size=len(empty))]
+        centroids = moved
+    return centroids, labels
+
+
+@pytest.mark.parametrize("k, iterations", [(64, 6), (300, 10)])
+def test_kmeans_with_bounds_equals_plain_lloyd(k, iterations):
+    """Hamerly's bounds skip distance computations, never a label change: the same labels and centroids as
+    measuring every distance every round (on data that has not converged in `iterations` rounds)."""
+    rng = np.random.default_rng(1)
+    points = (rng.normal(size=(2500, 12)) * np.linspace(0.2, 2.0, 12)).astype(np.float32)
+    centroids, labels = kmeans(points, k, iterations=iterations, seed=3)
+    ref_centroids, ref_labels = _plain_lloyd(points, k, iterations, seed=3)
+    assert np.array_equal(labels, ref_labels)
+    assert np.allclose(centroids, ref_centroids, atol=1e-5)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 
