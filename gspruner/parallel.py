@@ -53,12 +53,16 @@ def shard_rows(n: int, rank: int, size: int) -> slice:
     return slice(min(n, rank * per), min(n, (rank + 1) * per))
 
 
+# state entries that are never per-Gaussian, whatever their shape (MCMC's binomial table is [51, 51])
+NOT_PER_GAUSSIAN = ("binoms",)
+
+
 def take_shard(obj: Any, n: int, rows: slice) -> Any:
     """`obj` with every tensor whose first dimension is n cut to `rows` (dicts and lists recursively)."""
     if isinstance(obj, torch.Tensor):
         return obj[rows].clone() if obj.dim() > 0 and obj.shape[0] == n else obj
     if isinstance(obj, dict):
-        return {k: take_shard(v, n, rows) for k, v in obj.items()}
+        return {k: v if k in NOT_PER_GAUSSIAN else take_shard(v, n, rows) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(take_shard(v, n, rows) for v in obj)
     return obj
@@ -73,7 +77,7 @@ def merge_shards(parts: list, sizes: list[int]) -> Any:
             return torch.cat(parts)
         return first
     if isinstance(first, dict):
-        return {k: merge_shards([p[k] for p in parts], sizes) for k in first}
+        return {k: first[k] if k in NOT_PER_GAUSSIAN else merge_shards([p[k] for p in parts], sizes) for k in first}
     if isinstance(first, (list, tuple)):
         return type(first)(merge_shards([p[i] for p in parts], sizes) for i in range(len(first)))
     return first

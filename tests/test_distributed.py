@@ -179,3 +179,18 @@ def test_one_rank_run_is_the_one_process_run(tmp_path, tiny_scene):
     assert sharded["world_size"] == 1 and "world_size" not in plain
     assert sharded["num_gaussians"] == plain["num_gaussians"]
     assert sharded["psnr"] == pytest.approx(plain["psnr"], abs=1e-4)
+
+
+def test_shards_split_and_merge_per_gaussian_state_only():
+    """take_shard / merge_shards cut and join what has one row per Gaussian (Adam moments, accumulators) and
+    leave the rest (steps, MCMC's binomial table, even when its size equals the Gaussian count) as it is."""
+    from gspruner.parallel import merge_shards, shard_rows, take_shard
+
+    n = 51
+    state = {"exp_avg": torch.arange(n * 3.0).reshape(n, 3), "step": torch.tensor(7.0), "binoms": torch.ones(51, 51),
+             "groups": [{"lr": 0.1, "params": [0]}], "grad2d": torch.arange(float(n))}
+    parts = [take_shard(state, n, shard_rows(n, r, 2)) for r in range(2)]
+    assert [len(p["exp_avg"]) for p in parts] == [26, 25] and parts[1]["binoms"].shape == (51, 51)
+    merged = merge_shards(parts, [26, 25])
+    assert torch.equal(merged["exp_avg"], state["exp_avg"]) and torch.equal(merged["grad2d"], state["grad2d"])
+    assert torch.equal(merged["binoms"], state["binoms"]) and merged["step"] == 7 and merged["groups"] == state["groups"]
