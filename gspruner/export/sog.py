@@ -54,7 +54,7 @@ Differences: positions, rotations and opacity are rounded to the nearest level (
 up to a whole step of error; the decoder is the same); the SH k-means is deterministic for a `seed` (the
 reference seeds and re-seeds empty clusters with Math.random), assigns by exact brute-force nearest
 centroid in chunks (the reference: a kd-tree on CPU, flash-kmeans on GPU) and stops once converged
-(50k splats SH3, 32768 entries: ~1.4 s a round on 2 cores, 10-15 s a file); the 1-D DP uses Knuth's bound
+(58k splats SH3, 32768 entries: ~1 s a round on 2 cores, ~10 s a file; 290k × 65,536: 15 s a round); the 1-D DP uses Knuth's bound
 (same optimum, ~30× faster); codebook entries are written as the shortest decimals of their float32 values
 (the reference: 17 digits; 8.9 vs 15.5 kB of meta.json at SH3); `shN.count` is the palette size actually used
 (the reference writes the nominal size even when it has fewer entries). `palette_size` overrides the
@@ -297,7 +297,7 @@ def kmeans(points: np.ndarray, k: int, iterations: int, seed: int = 0) -> tuple[
     x64 = x.double()
     centroids = x[torch.from_numpy(rng.choice(n, size=k, replace=False))].clone()
     labels = None
-    # minutes on a CPU for large scenes (290k splats × 65,536 entries: ~1 min a round): show progress then
+    # minutes on a CPU for large scenes (290k splats × 65,536 entries: 15 s a round): show progress then
     rounds = tqdm(range(iterations), desc=f"SOG SH palette: k-means, {n} splats → {k}", unit="round",
                   disable=n * k < PROGRESS_WORK, leave=False)  # fmt: skip
     for _ in rounds:
