@@ -17,17 +17,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .render.distributed import world  # (rank, world size); (0, 1) without a process group
+
 __all__ = ["launched", "init_from_env", "world", "shard_rows", "take_shard", "merge_shards", "gather_to_rank0", "barrier",
            "shutdown"]
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a collective that waits longer than this ends the run
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) without a process group."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def launched() -> bool:

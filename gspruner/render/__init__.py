@@ -94,32 +94,9 @@ def rasterize(
     gsplat's `distributed=True`; CPU: `render/distributed.py`, the same scheme). info then describes this
     rank's Gaussians in every rank's cameras. RGB only, no absgrad.
     """
-    if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
-        if render_mode != "RGB" or absgrad or packed:
-            raise ValueError("a sharded render supports render_mode RGB without absgrad or packed")
-        if means.device.type == "cuda":
-            import gsplat
-
-            if covars is not None and covars.shape[-1] == 6:
-                covars = torch_raster.covariance_from_upper(covars)
-            if isinstance(colors, (tuple, list)):
-                colors = torch.cat(list(colors), dim=-2)[..., : (sh_degree + 1) ** 2, :]
-            render_colors, render_alphas, info = gsplat.rasterization(
-                means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=near_plane,
-                far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree, tile_size=tile_size,
-                backgrounds=backgrounds, rasterize_mode=rasterize_mode, covars=covars, distributed=True,
-            )
-            info["n_cameras"] = viewmats.shape[0]  # as the CPU path: each rank's loss averages its own cameras
-            return render_colors, render_alphas, info
-        flat_colors = colors if not isinstance(colors, (tuple, list)) else colors[0]
-        use = compiled.handles(means, quats, scales, opacities, flat_colors, backgrounds, covars,
-                               tile_size=tile_size, cameras=(viewmats, Ks))
-        return rasterize_sharded(
-            compiled if use else torch_raster, means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree,
-            tile_size=tile_size, backgrounds=backgrounds, covars=covars, compact_box=compact_box,
-            antialiased=rasterize_mode == "antialiased",
-        )
+    sharded = distributed and torch.distributed.is_available() and torch.distributed.is_initialized()
+    if sharded and (render_mode != "RGB" or absgrad or packed):
+        raise ValueError("a sharded render supports render_mode RGB without absgrad or packed")
     split_sh = isinstance(colors, (tuple, list))
     if split_sh:  # (sh0 [N, 1, 3], shN [N, K-1, 3]): the compiled CPU path reads them in place
         if sh_degree is None or len(colors) != 2:
@@ -136,14 +113,25 @@ def rasterize(
 
         if covars is not None and covars.shape[-1] == 6:  # gsplat 1.5.3 takes [N, 3, 3]
             covars = torch_raster.covariance_from_upper(covars)
-        return gsplat.rasterization(
+        render_colors, render_alphas, info = gsplat.rasterization(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,
             sh_degree=sh_degree, packed=packed, tile_size=tile_size, backgrounds=backgrounds,
             render_mode=render_mode, absgrad=absgrad, rasterize_mode=rasterize_mode, covars=covars,
+            distributed=sharded,
         )
+        if sharded:  # as the CPU path: each rank's loss averages its own cameras
+            info["n_cameras"] = viewmats.shape[0]
+        return render_colors, render_alphas, info
     use = split_sh or compiled.handles(means, quats, scales, opacities, colors, backgrounds, covars,
                                        tile_size=tile_size, cameras=(viewmats, Ks))
+    if sharded:
+        return rasterize_sharded(
+            compiled if use else torch_raster, means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree,
+            tile_size=tile_size, backgrounds=backgrounds, covars=covars, compact_box=compact_box,
+            antialiased=rasterize_mode == "antialiased",
+        )
     return (compiled.rasterize if use else torch_raster.rasterize)(
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d,

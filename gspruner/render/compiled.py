@@ -352,9 +352,7 @@ def view_features(means, colors, viewmats, radii, sh_degree, depth_only: bool = 
         if isinstance(colors, (tuple, list)):
             return _SphericalHarmonicsSplit.apply(means, *colors, campos, radii, sh_degree)
         return _SphericalHarmonics.apply(means, colors, campos, radii, sh_degree)
-    if isinstance(colors, (tuple, list)):
-        colors = torch.cat(list(colors), dim=-2)
-    return torch_raster.view_colors(means, colors, viewmats, sh_degree)
+    return torch_raster.view_features(means, colors, viewmats, radii, sh_degree)
 
 
 def composite_projected(proj: Projection, feats, backgrounds, width, height, tile_size=16, absgrad=False,
