@@ -74,18 +74,19 @@ def time_range_of(ckpt: dict) -> tuple[float, float] | None:
     return (float(span[0]), float(span[1])) if span else None
 
 
-def run_prune(cfg: PruneConfig) -> dict:
-    from .checkpoint import load_checkpoint
+def fine_tune_config(cfg, ckpt: dict, max_steps: int, **options) -> TrainConfig:
+    """The TrainConfig of a fine-tune of checkpoint `cfg.ckpt` (already loaded as `ckpt`) without densification:
+    its scene, SH degree and background, `cfg`'s overrides (data_dir, data_factor, test_every, device, overwrite,
+    lpips, progress; `prune` and `quantize-sh` share them), `options` on top."""
     from .config import TrainConfig
     from .strategies import NoStrategyConfig
 
-    ckpt = load_checkpoint(cfg.ckpt)
     trained = ckpt["config"]
-    train_cfg = TrainConfig(
+    return TrainConfig(
         data_dir=cfg.data_dir if cfg.data_dir is not None else Path(ckpt["scene"]["data_dir"]),
         result_dir=cfg.result_dir,
         strategy=NoStrategyConfig(),
-        max_steps=cfg.finetune_steps,
+        max_steps=max_steps,
         data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
         frame_step=trained.get("frame_step", 1),
@@ -96,12 +97,19 @@ def run_prune(cfg: PruneConfig) -> dict:
         sh_degree=trained["sh_degree"],
         sh_degree_interval=0,
         background=tuple(trained["background"]),
-        prune=cfg.score.at_start(),  # prune before the fine-tune's first step
         init_ckpt=cfg.ckpt,
         lpips=cfg.lpips,
         progress=cfg.progress,
+        **options,
     )
-    return run_train(train_cfg, init_ckpt=ckpt)
+
+
+def run_prune(cfg: PruneConfig) -> dict:
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(cfg.ckpt)
+    # the prune happens before the fine-tune's first step
+    return run_train(fine_tune_config(cfg, ckpt, cfg.finetune_steps, prune=cfg.score.at_start()), init_ckpt=ckpt)
 
 
 def run_report(cfg: ReportConfig) -> Path:

@@ -15,11 +15,10 @@ metrics.json adds the file's bytes, its ratio to the INRIA PLY of the input chec
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
-from .config import QuantizeConfig, TrainConfig
+from .config import QuantizeConfig
 from .errors import InputError
 
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -35,21 +34,20 @@ def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> t
 
 def run_quantize(cfg: QuantizeConfig) -> dict:
     from .checkpoint import load_checkpoint, splats_from_state
-    from .cli import run_train
+    from .cli import fine_tune_config, run_train
     from .data import load_scene
     from .device import resolve_device
     from .evaluation import evaluate
     from .export.formats import read_splats, sh_degree_of, write_splats
-    from .export.command import _inria_ply_bytes
+    from .export.command import inria_ply_bytes
     from .rundir import write_text_atomic
-    from .strategies import NoStrategyConfig
 
     if not 1 <= cfg.palette <= 65536:
         raise InputError(f"--palette must be in 1..65536 (got {cfg.palette})")
     if cfg.steps < 1:
         raise InputError(f"--steps must be ≥ 1 (got {cfg.steps})")
     ckpt = load_checkpoint(cfg.ckpt)
-    state, trained = ckpt["splats"], ckpt["config"]
+    state = ckpt["splats"]
     if "times" in state:
         raise InputError(f"{cfg.ckpt}: a 4D checkpoint; quantize-sh takes 3D models (export a snapshot first)")
     if sh_degree_of(state) == 0:
@@ -57,15 +55,7 @@ def run_quantize(cfg: QuantizeConfig) -> dict:
     splats = {k: state[k].detach().float().cpu() for k in SPLAT_KEYS}
     quantized = dict(ckpt, splats={**splats, "shN": palette_sh(splats["shN"], cfg.palette, cfg.kmeans_iterations,
                                                                 cfg.seed)})
-    train_cfg = TrainConfig(
-        data_dir=cfg.data_dir if cfg.data_dir is not None else Path(ckpt["scene"]["data_dir"]),
-        result_dir=cfg.result_dir, strategy=NoStrategyConfig(), max_steps=cfg.steps,
-        data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
-        test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
-        device=cfg.device, overwrite=cfg.overwrite, sh_degree=trained["sh_degree"], sh_degree_interval=0,
-        background=tuple(trained["background"]), init_ckpt=cfg.ckpt, freeze=("shN",), lpips=cfg.lpips,
-        progress=cfg.progress, seed=cfg.seed,
-    )  # fmt: skip
+    train_cfg = fine_tune_config(cfg, ckpt, cfg.steps, freeze=("shN",), seed=cfg.seed)
     metrics = run_train(train_cfg, init_ckpt=quantized)
 
     # the .sog of the fine-tuned model, with the same palette size, and what it renders
@@ -75,14 +65,14 @@ def run_quantize(cfg: QuantizeConfig) -> dict:
     device = resolve_device(cfg.device)
     scene = load_scene(train_cfg.data_dir, data_factor=train_cfg.data_factor, test_every=train_cfg.test_every,
                        background=train_cfg.background)
-    degree = trained["sh_degree"]
+    degree = train_cfg.sh_degree
     split = "test" if scene.test else "train"
     file_metrics = evaluate(splats_from_state(read_splats(sog), device), scene, device, degree, split=split,
                             with_lpips=False)
     size = sog.stat().st_size
     metrics.update(
         sog_palette=cfg.palette, sog_bytes=size, sog_psnr=file_metrics["psnr"], sog_ssim=file_metrics["ssim"],
-        sog_ratio_to_input_inria_ply=_inria_ply_bytes(len(splats["means"]), sh_degree_of(splats)) / size,
+        sog_ratio_to_input_inria_ply=inria_ply_bytes(len(splats["means"]), sh_degree_of(splats)) / size,
         quantize_steps=cfg.steps,
     )  # fmt: skip
     write_text_atomic(cfg.result_dir / "metrics.json", json.dumps(metrics, indent=2))

@@ -12,7 +12,7 @@ from gspruner.errors import InputError
 from gspruner.export.formats import FORMATS, drop_sh_bands, read_splats, sh_degree_of, write_splats
 from gspruner.export.formats import writer_options
 
-__all__ = ["ExportConfig", "run_export", "output_paths"]
+__all__ = ["ExportConfig", "run_export", "output_paths", "inria_ply_bytes"]
 
 _SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 # suffixes a file of each format may have (the first is the one we write)
@@ -24,7 +24,8 @@ _ACCEPTED_SUFFIXES = {
     "compressed-ply": (".compressed.ply", ".ply"),
     "splat": (".splat",),
 }
-_SUFFIXES = (".compressed.ply", ".ply", ".sog", ".spz", ".glb", ".splat")
+# every scene-file suffix, longest first (.compressed.ply is stripped before .ply)
+_SUFFIXES = tuple(sorted({x for xs in _ACCEPTED_SUFFIXES.values() for x in xs}, key=lambda x: (-len(x), x)))
 
 
 @dataclass
@@ -183,7 +184,7 @@ def run_export(cfg: ExportConfig) -> dict:
         })  # fmt: skip
 
     num_splats, sh_degree = int(splats["means"].shape[0]), sh_degree_of(splats)
-    inria_bytes = _inria_ply_bytes(num_splats, sh_degree)
+    inria_bytes = inria_ply_bytes(num_splats, sh_degree)
     for row in rows:
         row["ratio_to_inria_ply"] = inria_bytes / row["bytes"]
     result = {
@@ -197,7 +198,7 @@ def run_export(cfg: ExportConfig) -> dict:
     return result
 
 
-def _inria_ply_bytes(num_splats: int, sh_degree: int) -> int:
+def inria_ply_bytes(num_splats: int, sh_degree: int) -> int:
     """Bytes of the INRIA PLY of these splats (62 float32 per splat at SH3, normals included): the size table's reference."""
     from gspruner.export.ply import ply_property_names
 
