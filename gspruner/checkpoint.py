@@ -42,3 +42,17 @@ def splats_from_state(state: dict, device) -> torch.nn.ParameterDict:
     return torch.nn.ParameterDict(
         {k: torch.nn.Parameter(v.to(device).float().contiguous()) for k, v in state.items()}
     )
+
+
+def trained_scene(ckpt: dict, data_dir=None, data_factor: int | None = None, test_every: int | None = None):
+    """The scene a checkpoint was trained on, as it was loaded then (its data_dir, factor, test split and
+    background), each of the first three overridden when given."""
+    from .data import load_scene
+
+    trained = ckpt["config"]
+    return load_scene(
+        data_dir if data_dir is not None else ckpt["scene"]["data_dir"],
+        data_factor=data_factor if data_factor is not None else trained["data_factor"],
+        test_every=test_every if test_every is not None else trained["test_every"],
+        background=tuple(trained["background"]),
+    )

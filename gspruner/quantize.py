@@ -33,9 +33,8 @@ def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> t
 
 
 def run_quantize(cfg: QuantizeConfig) -> dict:
-    from .checkpoint import load_checkpoint, splats_from_state
+    from .checkpoint import load_checkpoint, splats_from_state, trained_scene
     from .cli import fine_tune_config, run_train
-    from .data import load_scene
     from .device import resolve_device
     from .evaluation import evaluate
     from .export.formats import read_splats, sh_degree_of, write_splats
@@ -63,8 +62,7 @@ def run_quantize(cfg: QuantizeConfig) -> dict:
     sog = cfg.result_dir / "scene.sog"
     write_splats(sog, {k: tuned[k].float() for k in SPLAT_KEYS}, "sog", palette_size=cfg.palette, seed=cfg.seed)
     device = resolve_device(cfg.device)
-    scene = load_scene(train_cfg.data_dir, data_factor=train_cfg.data_factor, test_every=train_cfg.test_every,
-                       background=train_cfg.background)
+    scene = trained_scene(ckpt, cfg.data_dir, cfg.data_factor, cfg.test_every)
     degree = train_cfg.sh_degree
     split = "test" if scene.test else "train"
     file_metrics = evaluate(splats_from_state(read_splats(sog), device), scene, device, degree, split=split,

@@ -28,8 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
-from gspruner.checkpoint import load_checkpoint, splats_from_state
-from gspruner.data import load_scene
+from gspruner.checkpoint import load_checkpoint, splats_from_state, trained_scene
 from gspruner.evaluation import evaluate
 from gspruner.export.command import training_centres
 from gspruner.export.formats import FORMATS, drop_sh_bands, read_splats, sh_degree_of, write_splats
@@ -58,12 +57,7 @@ def main():
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.ckpt)
     trained = ckpt["config"]
-    scene = load_scene(
-        args.data_dir if args.data_dir is not None else ckpt["scene"]["data_dir"],
-        data_factor=args.data_factor if args.data_factor is not None else trained["data_factor"],
-        test_every=args.test_every if args.test_every is not None else trained["test_every"],
-        background=tuple(trained["background"]),
-    )
+    scene = trained_scene(ckpt, args.data_dir, args.data_factor, args.test_every)
     split = "test" if scene.test else "train"
     centres = training_centres(scene)  # [C,3]: compressed-ply's view-aware SH rounding
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_export_"))

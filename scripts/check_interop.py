@@ -30,8 +30,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from gspruner.checkpoint import load_checkpoint, splats_from_state
-from gspruner.data import load_scene
+from gspruner.checkpoint import load_checkpoint, splats_from_state, trained_scene
 from gspruner.device import resolve_device
 from gspruner.evaluation import evaluate
 from gspruner.export.command import training_centres
@@ -80,10 +79,7 @@ def main():
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.ckpt)
     trained = ckpt["config"]
-    scene = load_scene(
-        args.data_dir if args.data_dir is not None else ckpt["scene"]["data_dir"],
-        data_factor=trained["data_factor"], test_every=trained["test_every"], background=tuple(trained["background"]),
-    )  # fmt: skip
+    scene = trained_scene(ckpt, args.data_dir)
     split = "test" if scene.test else "train"
     splats = {k: ckpt["splats"][k].detach().float().cpu() for k in SPLAT_KEYS}
     degree = min(trained["sh_degree"], sh_degree_of(splats))
