@@ -4,7 +4,8 @@
     python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
         --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
 
-A method is `strategy[+pruner]`: `gspruner train strategy:STRATEGY [prune:PRUNER]`. Each runs as its own
+A method is `strategy[+pruner[@ratio]]`: `gspruner train strategy:STRATEGY [prune:PRUNER [--prune.ratio RATIO]]`
+(without @ratio a pruner that takes a ratio gets --prune-ratio, or its own default). Each runs as its own
 `python -m gspruner.cli train` process, one after another, into OUT/<scene>/<method>/ (the process' peak RSS
 is measured with os.wait4), then its checkpoint is exported to ply / compressed-ply / spz
 (OUT/<scene>/<method>/exports/). A method whose metrics.json exists is not re-run unless --rerun; one that
@@ -12,6 +13,14 @@ fails is recorded with its error (last stderr line) and the benchmark goes on. O
 the table (the `default` method is the reference row) and PNG plots; with several scenes (--data-dir A B …
 or --scenes-root) OUT/report.md averages over every scene folder under OUT, and prints the published
 Mip-NeRF 360 numbers beside ours when the scenes are Mip-NeRF 360 scenes (see scripts/mipnerf360.sh).
+
+Scenes with their own image factor: `--scene SPEC` (repeatable), SPEC = `demo` (the built-in scene),
+`object-demo` (the procedural object scene of gspruner/data/object_demo.py, generated at 128x128 into
+OUT/_data/object-demo), or `PATH[:FACTOR]`. The issue's four-scene benchmark:
+
+    python scripts/benchmark.py --out results/bench4 --max-steps 3000 --prune-ratio 0.85 \
+        --scene demo --scene object-demo --scene ../shared/data/fox:8 --scene ../shared/data/chair_blender:2 \
+        --methods default,fastgs,default+lp3dgs,default+lightgaussian,default+rounds,fastgs+rounds@0.66
 
 `mcmc` gets a Gaussian budget (--strategy.cap-max): by default the final count of this scene's
 `default` run, so both spend the same number of Gaussians (gsplat's 1,000,000 when there is no default run).
@@ -45,23 +54,67 @@ DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fast
 
 @dataclass
 class MethodSpec:
-    """`strategy[+pruner]` as written on the command line."""
+    """`strategy[+pruner[@ratio]]` as written on the command line (@ratio: this method's --prune.ratio)."""
 
     name: str
     strategy: str
     pruner: str | None
+    ratio: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> "MethodSpec":
-        parts = [p.strip() for p in text.strip().split("+")]
+        body, at, ratio_text = text.strip().partition("@")
+        parts = [p.strip() for p in body.split("+")]
         if len(parts) > 2 or not all(parts):
-            raise ValueError(f"method {text!r}: expected strategy or strategy+pruner")
-        return cls(name="+".join(parts), strategy=parts[0], pruner=parts[1] if len(parts) == 2 else None)
+            raise ValueError(f"method {text!r}: expected strategy, strategy+pruner or strategy+pruner@ratio")
+        ratio = None
+        if at:
+            try:
+                ratio = float(ratio_text)
+            except ValueError:
+                ratio = -1.0
+            if len(parts) != 2 or not 0.0 < ratio < 1.0:
+                raise ValueError(f"method {text!r}: @ratio follows a pruner and lies in (0, 1)")
+        name = "+".join(parts) + (f"@{ratio_text.strip()}" if at else "")
+        return cls(name=name, strategy=parts[0], pruner=parts[1] if len(parts) == 2 else None, ratio=ratio)
 
 
 def scene_name(data_dir: Path | None) -> str:
     """The scene folder's name (links not followed: data/garden -> a cache still reports "garden")."""
     return "demo" if data_dir is None else Path(os.path.normpath(Path(data_dir).absolute())).name
+
+
+GENERATED_SCENES = ("object-demo",)  # --scene names generated into OUT/_data/
+
+
+@dataclass
+class SceneArg:
+    """One `--scene`: where the data is (None: the built-in demo, or a generated scene) and its image factor."""
+
+    data_dir: Path | None
+    data_factor: int | None = None  # None: --data-factor
+    generated: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "SceneArg":
+        if text == "demo":
+            return cls(None)
+        if text in GENERATED_SCENES:
+            return cls(None, generated=text)
+        path, sep, factor = text.rpartition(":")
+        if sep and factor.isdigit() and path:
+            if int(factor) < 1:
+                raise ValueError(f"--scene {text!r}: the image factor must be at least 1")
+            return cls(Path(path), int(factor))
+        return cls(Path(text))
+
+    def resolve(self, out: Path) -> Path | None:
+        """The data folder to train on, generating a generated scene first (once)."""
+        if self.generated == "object-demo":
+            from gspruner.data import ensure_object_demo_scene
+
+            return ensure_object_demo_scene(out / "_data" / "object-demo", width=128, height=128, n_train=40, n_test=8)
+        return self.data_dir
 
 
 def is_scene_dir(path: Path) -> bool:
@@ -96,8 +149,9 @@ def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: 
         cmd += ["--max-steps", str(a.max_steps)]
     if spec.pruner is not None:
         cmd += [f"prune:{spec.pruner}"]
-        if a.prune_ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
-            cmd += ["--prune.ratio", str(a.prune_ratio)]
+        ratio = spec.ratio if spec.ratio is not None else a.prune_ratio
+        if ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
+            cmd += ["--prune.ratio", str(ratio)]
     if spec.strategy == "mcmc" and mcmc_cap is not None:
         cmd += ["--strategy.cap-max", str(mcmc_cap)]
     if not a.lpips:
@@ -259,8 +313,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, nargs="*", default=[],
                     help="scene folder(s) (COLMAP / NeRF-synthetic / instant-ngp); none: the demo scene")
+    ap.add_argument("--scene", action="append", default=[], metavar="SPEC",
+                    help="a scene with its own image factor: demo, object-demo (generated) or PATH[:FACTOR]; repeatable")
     ap.add_argument("--scenes-root", type=Path, help="benchmark every scene folder directly under this folder")
-    ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated strategy[+pruner] specs")
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated strategy[+pruner[@ratio]] specs")
     ap.add_argument("--max-steps", type=int, help="training steps per method (default: the trainer's)")
     ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
     ap.add_argument("--test-every", type=int, default=8, help="every N-th image is a test image")
@@ -294,21 +350,25 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    data_dirs: list[Path | None] = list(a.data_dir)
+    try:
+        scenes = [SceneArg(d) for d in a.data_dir] + [SceneArg.parse(t) for t in a.scene]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if a.scenes_root is not None:
         if not a.scenes_root.is_dir():
             print(f"error: {a.scenes_root}: --scenes-root is not a folder", file=sys.stderr)
             return 2
-        data_dirs += sorted(p for p in a.scenes_root.iterdir() if p.is_dir() and is_scene_dir(p))
-    if not data_dirs:
-        data_dirs = [None]
-    names = [scene_name(d) for d in data_dirs]
+        scenes += [SceneArg(p) for p in sorted(a.scenes_root.iterdir()) if p.is_dir() and is_scene_dir(p)]
+    if not scenes:
+        scenes = [SceneArg(None)]
+    names = [s.generated or scene_name(s.data_dir) for s in scenes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         print(f"error: several data dirs are named {', '.join(duplicates)}; scene folders are named after them",
               file=sys.stderr)
         return 2
-    missing = [d for d in data_dirs if d is not None and not d.is_dir()]
+    missing = [s.data_dir for s in scenes if s.data_dir is not None and not s.data_dir.is_dir()]
     if missing:
         print(f"error: {missing[0]}: no such folder", file=sys.stderr)
         return 2
@@ -320,8 +380,9 @@ def main(argv=None) -> int:
         for scene_dir in scene_dirs(a.out):
             print(f"scene {scene_dir.name}: {write_scene_report(scene_dir)}")
     else:
-        for data_dir in data_dirs:
-            run_scene(data_dir, specs, a)
+        for scene in scenes:
+            per_scene = argparse.Namespace(**{**vars(a), "data_factor": scene.data_factor or a.data_factor})
+            run_scene(scene.resolve(a.out), specs, per_scene)
     all_scenes = scene_dirs(a.out)
     if not all_scenes:
         print(f"error: {a.out}: no benchmark scene folders", file=sys.stderr)

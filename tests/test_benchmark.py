@@ -41,9 +41,25 @@ def test_method_spec_to_train_flags(tmp_path):
     assert "--resume" in lg and "--data-dir" not in lg
     plain = benchmark.train_command(benchmark.MethodSpec.parse("mcmc"), None, tmp_path / "m", a, 1234, resume=False)
     assert not any(c.startswith("prune:") for c in plain) and flag_value(plain, "--strategy.cap-max") == "1234"
-    for bad in ("a+b+c", "+x", ""):
+    at = benchmark.MethodSpec.parse("fastgs+rounds@0.66")
+    assert (at.name, at.strategy, at.pruner, at.ratio) == ("fastgs+rounds@0.66", "fastgs", "rounds", 0.66)
+    assert flag_value(benchmark.train_command(at, None, tmp_path / "m", a, None, resume=False), "--prune.ratio") == "0.66"
+    for bad in ("a+b+c", "+x", "", "default@0.5", "default+rounds@1.5", "default+rounds@x"):
         with pytest.raises(ValueError):
             benchmark.MethodSpec.parse(bad)
+
+
+def test_scene_specs(tmp_path):
+    fox = benchmark.SceneArg.parse("../data/fox:8")
+    assert (fox.data_dir, fox.data_factor, fox.generated) == (Path("../data/fox"), 8, None)
+    assert benchmark.SceneArg.parse("/data/chair").data_factor is None  # --data-factor then
+    assert benchmark.SceneArg.parse("demo").data_dir is None and benchmark.SceneArg.parse("demo").generated is None
+    obj = benchmark.SceneArg.parse("object-demo")
+    assert obj.generated == "object-demo"
+    with pytest.raises(ValueError, match="at least 1"):
+        benchmark.SceneArg.parse("/data/fox:0")
+    assert benchmark.main(["--scene", "/data/fox:0", "--out", str(tmp_path / "o")]) == 2
+    assert benchmark.main(["--scene", str(tmp_path / "missing") + ":4", "--out", str(tmp_path / "o")]) == 2
 
 
 def test_mcmc_cap_defaults_to_the_default_runs_count(tmp_path):

@@ -215,6 +215,41 @@ def test_final_vcp_removes_exactly_the_rule_set():
     assert all(v.shape[0] == 3 for k, v in state.items() if isinstance(v, torch.Tensor))
 
 
+def test_refinement_scores_come_from_the_last_k_training_renders():
+    """With recent_views, the K training renders before a refinement are its scores: s_d and s_p equal
+    `multiview_scores` over exactly those views, nothing is rendered again, and the sums restart after."""
+    splats = _splats(LEFT + RIGHT, [0.2] * 6, [0.9] * 6)
+    strategy, optimizers, state, views, gt = _setup(splats, dense=0.15, num_views=2, refine_every=10,
+                                                    refine_start_iter=5)
+    assert [strategy.next_refine_step(s) for s in (0, 5, 6, 10, 11)] == [10, 10, 10, 10, 20]
+    rendered = []
+    base_render = views._render_fn
+    views._render_fn = lambda cam: rendered.append(cam) or base_render(cam)
+    gts = {}
+    for step in range(11, 21):  # the refinement at 20 takes steps 19 and 20
+        cam = views.cameras[step % 3]
+        gts[step] = gt if step % 2 else torch.zeros_like(gt)  # the two views differ in their errors
+        rgb, info = base_render(cam)
+        views.record(cam, gts[step], rgb, info)
+        strategy._score_step(splats, state, step)
+        views.clear()
+        assert state["recent_views"] == max(0, step - 18)
+    expected_count = expected_weighted = 0
+    for step in (19, 20):
+        rgb, info = base_render(views.cameras[step % 3])
+        count = masked_hit_count(splats, views.cameras[step % 3], info, error_mask(rgb, gts[step], 0.1))
+        expected_count = expected_count + count
+        expected_weighted = expected_weighted + photometric_loss(rgb, gts[step]) * count
+    s_d, s_p = strategy._refine_scores(splats, state)
+    assert not rendered
+    torch.testing.assert_close(s_d, torch.div(expected_count, 2, rounding_mode="floor"))
+    lo, hi = expected_weighted.min(), expected_weighted.max()
+    torch.testing.assert_close(s_p, (expected_weighted - lo) / (hi - lo))
+    assert state["recent_views"] == 0 and state["recent_count"] is None
+    strategy._refine_scores(splats, state)  # nothing collected: K sampled views are rendered
+    assert len(rendered) == 2
+
+
 def test_view_sampler_reuses_the_step_render():
     cams = _cams(5)
     calls = []
@@ -245,13 +280,12 @@ def test_schedule_scales_with_max_steps():
 
 def test_render_kwargs_follow_the_schedule():
     """AbsGS gradients while densifying; the compact box until compact_box_stop_iter, plain renders after."""
-    s = make_strategy("fastgs", 1000)
+    assert make_strategy("fastgs", 1000).render_kwargs(0) == {"absgrad": True, "compact_box": 1.0}  # off by default
+    s = FastGSConfig(compact_box=0.5).setup(1000)
     assert (s.refine_stop_iter, s.compact_box_stop_iter) == (500, 900)
     assert s.render_kwargs(0) == {"absgrad": True, "compact_box": 0.5}
     assert s.render_kwargs(500) == {"absgrad": False, "compact_box": 0.5}  # nothing reads absgrad now
     assert s.render_kwargs(900) == {"absgrad": False, "compact_box": 1.0}  # the model ends plain
-    off = FastGSConfig(compact_box=1.0).setup(1000)
-    assert off.render_kwargs(0)["compact_box"] == 1.0
     assert make_strategy("default", 1000).render_kwargs(0) == {"absgrad": False}
 
 

@@ -153,6 +153,41 @@ def test_ratio_pruner_in_training(tiny_scene, tmp_path):
     assert m["prune_ratio"] == pytest.approx(0.5, abs=1e-3)
 
 
+def test_rounds_split_the_ratio_over_evenly_spaced_prunes(tiny_scene, tmp_path):
+    """prune:rounds removes `ratio` in all, in `rounds` equal prunes from densification's end to `end`."""
+    from gspruner.pruning import RoundsConfig
+    from gspruner.pruning.oneshot import per_round_ratio, round_fractions
+
+    assert per_round_ratio(0.85, 3) == pytest.approx(1 - 0.15 ** (1 / 3))
+    assert (1 - per_round_ratio(0.9, 2)) ** 2 == pytest.approx(0.1)
+    assert round_fractions(0.5, 0.8, 4) == pytest.approx((0.5, 0.6, 0.7, 0.8)) and round_fractions(0.3, 0.9, 1) == (0.3,)
+    ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=30_000,
+                       densify_stop_step=15_000, sh_degree=3)
+    p = RoundsConfig(ratio=0.875, rounds=3, start=0.5, end=0.7).setup(ctx)
+    assert p.steps == [15_000, 18_000, 21_000] and p.ratio == pytest.approx(0.5) and p.score == "radsplat"
+    assert RoundsConfig().at_start().setup(ctx).steps[0] == 15_000  # never before densification stops
+
+    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
+                      lpips=False, prune=RoundsConfig(ratio=0.875, rounds=3, score="lightgaussian"))
+    t = Trainer(cfg)
+    m = t.train()
+    assert len(t.pruner.steps) == 3 and t.pruner.steps[0] >= t.strategy.refine_stop_iter
+    assert m["prune"] == "rounds:lightgaussian"
+    n = m["num_gaussians_before_prune"]
+    for _ in range(3):  # each round removes round(0.5 * what is left)
+        n -= round(0.5 * n)
+    assert m["num_gaussians"] == n and m["prune_ratio"] == pytest.approx(0.875, abs=0.01)
+
+
+@pytest.mark.parametrize("kw,message", [(dict(ratio=0.0), "--prune.ratio"), (dict(rounds=0), "--prune.rounds"),
+                                        (dict(start=0.8, end=0.6), "--prune.end"), (dict(end=1.2), "--prune.start")])
+def test_rounds_options_are_checked_where_parsed(kw, message):
+    from gspruner.pruning import RoundsConfig
+
+    with pytest.raises(InputError, match=message):
+        RoundsConfig(**kw)
+
+
 def test_radsplat_threshold_schedule():
     ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=30_000,
                        densify_stop_step=15_000, sh_degree=3)

@@ -128,6 +128,26 @@ def test_pairs_and_statistics_match_torch():
                        ref.gaussian_ids)
 
 
+@pytest.mark.parametrize("compact_box", [1.0, 0.5])
+def test_weighted_hits_equal_the_pairs_weight_sums(compact_box):
+    """info.weighted_hits(w) [C, N] = per Gaussian, the sum of w over the pixels of its composited pairs (the
+    reference: the PyTorch rasterizer's own pairs), rows of zero weight skipped without changing a count."""
+    s = make_scene(n=300, seed=5, dtype=torch.float32, width=40, height=32)
+    args = (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], 40, 32)
+    _, _, info = compiled.rasterize(*args, compact_box=compact_box)
+    _, _, ref_info = torch_raster.rasterize(*args, compact_box=compact_box)
+    pairs = ref_info["pairs"]
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(2, 32, 40, generator=g) * (torch.rand(2, 32, 40, generator=g) > 0.5)
+    weights[:, 8:20] = 0  # whole rows without weight
+    hits = info.weighted_hits(weights)
+    expected = torch.zeros(2, 300, dtype=torch.float64)
+    w = weights.reshape(2, -1).double()[pairs.camera_ids, pairs.pixel_ids]
+    expected.index_put_((pairs.camera_ids, pairs.gaussian_ids), w, accumulate=True)
+    assert expected.count_nonzero() > 100
+    torch.testing.assert_close(hits.double(), expected, atol=1e-4, rtol=1e-5)
+
+
 def test_which_inputs_take_which_path():
     s32, s64 = make_scene(seed=2, dtype=torch.float32), make_scene(seed=2)
     args = lambda s: (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], W, H)  # noqa: E731

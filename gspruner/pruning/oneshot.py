@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar, Optional
+from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -38,10 +38,10 @@ class ScorePruner(Pruner):
     """
 
     def __init__(self, score: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
-                 at_fractions: tuple[float, ...] = (2 / 3,)):
+                 at_fractions: tuple[float, ...] = (2 / 3,), name: str | None = None):
         if (ratio is None) == (threshold is None):
             raise ValueError("give exactly one of ratio and threshold")
-        self.name, self.ctx, self.ratio, self.threshold = score, ctx, ratio, threshold
+        self.score, self.name, self.ctx, self.ratio, self.threshold = score, name or score, ctx, ratio, threshold
         last = max(ctx.max_steps - 1, 0)
         self.steps = sorted({min(max(round(f * ctx.max_steps), ctx.densify_stop_step), last) for f in at_fractions})
         self.num_before: int | None = None
@@ -50,7 +50,7 @@ class ScorePruner(Pruner):
     def after_step(self, step, params, optimizers, strategy_state) -> None:
         if step not in self.steps:
             return
-        importance = compute_importance(self.name, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
+        importance = compute_importance(self.score, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
                                         self.ctx.background)
         keep = keep_by_ratio(importance, self.ratio) if self.ratio is not None else keep_by_threshold(importance, self.threshold)
         n = keep.shape[0]
@@ -164,3 +164,49 @@ class OpacityConfig(ScorePrunerConfig):
     """The baseline: opacity as the importance."""
 
     score: ClassVar[str] = "opacity"
+
+
+def per_round_ratio(total: float, rounds: int) -> float:
+    """The fraction each of `rounds` equal prunes removes so that 1 - (1 - r)^rounds = total."""
+    return 1.0 - (1.0 - total) ** (1.0 / rounds)
+
+
+def round_fractions(start: float, end: float, rounds: int) -> tuple[float, ...]:
+    """`rounds` prune times evenly spaced over [start, end] (fractions of the run)."""
+    if rounds == 1:
+        return (start,)
+    return tuple(start + (end - start) * k / (rounds - 1) for k in range(rounds))
+
+
+@dataclass
+class RoundsConfig(PrunerConfig):
+    """Prune-then-fine-tune rounds (PUP-3DGS's schedule, Hanson et al. 2025, generalised): --prune.ratio of the Gaussians removed in --prune.rounds equal prunes by --prune.score, evenly spaced from the end of densification to --prune.end, training in between."""
+
+    post_hoc: ClassVar[bool] = True
+
+    score: Literal["radsplat", "lightgaussian", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale"] = "radsplat"
+    """The importance score each round ranks by (README: Pruning; radsplat measured best on every benchmark scene)."""
+    ratio: float = 0.85
+    """Fraction of the Gaussians removed in all, in (0, 1); each round removes 1 - (1 - ratio)^(1/rounds) of those left."""
+    rounds: int = 3
+    """Number of prunes (PUP-3DGS: 2, 80 % then 50 %)."""
+    start: float = 0.5
+    """First prune, as a fraction of --max-steps (never before densification stops: the strategy would refill it)."""
+    end: float = 2 / 3
+    """Last prune, as a fraction of --max-steps (default: the one-shot prune's 2/3, LP-3DGS's 20k of 30k); the rest of the run fine-tunes the pruned model."""
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio)
+        if self.rounds < 1:
+            raise InputError(f"--prune.rounds must be at least 1, got {self.rounds}")
+        check_fractions((self.start, self.end), "--prune.start/--prune.end")
+        if self.end < self.start:
+            raise InputError(f"--prune.end ({self.end}) must not come before --prune.start ({self.start})")
+
+    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
+        return ScorePruner(self.score, ctx, ratio=per_round_ratio(self.ratio, self.rounds),
+                           at_fractions=round_fractions(self.start, self.end, self.rounds), name=f"rounds:{self.score}")
+
+    def at_start(self) -> "RoundsConfig":
+        """`gspruner prune`: the first round at the fine-tune's first step, the last at 0.6 of it."""
+        return replace(self, start=0.0, end=min(self.end, 0.6))

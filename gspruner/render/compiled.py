@@ -293,12 +293,24 @@ def _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, c
     return Pairs(g, cam, pix, alpha, T, alpha * T, t_final, starts, width, height)
 
 
-class RenderInfo(dict):
-    """gsplat's `info` dict; "pairs" (the composited pairs) is computed on first access and kept."""
+def _weighted_hits(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box,
+                   weights: Tensor) -> Tensor:
+    return extension().weighted_hits(
+        means2d.detach().contiguous(), conics.detach().contiguous(), opacities.detach().contiguous(), offsets, ids,
+        weights.detach().float().contiguous(), width, height, tile_size, compact_box, threads())
 
-    def __init__(self, *args, pairs_fn=None, **kw):
+
+class RenderInfo(dict):
+    """gsplat's `info` dict; "pairs" (the composited pairs) is computed on first access and kept.
+
+    `weighted_hits(weights [C, H, W])` -> [C, N]: per Gaussian, the sum of the weights of the pixels it is
+    composited into (a counting pass in C++ that skips unweighted pixel rows; no pairs are built).
+    """
+
+    def __init__(self, *args, pairs_fn=None, hits_fn=None, **kw):
         super().__init__(*args, **kw)
         self._pairs_fn = pairs_fn
+        self.weighted_hits = hits_fn
 
     def __missing__(self, key):
         if key == "pairs" and self._pairs_fn is not None:
@@ -339,8 +351,9 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)
     render_colors, render_alphas, tiles = composite_projected(proj, feats, backgrounds, width, height, tile_size,
                                                               absgrad, compact_box)
-    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(
-        proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box))
+    geometry = (proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box)
+    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(*geometry),
+                      hits_fn=lambda weights: _weighted_hits(*geometry, weights))
     return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
 
 

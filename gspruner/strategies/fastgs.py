@@ -35,6 +35,7 @@ from .views import ViewSampler
 
 GAUSSIAN_PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 _RUNNING = ("grad2d", "absgrad2d", "count", "radii")  # per-Gaussian sums since the last refinement
+_RECENT = ("recent_count", "recent_weighted")  # sum_j count_ij, sum_j count_ij E_j over the last training views
 
 
 def error_mask(rgb: Tensor, gt: Tensor, tau: float) -> Tensor:
@@ -52,6 +53,9 @@ def photometric_loss(rgb: Tensor, gt: Tensor) -> Tensor:
 def masked_hit_count(params, cam, info: dict, mask: Tensor) -> Tensor:
     """count_i [N] = #pixels of `mask` [H,W] where Gaussian i blends (alpha >= 1/255 before T < 1e-4)."""
     n = params["means"].shape[0]
+    hits = getattr(info, "weighted_hits", None)
+    if hits is not None:  # compiled CPU rasterizer: a counting pass over the masked pixel rows only
+        return hits(mask[None].float())[0]
     pairs = info.get("pairs")
     if pairs is not None:  # CPU rasterizer: the render's own (Gaussian, pixel) pairs, single camera
         hit = mask.reshape(-1).index_select(0, pairs.pixel_ids)  # [P] pair lies on a masked pixel
@@ -64,6 +68,21 @@ def masked_hit_count(params, cam, info: dict, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def view_score_terms(params, cam, rgb: Tensor, gt: Tensor, info: dict, tau: float) -> tuple[Tensor, Tensor]:
+    """(count_ij [N], count_ij E_j [N]) of one view j from its render (FastGS Sec. 3.2)."""
+    count = masked_hit_count(params, cam, info, error_mask(rgb, gt, tau))
+    return count, photometric_loss(rgb, gt) * count
+
+
+def scores_from_sums(count_sum: Tensor, weighted: Tensor, k: int, with_densify: bool = True):
+    """(s_d [N] or None, s_p [N]) from sum_j count_ij and sum_j count_ij E_j over k views."""
+    lo, hi = weighted.min(), weighted.max()
+    s_p = (weighted - lo) / (hi - lo).clamp_min(1e-12)  # s_p = minmax_i(sum_j count_ij E_j)
+    s_d = torch.div(count_sum, max(k, 1), rounding_mode="floor") if with_densify else None  # s_d = floor(sum_j count_ij / K)
+    return s_d, s_p
+
+
+@torch.no_grad()
 def multiview_scores(params, views: ViewSampler, k: int, tau: float, with_densify: bool = True):
     """(s_d [N] or None, s_p [N]) over k sampled views (FastGS Sec. 3.2, `compute_gaussian_score_fastgs`)."""
     n, dev = params["means"].shape[0], params["means"].device
@@ -72,13 +91,10 @@ def multiview_scores(params, views: ViewSampler, k: int, tau: float, with_densif
     sampled = views.sample(k)
     for cam, gt in sampled:
         rgb, info = views.render(cam)
-        count = masked_hit_count(params, cam, info, error_mask(rgb, gt, tau))
+        count, count_e = view_score_terms(params, cam, rgb, gt, info, tau)
         count_sum += count
-        weighted += photometric_loss(rgb, gt) * count
-    lo, hi = weighted.min(), weighted.max()
-    s_p = (weighted - lo) / (hi - lo).clamp_min(1e-12)  # s_p = minmax_i(sum_j count_ij E_j)
-    s_d = torch.div(count_sum, max(len(sampled), 1), rounding_mode="floor") if with_densify else None  # s_d = floor(sum_j count_ij / K)
-    return s_d, s_p
+        weighted += count_e
+    return scores_from_sums(count_sum, weighted, len(sampled), with_densify)
 
 
 @dataclass
@@ -112,6 +128,7 @@ class FastGSStrategy(Strategy, StrategyHooks):
     learning_rates: Optional[Dict[str, float]] = None  # Adam lrs overriding the trainer's (FastGS's when set)
     compact_box_beta: float = 0.5  # training renders keep pixels with d^2 <= beta 2 ln(255 o) (Sec. 3.4); 1 = off
     compact_box_stop_iter: int = 27_000  # from here on, training renders are plain (see `compact_box`)
+    recent_views: bool = True  # refinement scores from the training renders of the last K steps (see `_score_step`)
     verbose: bool = False
 
     def render_kwargs(self, step: int) -> Dict[str, Any]:
@@ -129,7 +146,8 @@ class FastGSStrategy(Strategy, StrategyHooks):
 
     def initialize_state(self, scene_scale: float = 1.0, scene_center: Center = (0.0, 0.0, 0.0)) -> Dict[str, Any]:
         """Running sums, allocated on the first step (device, N); extent = scene_scale."""
-        return {"grad2d": None, "absgrad2d": None, "count": None, "radii": None, "scene_scale": scene_scale}
+        return {"grad2d": None, "absgrad2d": None, "count": None, "radii": None, "recent_count": None,
+                "recent_weighted": None, "recent_views": 0, "scene_scale": scene_scale}
 
     def densify_stop_step(self) -> int:
         return self.refine_stop_iter
@@ -161,6 +179,8 @@ class FastGSStrategy(Strategy, StrategyHooks):
     def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:
         if step < self.refine_stop_iter:
             self._update_state(params, state, info)
+            if self.recent_views:
+                self._score_step(params, state, step)
             if step > self.refine_start_iter and step % self.refine_every == 0:
                 self._refine(params, optimizers, state, step)
             if step > 0 and step % self.reset_every == 0:  # 3DGS opacity reset, as FastGS's code keeps it
@@ -184,10 +204,51 @@ class FastGSStrategy(Strategy, StrategyHooks):
         state["count"] += visible.sum(0)
         state["radii"] = torch.maximum(state["radii"], radii.amax(dim=(0, 2)).float())  # max screen radius, px
 
+    def next_refine_step(self, step: int) -> int:
+        """The first refinement step >= `step` (refinements run at multiples of refine_every past refine_start_iter)."""
+        r = -(-step // self.refine_every) * self.refine_every
+        while r <= self.refine_start_iter:
+            r += self.refine_every
+        return r
+
+    @torch.no_grad()
+    def _score_step(self, params, state, step: int) -> None:
+        """Add this step's training render to the refinement scores when it is one of the K before a refinement.
+
+        The official code renders K sampled views at each refinement: 10 renders every 500 steps, 2 % of a 30k
+        run. Scaled to a short run (refinement every ~17 steps at 1k) the same K renders cost as much as training
+        itself. The training step draws its view uniformly without replacement and has just rendered it, so the
+        last K steps' renders are K uniform views at (nearly) the current parameters: the scores come free, at
+        any run length. Fewer than K when refinements are closer than K steps (s_d averages over those).
+        """
+        cur = self.views.current() if self.views is not None else None
+        if cur is None or self.next_refine_step(step) - step >= self.num_views:
+            return
+        n, dev = params["means"].shape[0], params["means"].device
+        if state.get("recent_count") is None or state["recent_count"].shape[0] != n or not state["recent_views"]:
+            state["recent_count"], state["recent_weighted"] = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
+            state["recent_views"] = 0
+        cam, gt, rgb, info = cur
+        count, count_e = view_score_terms(params, cam, rgb, gt, info, self.loss_thresh)
+        state["recent_count"] += count
+        state["recent_weighted"] += count_e
+        state["recent_views"] += 1
+
+    def _refine_scores(self, params, state):
+        """(s_d, s_p) of a refinement: from the recent training renders when they were collected, else K sampled views."""
+        views = state.get("recent_views", 0)
+        if views and state["recent_count"].shape[0] == params["means"].shape[0]:
+            scores = scores_from_sums(state["recent_count"], state["recent_weighted"], views)
+        else:
+            scores = multiview_scores(params, self.views, self.num_views, self.loss_thresh)
+        state["recent_count"] = state["recent_weighted"] = None
+        state["recent_views"] = 0
+        return scores
+
     # -- VCD + VCP during densification ----------------------------------------------------------------
     @torch.no_grad()
     def _refine(self, params, optimizers, state, step: int) -> None:
-        s_d, s_p = multiview_scores(params, self.views, self.num_views, self.loss_thresh)
+        s_d, s_p = self._refine_scores(params, state)
         extent = state["scene_scale"]
         count = state["count"].clamp_min(1)
         grad, absgrad = state["grad2d"] / count, state["absgrad2d"] / count  # mean over the views that saw i
@@ -271,14 +332,16 @@ class FastGSConfig(StrategyConfig):
     """Step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
     lrs: bool = True
     """Its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
-    compact_box: float = 0.5
-    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult`, 0.7 for T&T); 1 = off. CPU rasterizer only (per pixel; FastGS cuts 16×16 tiles); evaluation and export render without it."""
+    recent_views: bool = True
+    """Score each refinement on the training renders of the K steps before it (free) instead of K extra sampled renders (the official code; the same cost as training itself in a short run): README, FastGS."""
+    compact_box: float = 1.0
+    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult` = 0.5, 0.7 for T&T); 1 = off, the default: our CPU rasterizer cuts single pixels where FastGS cuts 16×16 tiles, which trains a model that loses 0.2–1.1 dB rendered plain (README, FastGS). CPU rasterizer only; evaluation and export render without it."""
 
     def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
         strategy = FastGSStrategy(
             views=views, num_views=self.views, loss_thresh=self.loss_thresh, densify_score_thresh=self.densify_score,
             grad_thresh=self.grad_thresh, grad_abs_thresh=self.grad_abs_thresh, dense=self.dense,
             final_prune_score=self.prune_score, optimizer_schedule=self.optimizer_schedule,
-            compact_box_beta=self.compact_box, learning_rates=dict(FASTGS_LRS) if self.lrs else None, verbose=False,
+            compact_box_beta=self.compact_box, recent_views=self.recent_views, learning_rates=dict(FASTGS_LRS) if self.lrs else None, verbose=False,
         )
         return scale_schedule(strategy, max_steps)

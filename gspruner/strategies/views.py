@@ -32,6 +32,10 @@ class ViewSampler:
     def record(self, cam, image: Tensor, rgb: Tensor, info: dict) -> None:
         self._current = (cam, image, rgb.detach(), info)
 
+    def current(self) -> tuple | None:
+        """(camera, image [H,W,3], rgb [H,W,3], info) of this step's render, or None outside a step."""
+        return self._current
+
     def clear(self) -> None:
         self._current = None
 

@@ -54,6 +54,14 @@ void check(const Tensor& t, const char* name) {
 
 int threads_or_one(int64_t n) { return n > 0 ? static_cast<int>(n) : 1; }
 
+int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 // ------------------------------------------------------------------------------------------------
 // Projection
 // ------------------------------------------------------------------------------------------------
@@ -1258,6 +1266,60 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
     return {gid, pid, cid, al, tr, Tfin, starts};
 }
 
+// Per-Gaussian sum of pixel weights over the pixels it is composited into (alpha >= 1/255 before the
+// T < 1e-4 stop): hits [C, N] with weights [C, H W] (FastGS's masked count with 0/1 weights). Pixel rows
+// whose weights are all zero in a tile are skipped; the others walk their lists as raster_fwd does.
+Tensor weighted_hits(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_offsets, Tensor tile_ids,
+                     Tensor weights, int64_t width, int64_t height, int64_t tile_size, double compact_box,
+                     int64_t threads) {
+    check(means2d, "means2d");
+    check(conics, "conics");
+    check(opac, "opacities");
+    check(weights, "weights");
+    check_tile_size(tile_size);
+    const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
+    TORCH_CHECK(weights.numel() == C * HW, "weights must hold C x H x W values");
+    Grid gr(C, N, width, height, tile_size);
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const float* pw = weights.data_ptr<float>();
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const float beta = static_cast<float>(compact_box);
+    const int nt = threads_or_one(threads);
+    std::vector<std::vector<float>> partial(nt);
+#pragma omp parallel num_threads(nt)
+    {
+        std::vector<float>& hits = partial[thread_index()];
+        hits.assign(C * N, 0.0f);
+        TileGaussians tg;
+        RowFwd row;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
+            if (k == 0) continue;
+            bool any = false;
+            for (int64_t y = tl.y0; y < tl.y1 && !any; ++y)
+                for (int64_t i = 0; i < n; ++i) any |= pw[c * HW + y * width + x0 + i] != 0.0f;
+            if (!any) continue;
+            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.build_rows(tl.y0, tl.y1 - tl.y0);
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
+                const float* wrow = pw + c * HW + y * width + x0;
+                bool row_any = false;
+                for (int64_t i = 0; i < n; ++i) row_any |= wrow[i] != 0.0f;
+                if (!row_any) continue;
+                float* hc = hits.data() + c * N;
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float, float) { hc[tg.id[j]] += wrow[i]; });
+            }
+        }
+    }
+    Tensor out = torch::zeros({C, N}, torch::kFloat32);
+    float* po = out.data_ptr<float>();
+    for (const auto& h : partial)
+        for (int64_t q = 0; q < C * N; ++q) po[q] += h[q];
+    return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "gspruner's compiled CPU rasterizer (gsplat 1.5.3's algorithm, C++/OpenMP)";
     m.def("project_fwd", &project_fwd);
@@ -1270,4 +1332,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("raster_fwd", &raster_fwd);
     m.def("raster_bwd", &raster_bwd);
     m.def("collect_pairs", &collect_pairs);
+    m.def("weighted_hits", &weighted_hits);
 }
