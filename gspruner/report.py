@@ -310,6 +310,36 @@ def plot_psnr_vs_time(results: list[MethodResult], path: Path) -> Optional[Path]
     return _save_figure(plt, fig, path)
 
 
+def plot_delta_psnr_vs_gaussians(per_scene: dict[str, list[MethodResult]], path: Path) -> Optional[Path]:
+    """ΔPSNR against each scene's reference over Gaussians × (log), one colour per method, one marker per scene."""
+    series = {}
+    for scene, results in per_scene.items():
+        reference = reference_of(results)
+        for r in results:
+            ratios = ratios_to_reference(r, reference)
+            if r.ok and ratios["gaussians_x"] is not None and ratios["delta_psnr"] is not None:
+                series.setdefault(r.method, []).append((scene, ratios["gaussians_x"], ratios["delta_psnr"]))
+    if not series:
+        return None
+    plt = _pyplot()
+    markers = dict(zip(per_scene, "osD^vP*Xh<>"))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, (method, pts) in enumerate(series.items()):
+        for scene, gx, dp in pts:
+            ax.scatter([gx], [dp], color=colours[i % len(colours)], marker=markers.get(scene, "o"), s=45, zorder=3)
+        ax.plot([], [], color=colours[i % len(colours)], marker="o", linestyle="", label=method)
+    for scene, marker in markers.items():
+        ax.plot([], [], color="gray", marker=marker, linestyle="", label=scene)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"Gaussians × (final count / the scene's {REFERENCE_METHOD})")
+    ax.set_ylabel(f"ΔPSNR against {REFERENCE_METHOD} (dB)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return _save_figure(plt, fig, path)
+
+
 def plot_gaussians_over_steps(results: list[MethodResult], path: Path) -> Optional[Path]:
     """One line per method from its log.jsonl."""
     logged = [r for r in results if any(row.get("num_gaussians") is not None for row in r.log)]
@@ -517,6 +547,30 @@ def _published_table(published, ours: dict[str, MethodResult]) -> str:
     return markdown_table(header, rows)
 
 
+def _relative_table(methods: list[str], per_scene: dict[str, list[MethodResult]]) -> str:
+    """method × scene cells "ΔPSNR / Gaussians× / time×" and their mean (ΔPSNR) / geometric mean (ratios)."""
+    rows = []
+    for method in methods:
+        cells, deltas, gxs, txs = [method], [], [], []
+        for results in per_scene.values():
+            r = next((x for x in results if x.method == method), None)
+            reference = reference_of(results)
+            if r is None or not r.ok or reference is None or not reference.ok:
+                cells.append(MISSING if r is None or r.ok else "failed")
+                continue
+            q = ratios_to_reference(r, reference)
+            ratio, learned = r.prune_ratio()
+            cells.append(f"{fmt_signed(q['delta_psnr'])} / {fmt_times(q['gaussians_x'])} / {fmt_times(q['time_x'])}"
+                         + (f" (ratio {ratio:.2f}{' learned' if learned else ''})" if ratio is not None else ""))
+            deltas.append(q["delta_psnr"])
+            gxs.append(q["gaussians_x"])
+            txs.append(q["time_x"])
+        geo = lambda xs: None if not xs or any(x is None or x <= 0 for x in xs) else math.exp(sum(map(math.log, xs)) / len(xs))  # noqa: E731
+        cells.append(f"{fmt_signed(_mean(deltas))} / {fmt_times(geo(gxs))} / {fmt_times(geo(txs))}" if deltas else MISSING)
+        rows.append(cells)
+    return markdown_table(["method"] + list(per_scene) + ["mean"], rows)
+
+
 def write_aggregate_report(root: Path, published: Optional[str] = "auto") -> Path:
     """B/report.md: each method averaged over the scene folders under B; with `published` "mipnerf360"
     (or "auto" and every scene a Mip-NeRF 360 scene) the published numbers are printed beside ours."""
@@ -541,6 +595,12 @@ def write_aggregate_report(root: Path, published: Optional[str] = "auto") -> Pat
              "Each number is the mean over the scenes where the method finished (`scenes` column); the ratio "
              "columns compare those means with the reference's means.", "",
              benchmark_table(averaged, reference), ""] + _notes(averaged, reference) + [""]
+    lines += ["## Against the reference, per scene", "",
+              f"ΔPSNR (dB) / Gaussians × / time × of each method against the same scene's `{REFERENCE_METHOD}` run; "
+              "the last column averages ΔPSNR and takes the geometric mean of the ratios.", "",
+              _relative_table(methods, {name: rs for name, (_, rs) in per_scene.items()}), ""]
+    png = plot_delta_psnr_vs_gaussians({name: rs for name, (_, rs) in per_scene.items()}, root / "plots" / "delta_psnr_vs_gaussians.png")
+    lines += _image_links([png], root, ["ΔPSNR vs Gaussians ×, every scene"])
     lines += ["## Per scene", ""]
     for name, (info, results) in per_scene.items():
         rows = [[r.method, fmt_number(r.get("psnr"), 2), fmt_number(r.get("ssim"), 3), fmt_number(r.get("lpips"), 3),

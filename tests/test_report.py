@@ -170,6 +170,14 @@ def test_aggregate_averages_scenes_and_prints_published_numbers(tmp_path):
     assert lg["status"] == "ok; failed on room: not run (no metrics.json)"
     assert rows["fastgs"]["status"].startswith("failed: invalid choice")
     assert "[garden](garden/report.md)" in text and "### room (data factor 8)" in text
+    # against each scene's own default: garden 24.8 vs 25 dB, 0.40x Gaussians, 1.2x time; room 24.8 vs 27, 0.40x, 0.4x
+    relative = text[text.index("## Against the reference, per scene"):]
+    lp = table_rows(relative)["default+lp3dgs"]
+    assert lp["garden"] == "-0.20 / 0.40× / 1.20× (ratio 0.60 learned)"
+    assert lp["room"] == "-2.20 / 0.40× / 0.40× (ratio 0.60 learned)"
+    assert lp["mean"] == "-1.20 / 0.40× / 0.69×"  # geometric mean of 1.2 and 0.4
+    assert table_rows(relative)["default+lightgaussian"]["room"] == "failed"
+    assert (tmp_path / "plots" / "delta_psnr_vs_gaussians.png").stat().st_size > 1000
     # published Mip-NeRF 360 rows, labelled with hardware, beside ours
     assert "## Published Mip-NeRF 360 numbers beside ours" in text
     for label in ("3DGS paper, Table 1 | A6000", "| TITAN RTX |", "| 2× A6000 |", "| RTX 4090 |", "| A100 |"):

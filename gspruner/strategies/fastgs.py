@@ -11,9 +11,12 @@ the usual candidates, and caps opacity at 0.8. After densification, final VCP re
 opacity < 0.1 or s_p > 0.9 at 18k/21k/24k/27k. Step-valued fields are for 30k steps; `make_strategy`
 scales them. The views come from a `ViewSampler` the trainer hands over (design contract 2).
 
-On the CPU rasterizer the render of a view already holds its contributing pairs (info["pairs"]),
-so the masked count is a bincount over them: one pass per view where the official code renders
-twice (render, then a counting pass). On CUDA the count is our fused stats kernel.
+The K views of a refinement are the training renders of the K steps before it (`recent_views`; the
+official code renders K sampled views, which in a short scaled run costs as much as training: see
+`_score_step`); the final VCPs and `recent_views=False` render K sampled views. The masked count comes
+from the render itself: on the compiled CPU rasterizer one C++ pass over the masked pixel rows
+(`info.weighted_hits`), on the PyTorch one a bincount over its composited pairs; on CUDA our fused
+stats kernel. The official code renders twice (render, then a counting pass).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from .views import ViewSampler
 
 GAUSSIAN_PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 _RUNNING = ("grad2d", "absgrad2d", "count", "radii")  # per-Gaussian sums since the last refinement
-_RECENT = ("recent_count", "recent_weighted")  # sum_j count_ij, sum_j count_ij E_j over the last training views
 
 
 def error_mask(rgb: Tensor, gt: Tensor, tau: float) -> Tensor:
