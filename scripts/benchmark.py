@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark methods side by side: every method trains on the same scene(s), then is exported and reported.
+r"""Benchmark methods side by side: every method trains on the same scene(s), then is exported and reported.
 
     python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
         --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
