@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from .base import Pruner, PruneContext, PrunerConfig, check_fractions, check_ratio, remove_gaussians
-from .importance import compute_importance
+from .importance import SCORES, compute_importance
 
 
 def keep_by_ratio(importance: Tensor, ratio: float) -> Tensor:
@@ -184,8 +184,8 @@ class RoundsConfig(PrunerConfig):
 
     post_hoc: ClassVar[bool] = True
 
-    score: Literal["radsplat", "lightgaussian", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale"] = "radsplat"
-    """The importance score each round ranks by (README: Pruning; radsplat measured best on every benchmark scene)."""
+    score: Literal[SCORES] = "radsplat"
+    """The importance score each round ranks by (README: Pruning; radsplat was the best score measured there)."""
     ratio: float = 0.85
     """Fraction of the Gaussians removed in all, in (0, 1); each round removes 1 - (1 - ratio)^(1/rounds) of those left."""
     rounds: int = 3
