@@ -213,6 +213,43 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path):
     assert out.stdout.split() == ["torch", "1", "dict", "True"]
 
 
+def _cpu_flags() -> list:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif("avx512f" not in _cpu_flags() or "avx2" not in _cpu_flags(),
+                    reason="without AVX-512 the default build already is the 8-lane one")
+def test_eight_lane_build_passes_the_same_comparisons(tmp_path):
+    """With AVX-512 the default build runs a tile row as one 16-lane vector; CPUs without it run two 8-lane ones
+    (NH = 2 in cpu_raster.cpp). GSPRUNER_CPU_SIMD=avx2 builds that code here, and it must pass the comparisons
+    with the PyTorch rasterizer that the default build passes."""
+    env = {**os.environ, compiled.SIMD_ENV: "avx2", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    env.pop(compiled.BACKEND_ENV, None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tests = "matches_torch or many_gaussians or pairs_and_statistics or weighted_hits or thread_count or two_parameters"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                          "tests/test_render_compiled.py", "-k", tests], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout
+    built = {p.name for p in tmp_path.rglob("*.so")}
+    assert built == {"gspruner_cpu_raster_avx2.so"}, built  # the 8-lane build, and only it
+
+
+def test_simd_level_is_checked(monkeypatch):
+    monkeypatch.setenv(compiled.SIMD_ENV, "avx1024")
+    with pytest.raises(InputError, match="GSPRUNER_CPU_SIMD must be one of native, avx2, baseline"):
+        compiled._simd_flags()
+    monkeypatch.setenv(compiled.SIMD_ENV, "baseline")
+    assert compiled._simd_flags() == []
+    monkeypatch.setenv(compiled.SIMD_ENV, "avx2")
+    assert "-mavx512f" not in compiled._simd_flags()
+
+
 @pytest.mark.parametrize("degree,bands", [(0, 1), (1, 16), (3, 16)])
 def test_sh_as_the_two_parameters_equals_the_concatenation(degree, bands):
     """colors = (sh0, shN), read in place by the compiled path, renders and differentiates bit for bit like

@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -40,6 +40,8 @@ from .torch_raster import Pairs, Projection
 SOURCE = Path(__file__).resolve().parent / "csrc" / "cpu_raster.cpp"
 BACKEND_ENV = "GSPRUNER_CPU_BACKEND"
 THREADS_ENV = "GSPRUNER_CPU_THREADS"
+SIMD_ENV = "GSPRUNER_CPU_SIMD"
+SIMD_LEVELS = ("native", "avx2", "baseline")
 BACKENDS = ("compiled", "torch")
 MAX_SH_DEGREE = 3  # the compiled SH kernel's degrees 0..3; 4 goes through the PyTorch SH
 MAX_TILE_SIZE = 16  # a tile row is one 16-lane SIMD row; larger tiles go to the PyTorch path
@@ -63,11 +65,11 @@ def extension():
     global _ext, _tried
     with _lock:
         if not _tried:
+            simd = _simd_flags()  # InputError for a bad GSPRUNER_CPU_SIMD, before the build is tried
             _tried = True
             try:
                 from torch.utils.cpp_extension import _get_build_directory, load
 
-                simd = _simd_flags()
                 name = "gspruner_cpu_raster" + "".join(f.replace("-m", "_") for f in simd)
                 if not list(Path(_get_build_directory(name, False)).glob("*.so")):
                     print("gspruner: building the compiled CPU rasterizer (first use only, about 30 s)", file=sys.stderr,
@@ -83,14 +85,27 @@ def extension():
 
 
 def _simd_flags() -> list:
-    """-mavx2 where this x86-64 CPU has AVX2 (the row loops are written for SIMD); else the baseline.
-    The flag is part of the extension's name, so a cache shared by different CPUs never mixes builds."""
+    """The SIMD flags of the build, from GSPRUNER_CPU_SIMD (checked where it is read):
+    native (default): -mavx2 where this x86-64 CPU has AVX2 and -mavx512f where it has AVX-512 (a 16-pixel tile
+    row is then one vector instead of two 8-lane ones); avx2: at most -mavx2; baseline: none. The flags are part
+    of the extension's name, so a cache shared by different CPUs or levels never mixes builds."""
+    level = simd_level()
+    if level == "baseline":
+        return []
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
         return []
-    return ["-mavx2"] if "avx2" in flags else []
+    return [f"-m{isa}" for isa in ("avx2", "avx512f")[: 2 if level == "native" else 1] if isa in flags]
+
+
+def simd_level() -> str:
+    """GSPRUNER_CPU_SIMD: native (default) | avx2 | baseline, else InputError (see `_simd_flags`)."""
+    level = os.environ.get(SIMD_ENV, "native").strip().lower() or "native"
+    if level not in SIMD_LEVELS:
+        raise InputError(f"{SIMD_ENV} must be one of {', '.join(SIMD_LEVELS)}, got {level!r}")
+    return level
 
 
 def backend() -> str:
@@ -225,24 +240,23 @@ class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, feats, backgrounds, tiles, settings, absgrad):
         width, height, tile_size, compact_box = settings
-        offsets, ids = tiles
         args = [_f32(t) for t in (means2d, conics, opacities, feats, backgrounds)]
         colors, alphas, t_final, ends = extension().raster_fwd(
-            *args, offsets, ids, width, height, tile_size, compact_box, threads())
-        ctx.save_for_backward(means2d, *args[1:], offsets, ids, t_final, ends)
+            *args, tiles.offsets, tiles.ids, width, height, tile_size, compact_box, threads())
+        ctx.save_for_backward(means2d, *args[1:], *tiles, t_final, ends)
         ctx.settings, ctx.absgrad, ctx.has_bg = settings, absgrad, backgrounds is not None
         return colors, alphas
 
     @staticmethod
     def backward(ctx, v_colors, v_alphas):
-        means2d, conics, opac, feats, bg, offsets, ids, t_final, ends = ctx.saved_tensors
+        means2d, conics, opac, feats, bg, offsets, ids, first, rank, t_final, ends = ctx.saved_tensors
         width, height, tile_size, compact_box = ctx.settings
         if v_colors is None:  # an output the loss did not use
             v_colors = feats.new_zeros(t_final.shape + feats.shape[-1:])
         if v_alphas is None:
             v_alphas = t_final.new_zeros(t_final.shape + (1,))
         v_means2d, v_conics, v_opac, v_feats, v_bg, absg = extension().raster_bwd(
-            means2d.detach().contiguous(), conics, opac, feats, bg, offsets, ids, t_final, ends,
+            means2d.detach().contiguous(), conics, opac, feats, bg, offsets, ids, first, rank, t_final, ends,
             v_colors.contiguous(), v_alphas.contiguous(), width, height, tile_size, compact_box, ctx.absgrad,
             threads())
         if ctx.absgrad:  # AbsGS: the strategy reads it from info["means2d"].absgrad
@@ -269,11 +283,18 @@ def project(means, quats, scales, opacities, viewmats, Ks, width, height, near_p
     return Projection(radii, means2d, depths, conics, opac, comp if antialiased else None)
 
 
-def bin_tiles(proj: Projection, width: int, height: int, tile_size: int) -> Tuple[Tensor, Tensor]:
-    """Per-tile Gaussian lists, front to back: (offsets [C tiles + 1] int32, ids int32)."""
-    offsets, ids = extension().bin_tiles(proj.means2d.detach().contiguous(), proj.radii.contiguous(),
-                                         proj.depths.detach().contiguous(), width, height, tile_size)
-    return offsets, ids
+class Tiles(NamedTuple):
+    """Per-tile Gaussian lists, front to back (`bin_tiles`), and where each entry's gradient sums go."""
+    offsets: Tensor  # [C tiles + 1] int32: tile t's entries are ids[offsets[t] : offsets[t + 1]]
+    ids: Tensor  # [I] int32 Gaussian ids
+    first: Tensor  # [C N + 1] int32: (camera, Gaussian) i's entries in Gaussian order are first[i] : first[i + 1]
+    rank: Tensor  # [I] int32: entry q's place in that Gaussian order
+
+
+def bin_tiles(proj: Projection, width: int, height: int, tile_size: int) -> Tiles:
+    """Per-tile Gaussian lists, front to back, with gsplat's tile rule and depth order."""
+    return Tiles(*extension().bin_tiles(proj.means2d.detach().contiguous(), proj.radii.contiguous(),
+                                        proj.depths.detach().contiguous(), width, height, tile_size, threads()))
 
 
 @torch.no_grad()
@@ -282,8 +303,8 @@ def contributing_pairs(means2d, conics, opacities, depths, radii, width, height,
     """`torch_raster.contributing_pairs` in C++: every composited pair in (camera, pixel, depth) order."""
     torch_raster.check_compact_box(compact_box)
     proj = Projection(radii, means2d, depths, conics, opacities, None)
-    offsets, ids = bin_tiles(proj, width, height, tile_size)
-    return _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box)
+    tiles = bin_tiles(proj, width, height, tile_size)
+    return _pairs(means2d, conics, opacities, tiles.offsets, tiles.ids, width, height, tile_size, compact_box)
 
 
 def _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box) -> Pairs:
@@ -301,29 +322,29 @@ def _weighted_hits(means2d, conics, opacities, offsets, ids, width, height, tile
 
 
 class RenderInfo(dict):
-    """gsplat's `info` dict; "pairs" (the composited pairs) is computed on first access and kept.
+    """gsplat's `info` dict; the keys in `lazy` ("pairs": the composited pairs, "tiles_per_gauss") are computed on
+    first access and kept: most steps read neither.
 
     `weighted_hits(weights [C, H, W])` -> [C, N]: per Gaussian, the sum of the weights of the pixels it is
     composited into (a counting pass in C++ that skips unweighted pixel rows; no pairs are built).
     """
 
-    def __init__(self, *args, pairs_fn=None, hits_fn=None, **kw):
+    def __init__(self, *args, lazy=None, hits_fn=None, **kw):
         super().__init__(*args, **kw)
-        self._pairs_fn = pairs_fn
+        self._lazy = dict(lazy or {})
         self.weighted_hits = hits_fn
 
     def __missing__(self, key):
-        if key == "pairs" and self._pairs_fn is not None:
-            self["pairs"] = self._pairs_fn()
-            self._pairs_fn = None
-            return self["pairs"]
+        if key in self._lazy:
+            self[key] = self._lazy.pop(key)()
+            return self[key]
         raise KeyError(key)
 
     def get(self, key, default=None):
         return self[key] if key in self else default
 
     def __contains__(self, key):
-        return super().__contains__(key) or (key == "pairs" and self._pairs_fn is not None)
+        return super().__contains__(key) or key in self._lazy
 
 
 def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height, near_plane=0.01,
@@ -351,8 +372,11 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)
     render_colors, render_alphas, tiles = composite_projected(proj, feats, backgrounds, width, height, tile_size,
                                                               absgrad, compact_box)
-    geometry = (proj.means2d, proj.conics, proj.opacities, *tiles, width, height, tile_size, compact_box)
-    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size), pairs_fn=lambda: _pairs(*geometry),
+    geometry = (proj.means2d, proj.conics, proj.opacities, tiles.offsets, tiles.ids, width, height, tile_size,
+                compact_box)
+    info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size, with_tile_counts=False),
+                      lazy={"pairs": lambda: _pairs(*geometry),
+                            "tiles_per_gauss": lambda: torch_raster.tiles_per_gauss(proj, width, height, tile_size)},
                       hits_fn=lambda weights: _weighted_hits(*geometry, weights))
     return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
 

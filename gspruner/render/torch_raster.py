@@ -543,19 +543,26 @@ def expected_depth(render_mode: str, render_colors: Tensor, render_alphas: Tenso
     return render_colors
 
 
-def render_info(proj: Projection, width: int, height: int, tile_size: int) -> Dict:
-    """gsplat's non-packed `info` dict of a CPU render (without "pairs")."""
-    tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
-    tx0, ty0, tx1, ty1 = tile_ranges(proj.means2d, proj.radii, tile_size, tile_width, tile_height)
-    tiles_per_gauss = ((tx1 - tx0) * (ty1 - ty0) * (proj.radii > 0).all(-1)).to(torch.int32)  # [C, N]
-    return {
+def render_info(proj: Projection, width: int, height: int, tile_size: int, with_tile_counts: bool = True) -> Dict:
+    """gsplat's non-packed `info` dict of a CPU render (without "pairs"; without "tiles_per_gauss" if asked)."""
+    info = {
         "batch_ids": None, "camera_ids": None, "gaussian_ids": None,
         "radii": proj.radii, "means2d": proj.means2d, "depths": proj.depths, "conics": proj.conics,
-        "opacities": proj.opacities, "tile_width": tile_width, "tile_height": tile_height,
-        "tiles_per_gauss": tiles_per_gauss, "isect_ids": None, "flatten_ids": None, "isect_offsets": None,
+        "opacities": proj.opacities, "tile_width": math.ceil(width / tile_size),
+        "tile_height": math.ceil(height / tile_size), "isect_ids": None, "flatten_ids": None, "isect_offsets": None,
         "width": width, "height": height, "tile_size": tile_size, "n_batches": 1,
         "n_cameras": proj.radii.shape[0],
     }
+    if with_tile_counts:
+        info["tiles_per_gauss"] = tiles_per_gauss(proj, width, height, tile_size)
+    return info
+
+
+def tiles_per_gauss(proj: Projection, width: int, height: int, tile_size: int) -> Tensor:
+    """[C, N] int32: how many tiles each (camera, Gaussian) is binned into (0 when culled)."""
+    tile_width, tile_height = math.ceil(width / tile_size), math.ceil(height / tile_size)
+    tx0, ty0, tx1, ty1 = tile_ranges(proj.means2d, proj.radii, tile_size, tile_width, tile_height)
+    return ((tx1 - tx0) * (ty1 - ty0) * (proj.radii > 0).all(-1)).to(torch.int32)
 
 
 def rasterize(

@@ -643,9 +643,13 @@ void sort_by_depth(std::vector<std::pair<float, int32_t>>& items) {
 }  // namespace
 
 // -> tile_offsets [C * th * tw + 1] int32, flat ids [I] int32 (camera-major, each tile's list front to
-// back, ties by Gaussian id: gsplat's sort). Tiles of a Gaussian: gsplat `isect_tiles`' float rule.
+// back, ties by Gaussian id: gsplat's sort), and the same entries in (camera, Gaussian) order for the
+// backward's per-Gaussian sums: first [C * N + 1] int32 (Gaussian i's entries are first[i] .. first[i + 1] - 1,
+// in tile order) and rank [I] int32 (entry q of the tile lists is number rank[q] there). Tiles of a Gaussian:
+// gsplat `isect_tiles`' float rule. Boxes in parallel over Gaussians, one depth sort per camera, then each
+// thread counts and fills a band of tile rows (disjoint writes: the lists do not depend on the threads).
 std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64_t width, int64_t height,
-                              int64_t tile_size) {
+                              int64_t tile_size, int64_t threads) {
     check(means2d, "means2d");
     check(depths, "depths");
     const int64_t C = means2d.size(0), N = means2d.size(1);
@@ -653,49 +657,78 @@ std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64
     const int64_t T = tw * th;
     const float *pm = means2d.data_ptr<float>(), *pd = depths.data_ptr<float>();
     const int32_t* pr = radii.data_ptr<int32_t>();
+    const int nt = threads_or_one(threads);
     std::vector<int32_t> counts(C * T + 1, 0);
-    std::vector<int32_t> box(C * N * 4);
-    std::vector<std::vector<int32_t>> order(C);
+    std::vector<int32_t> box(C * N * 4);  // tiles [x0, x1) x [y0, y1); x1 = 0 when the Gaussian is not binned
+    Tensor first_t = torch::empty({C * N + 1}, torch::kInt32);
+    int32_t* first = first_t.data_ptr<int32_t>();
     const float ts = static_cast<float>(tile_size);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < C * N; ++i) {
+        int32_t* bx = &box[4 * i];
+        bx[0] = bx[1] = bx[2] = bx[3] = 0;
+        if (pr[2 * i] <= 0 || pr[2 * i + 1] <= 0) continue;
+        const float mx = pm[2 * i] / ts, my = pm[2 * i + 1] / ts;
+        const float rx = pr[2 * i] / ts, ry = pr[2 * i + 1] / ts;
+        auto clampi = [](float v, int64_t hi) {
+            if (std::isnan(v)) return int32_t(0);
+            return static_cast<int32_t>(std::min(std::max(v, 0.0f), static_cast<float>(hi)));
+        };
+        const int32_t x0 = clampi(std::floor(mx - rx), tw), x1 = clampi(std::ceil(mx + rx), tw);
+        const int32_t y0 = clampi(std::floor(my - ry), th), y1 = clampi(std::ceil(my + ry), th);
+        if (x1 <= x0 || y1 <= y0) continue;
+        bx[0] = x0; bx[1] = y0; bx[2] = x1; bx[3] = y1;
+    }
+    first[0] = 0;
+    for (int64_t i = 0; i < C * N; ++i) {
+        const int32_t* bx = &box[4 * i];
+        first[i + 1] = first[i] + (bx[2] - bx[0]) * (bx[3] - bx[1]);
+    }
+    // per camera: the binned Gaussians front to back, and their boxes in that order (read sequentially below)
+    std::vector<std::vector<int32_t>> order(C), sorted_box(C);
     for (int64_t c = 0; c < C; ++c) {
         std::vector<std::pair<float, int32_t>> keys;
-        for (int64_t n = 0; n < N; ++n) {
-            const int64_t i = c * N + n;
-            if (pr[2 * i] <= 0 || pr[2 * i + 1] <= 0) continue;
-            const float mx = pm[2 * i] / ts, my = pm[2 * i + 1] / ts;
-            const float rx = pr[2 * i] / ts, ry = pr[2 * i + 1] / ts;
-            auto clampi = [](float v, int64_t hi) {
-                if (std::isnan(v)) return int32_t(0);
-                return static_cast<int32_t>(std::min(std::max(v, 0.0f), static_cast<float>(hi)));
-            };
-            const int32_t x0 = clampi(std::floor(mx - rx), tw), x1 = clampi(std::ceil(mx + rx), tw);
-            const int32_t y0 = clampi(std::floor(my - ry), th), y1 = clampi(std::ceil(my + ry), th);
-            if (x1 <= x0 || y1 <= y0) continue;
-            int32_t* bx = &box[4 * i];
-            bx[0] = x0; bx[1] = y0; bx[2] = x1; bx[3] = y1;
-            keys.emplace_back(pd[i], static_cast<int32_t>(n));
-        }
+        for (int64_t n = 0; n < N; ++n)
+            if (box[4 * (c * N + n) + 2] > 0) keys.emplace_back(pd[c * N + n], static_cast<int32_t>(n));
         sort_by_depth(keys);  // front to back, ties by id
-        order[c].reserve(keys.size());
-        for (auto& k : keys) {
-            order[c].push_back(k.second);
-            const int32_t* bx = &box[4 * (c * N + k.second)];
-            for (int32_t ty = bx[1]; ty < bx[3]; ++ty)
-                for (int32_t tx = bx[0]; tx < bx[2]; ++tx) counts[c * T + ty * tw + tx + 1]++;
+        order[c].resize(keys.size());
+        sorted_box[c].resize(4 * keys.size());
+        for (size_t q = 0; q < keys.size(); ++q) {
+            order[c][q] = keys[q].second;
+            std::memcpy(&sorted_box[c][4 * q], &box[4 * (c * N + keys[q].second)], 4 * sizeof(int32_t));
         }
     }
+    // visit(tile, n, r): every (Gaussian n, tile) of the tile rows [r0, r1), each tile's in front-to-back order;
+    // r = first[c N + n] + the tile's number inside the Gaussian's box (row-major: tile order)
+    auto band = [&](int64_t r0, int64_t r1, auto&& visit) {
+        for (int64_t c = 0; c < C; ++c)
+            for (size_t q = 0; q < order[c].size(); ++q) {
+                const int32_t* bx = &sorted_box[c][4 * q];
+                const int32_t n = order[c][q], y0 = std::max<int32_t>(bx[1], r0), y1 = std::min<int32_t>(bx[3], r1);
+                const int32_t bw = bx[2] - bx[0], base = first[c * N + n];
+                for (int32_t ty = y0; ty < y1; ++ty)
+                    for (int32_t tx = bx[0]; tx < bx[2]; ++tx)
+                        visit(c * T + ty * tw + tx, n, base + (ty - bx[1]) * bw + (tx - bx[0]));
+            }
+    };
+    const int bands = static_cast<int>(std::min<int64_t>(nt, th));
+#pragma omp parallel for schedule(static, 1) num_threads(bands)
+    for (int b = 0; b < bands; ++b)
+        band(th * b / bands, th * (b + 1) / bands, [&](int64_t tile, int32_t, int32_t) { counts[tile + 1]++; });
     for (int64_t k = 0; k < C * T; ++k) counts[k + 1] += counts[k];
     Tensor offsets = torch::from_blob(counts.data(), {C * T + 1}, torch::kInt32).clone();
     Tensor ids = torch::empty({static_cast<int64_t>(counts[C * T])}, torch::kInt32);
-    int32_t* pi = ids.data_ptr<int32_t>();
+    Tensor rank_t = torch::empty({static_cast<int64_t>(counts[C * T])}, torch::kInt32);
+    int32_t *pi = ids.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
     std::vector<int32_t> fill(counts.begin(), counts.end() - 1);
-    for (int64_t c = 0; c < C; ++c)
-        for (int32_t n : order[c]) {
-            const int32_t* bx = &box[4 * (c * N + n)];
-            for (int32_t ty = bx[1]; ty < bx[3]; ++ty)
-                for (int32_t tx = bx[0]; tx < bx[2]; ++tx) pi[fill[c * T + ty * tw + tx]++] = n;
-        }
-    return {offsets, ids};
+#pragma omp parallel for schedule(static, 1) num_threads(bands)
+    for (int b = 0; b < bands; ++b)
+        band(th * b / bands, th * (b + 1) / bands, [&](int64_t tile, int32_t n, int32_t r) {
+            const int32_t q = fill[tile]++;
+            pi[q] = n;
+            rank[q] = r;
+        });
+    return {offsets, ids, first_t, rank_t};
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -711,14 +744,20 @@ std::vector<Tensor> bin_tiles(Tensor means2d, Tensor radii, Tensor depths, int64
 
 namespace {
 
-constexpr int64_t PREFETCH = 8;  // slots ahead in raster_bwd's per-Gaussian reduction
-constexpr int LANES = 16;  // pixels per row handled at once (two vf8): tile_size <= 16 (gsplat's default)
+constexpr int LANES = 16;  // pixels per row handled at once: tile_size <= 16 (gsplat's default)
 
-// Eight lanes as one value (GCC/Clang vector extensions): the row loops below are SIMD by construction,
-// with AVX2 one instruction per operation, otherwise two SSE ones.
-typedef float vf8 __attribute__((vector_size(32)));
-typedef int32_t vi8 __attribute__((vector_size(32)));
-constexpr int HALF = 8;  // lanes per vf8; a row of LANES pixels is two of them
+// VW lanes as one value (GCC/Clang vector extensions): the row loops below are SIMD by construction. With
+// AVX-512 a row of LANES pixels is one 16-lane vector (NH = 1), otherwise two 8-lane ones (NH = 2: with AVX2
+// one instruction per operation, else two SSE ones).
+#ifdef __AVX512F__
+constexpr int VW = 16;
+#else
+constexpr int VW = 8;
+#endif
+constexpr int NH = LANES / VW;  // vectors per pixel row
+typedef float vf8 __attribute__((vector_size(4 * VW)));
+typedef int32_t vi8 __attribute__((vector_size(4 * VW)));
+constexpr int HALF = VW;
 
 inline vf8 splat(float v) { return vf8{} + v; }
 inline vi8 splat_i(int32_t v) { return vi8{} + v; }
@@ -730,13 +769,12 @@ inline vf8 exp_neg(vf8 x) {
     const vi8 n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi8);  // truncation: round for x <= 0
     const vf8 fn = __builtin_convertvector(n, vf8);
     const vf8 r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
-    vf8 p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const vf8 e = p * r * r + r + 1.0f;
+    // the degree-5 polynomial by Estrin's scheme: three short chains instead of Horner's one long one
+    const vf8 r2 = r * r;
+    const vf8 p45 = 1.9875691500e-4f * r + 1.3981999507e-3f, p23 = 8.3334519073e-3f * r + 4.1665795894e-2f;
+    const vf8 p01 = 1.6666665459e-1f * r + 5.0000001201e-1f;
+    const vf8 p = (p45 * r2 + p23) * r2 + p01;
+    const vf8 e = p * r2 + r + 1.0f;
     return e * (vf8)((n + 127) << 23);  // times 2^n (the exponent bits)
 }
 
@@ -756,7 +794,10 @@ inline vf8 pair_sigma(vf8 dx, float dy, float qa, float qb, float qc) {
 
 // Whether any lane of a comparison mask is set (one movemask with AVX).
 inline bool any_lane(vi8 m) {
-#ifdef __AVX__
+#if defined(__AVX512F__)
+    const __m512i v = reinterpret_cast<__m512i>(m);
+    return _mm512_test_epi32_mask(v, v) != 0;
+#elif defined(__AVX__)
     return _mm256_movemask_ps(_mm256_castsi256_ps(reinterpret_cast<__m256i>(m))) != 0;
 #else
     bool any = false;
@@ -765,84 +806,125 @@ inline bool any_lane(vi8 m) {
 #endif
 }
 
-inline float hsum(vf8 v) {
-    return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+inline float hsum(vf8 v) {  // pairwise: lanes l and l + w, w = VW / 2, VW / 4, ..., 1
+    for (int w = VW / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; ++l) v[l] = v[l] + v[l + w];
+    return v[0];
 }
+
+// What every tile that lists a (camera, Gaussian) reads, computed once per call: one record of R floats (one
+// 64-byte line for RGB), so gathering a tile's list costs one line per entry and no transcendental.
+//   [0] m_x  [1] m_y  [2..4] conic q_a q_b q_c  [5] opacity o  [6] sigma limit (see pair_alpha)
+//   [7] first, [8] last pixel column of the ellipse box sigma <= ln(255 o) (conservative by a pixel; -inf / inf
+//   when the conic is degenerate)  [9] its y extent: pixel-centre rows |m_y - p_y| <= [9]  [10], [11] the pixel
+//   rows that extent may reach, a row or so wider on each side (-inf / inf when not finite)  [12..] features (D)
+constexpr int64_t REC_FEATS = 12;
+
+struct SplatRecords {
+    std::vector<float> buf;  // rec: buf from its first 64-byte boundary (a record is then whole cache lines)
+    float* rec = nullptr;
+    int64_t R = 16, D = 0;
+
+    // means2d [C N, 2], conics [C N, 3], opacities [C N], feats [C N, D] or nullptr (no feature columns)
+    void build(const float* m2, const float* cn, const float* op, const float* fe, int64_t CN, int64_t D_, float beta,
+               int nt) {
+        D = fe ? D_ : 0;
+        R = (REC_FEATS + D + 15) / 16 * 16;
+        buf.resize(CN * R + 16);
+        rec = buf.data() + (16 - (reinterpret_cast<uintptr_t>(buf.data()) / sizeof(float)) % 16) % 16;
+        float* out = rec;
+        const int64_t R_ = R, Df = D;
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t i = 0; i < CN; ++i) {
+            float* r = out + i * R_;
+            const float mx = m2[2 * i], my = m2[2 * i + 1], qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
+            const float o = op[i];
+            const float l = std::log(255.0f * o);  // alpha >= 1/255 needs sigma <= ln(255 o)
+            const float lim = beta < 1.0f ? beta * l : INFINITY;  // FastGS compact box: sigma <= beta ln(255 o)
+            // ellipse 0.5 d^T Q d <= L (L with slack for rounding): half extents sqrt(2 L q_c / det Q) in x,
+            // sqrt(2 L q_a / det Q) in y
+            const double L = std::max(std::min(double(l), double(lim)), 0.0) * (1 + 1e-4) + 1e-3;
+            const double det = double(qa) * qc - double(qb) * qb;
+            double xl = -INFINITY, xh = INFINITY, ey = INFINITY;
+            if (det > 0 && qa > 0 && qc > 0 && std::isfinite(det)) {
+                const double ex = std::sqrt(2 * L * qc / det);
+                ey = std::sqrt(2 * L * qa / det) * (1 + 1e-5) + 1e-3;
+                xl = std::floor(mx - ex - 0.5) - 1;  // pixel x = p_x - 0.5
+                xh = std::ceil(mx + ex - 0.5) + 1;
+            }
+            r[0] = mx; r[1] = my; r[2] = qa; r[3] = qb; r[4] = qc; r[5] = o; r[6] = lim;
+            r[7] = static_cast<float>(xl); r[8] = static_cast<float>(xh); r[9] = static_cast<float>(ey);
+            const bool finite = std::isfinite(static_cast<float>(ey)) && std::isfinite(my);
+            r[10] = finite ? static_cast<float>(std::floor(double(my) - r[9] - 0.5) - 1.0) : -INFINITY;
+            r[11] = finite ? static_cast<float>(std::ceil(double(my) - 0.5 + r[9]) + 1.0) : INFINITY;
+            for (int64_t d = 0; d < Df; ++d) r[REC_FEATS + d] = fe[i * Df + d];
+        }
+    }
+    const float* at(int64_t i) const { return rec + i * R; }
+};
 
 // One tile's Gaussians, gathered in list order (contiguous for the row loops).
 struct TileGaussians {
     std::vector<float> mx, my, qa, qb, qc, o, lim;  // lim: sigma limit (see pair_alpha)
     std::vector<int32_t> id;
-    // Bounding box of each entry's ellipse sigma <= ln(255 o): pixel columns [x_lo, x_hi] (clipped to the
-    // tile, conservative by a pixel) and pixel-centre rows |m_y - p_y| <= y_ext; exact tests follow.
+    // Bounding box of each entry's ellipse: pixel columns [x_lo, x_hi] (clipped to the tile) and pixel-centre
+    // rows |m_y - p_y| <= y_ext; exact tests follow.
     std::vector<int32_t> x_lo, x_hi;
     std::vector<float> y_ext;
-    std::vector<int32_t> rows_j[LANES];  // per pixel row of the tile: the entries whose box crosses it, in list order
+    std::vector<float> feats;  // [k, D] in list order, when the records hold features
+    std::vector<int32_t> row_lo, row_hi;  // tile rows r0..r1 each entry's box may cross (r1 < r0: none)
+    // per pixel row r of the tile: the entries whose box crosses it, in list order: row_buf[r k, r k + row_n[r])
+    std::vector<int32_t> row_buf;
+    int32_t row_n[LANES] = {};
+    struct Span {
+        const int32_t *b, *e;
+        const int32_t* begin() const { return b; }
+        const int32_t* end() const { return e; }
+    };
+    Span rows_j(int64_t r) const { const int32_t* b = row_buf.data() + r * id.size(); return {b, b + row_n[r]}; }
 
-    void gather(const float* m2, const float* cn, const float* op, const int32_t* ids, int64_t n0, int64_t n1,
-                int64_t cam_base, float beta, int64_t x0, int64_t x1) {
-        const int64_t k = n1 - n0;
+    // The tile's list [n0, n0 + k) of camera base cam_base (camera * N), its columns [x0, x1) and rows y0 ..
+    // y0 + rows - 1.
+    void gather(const SplatRecords& sr, const int32_t* ids, int64_t n0, int64_t n1, int64_t cam_base, int64_t x0,
+                int64_t x1, int64_t y0, int64_t rows) {
+        const int64_t k = n1 - n0, D = sr.D;
         for (auto* v : {&mx, &my, &qa, &qb, &qc, &o, &lim, &y_ext}) v->resize(k);
-        id.resize(k);
-        x_lo.resize(k);
-        x_hi.resize(k);
+        for (auto* v : {&id, &x_lo, &x_hi, &row_lo, &row_hi}) v->resize(k);
+        feats.resize(k * D);
+        const float lo_tile = static_cast<float>(x0), hi_tile = static_cast<float>(x1 - 1);
+        const float top = static_cast<float>(y0), last = static_cast<float>(rows - 1);
         for (int64_t j = 0; j < k; ++j) {
+            if (j + 8 < k) __builtin_prefetch(sr.at(cam_base + ids[n0 + j + 8]));
             const int32_t g = ids[n0 + j];
-            const int64_t i = cam_base + g;
+            const float* r = sr.at(cam_base + g);
             id[j] = g;
-            mx[j] = m2[2 * i]; my[j] = m2[2 * i + 1];
-            qa[j] = cn[3 * i]; qb[j] = cn[3 * i + 1]; qc[j] = cn[3 * i + 2];
-            o[j] = op[i];
-            const float l = std::log(255.0f * o[j]);  // alpha >= 1/255 needs sigma <= ln(255 o)
-            lim[j] = beta < 1.0f ? beta * l : INFINITY;  // FastGS compact box: sigma <= beta ln(255 o)
-            // ellipse 0.5 d^T Q d <= L (L with slack for rounding): half extents sqrt(2 L q_c / det Q) in x,
-            // sqrt(2 L q_a / det Q) in y
-            const double L = std::max(std::min(double(l), double(lim[j])), 0.0) * (1 + 1e-4) + 1e-3;
-            const double det = double(qa[j]) * qc[j] - double(qb[j]) * qb[j];
-            double lo = double(x0), hi = double(x1 - 1), ey = INFINITY;
-            if (det > 0 && qa[j] > 0 && qc[j] > 0 && std::isfinite(det)) {
-                const double ex = std::sqrt(2 * L * qc[j] / det);
-                ey = std::sqrt(2 * L * qa[j] / det) * (1 + 1e-5) + 1e-3;
-                lo = std::max(lo, std::floor(mx[j] - ex - 0.5) - 1);  // pixel x = p_x - 0.5
-                hi = std::min(hi, std::ceil(mx[j] + ex - 0.5) + 1);
-            }
-            x_lo[j] = static_cast<int32_t>(std::max(lo, -1.0));
-            x_hi[j] = static_cast<int32_t>(std::max(hi, -2.0));
-            y_ext[j] = static_cast<float>(ey);
+            mx[j] = r[0]; my[j] = r[1];
+            qa[j] = r[2]; qb[j] = r[3]; qc[j] = r[4];
+            o[j] = r[5];
+            lim[j] = r[6];
+            const float lo = std::max(lo_tile, r[7]), hi = std::min(hi_tile, r[8]);  // NaN bounds: the tile's
+            x_lo[j] = static_cast<int32_t>(std::max(lo, -1.0f));
+            x_hi[j] = static_cast<int32_t>(std::max(hi, -2.0f));
+            y_ext[j] = r[9];
+            const float lo_r = r[10] - top, hi_r = r[11] - top;  // clamped as floats before the casts
+            row_lo[j] = lo_r <= 0.0f ? 0 : (lo_r >= last + 1 ? static_cast<int32_t>(rows) : static_cast<int32_t>(lo_r));
+            row_hi[j] = x_lo[j] > x_hi[j] ? -1 : (hi_r >= last ? static_cast<int32_t>(rows - 1) : (hi_r < 0.0f ? -1 : static_cast<int32_t>(hi_r)));
+            for (int64_t d = 0; d < D; ++d) feats[j * D + d] = r[REC_FEATS + d];
         }
-    }
-
-    // The entries' feature rows [k, D] in list order, from feats [C, N, D] (cam_base = camera * N).
-    void features(const float* feats, int64_t D, int64_t cam_base, std::vector<float>& out) const {
-        out.resize(id.size() * D);
-        for (size_t j = 0; j < id.size(); ++j)
-            std::copy(feats + (cam_base + id[j]) * D, feats + (cam_base + id[j] + 1) * D, &out[j * D]);
     }
 
     // rows_j for the tile's pixel rows y0 .. y0 + rows - 1, from each entry's y extent: the rows it can reach,
     // then the exact test (|m_y - p_y| <= y_ext, a column in the tile) row by row
     void build_rows(int64_t y0, int64_t rows) {
-        for (int64_t r = 0; r < rows; ++r) rows_j[r].clear();
         const int64_t k = static_cast<int64_t>(id.size());
-        for (int64_t j = 0; j < k; ++j) {
-            int64_t r0, r1;
-            row_range(j, y0, rows, r0, r1);
-            for (int64_t r = r0; r <= r1; ++r)
-                if (crosses_row(j, static_cast<float>(y0 + r) + 0.5f)) rows_j[r].push_back(static_cast<int32_t>(j));
-        }
-    }
-
-    // Rows r0..r1 (of the tile's rows y0 ..) that entry j's box may cross, a row or so wide on each side;
-    // none (r1 < r0) for a box with no column in the tile.
-    void row_range(int64_t j, int64_t y0, int64_t rows, int64_t& r0, int64_t& r1) const {
-        r0 = 0;
-        r1 = x_lo[j] > x_hi[j] ? -1 : rows - 1;
-        if (r1 >= 0 && std::isfinite(y_ext[j]) && std::isfinite(my[j])) {  // clamped as doubles before the casts
-            const double lo = std::floor(double(my[j]) - y_ext[j] - 0.5) - double(y0) - 1.0;
-            const double hi = std::ceil(double(my[j]) - 0.5 + y_ext[j]) - double(y0) + 1.0;
-            r0 = lo <= 0.0 ? 0 : (lo >= double(rows) ? rows : static_cast<int64_t>(lo));
-            r1 = hi >= double(rows - 1) ? rows - 1 : (hi < 0.0 ? -1 : static_cast<int64_t>(hi));
-        }
+        row_buf.resize(rows * k);
+        int32_t* buf = row_buf.data();
+        for (int64_t r = 0; r < rows; ++r) row_n[r] = 0;
+        for (int64_t j = 0; j < k; ++j)
+            for (int64_t r = row_lo[j]; r <= row_hi[j]; ++r) {
+                buf[r * k + row_n[r]] = static_cast<int32_t>(j);
+                row_n[r] += crosses_row(j, static_cast<float>(y0 + r) + 0.5f);
+            }
     }
 
     // The exact test: the row of pixel centres at py is within the box's y extent.
@@ -869,15 +951,15 @@ struct Grid {
     }
 };
 
-// Front-to-back state of one pixel row (lanes i < n are pixels x0 + i), two vf8 halves.
+// Front-to-back state of one pixel row (lanes i < n are pixels x0 + i), NH vectors ("halves" when NH = 2).
 struct RowFwd {
-    vf8 T[2], a[2], w[2], tb[2], px[2];
-    vi8 end[2], live[2];
+    vf8 T[NH], a[NH], w[NH], tb[NH], px[NH];
+    vi8 end[NH], live[NH];
     int64_t x0 = 0;
 
     void start(int64_t x0_, int64_t n) {
         x0 = x0_;
-        for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < NH; ++h)
             for (int l = 0; l < HALF; ++l) {
                 const int i = h * HALF + l;
                 T[h][l] = 1.0f;
@@ -893,8 +975,8 @@ struct RowFwd {
     inline bool step(const TileGaussians& tg, int32_t j, float py) {
         const float mx = tg.mx[j], dy = tg.my[j] - py;
         vi8 alive = splat_i(0);
-        const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the entry's box spans
-        for (int h = 0; h < 2; ++h) {
+        const int h0 = NH > 1 && tg.x_lo[j] - x0 >= HALF, h1 = NH > 1 && tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+        for (int h = 0; h < NH; ++h) {
             if (h < h0 || h > h1) {  // no pixel of this half can composite the entry
                 a[h] = splat(0.0f);
                 w[h] = splat(0.0f);
@@ -923,7 +1005,7 @@ struct RowFwd {
 template <typename Visit>
 inline void walk_row(const TileGaussians& tg, int64_t r, RowFwd& row, int64_t x0, int64_t n, float py, Visit&& visit) {
     row.start(x0, n);
-    for (const int32_t j : tg.rows_j[r]) {
+    for (const int32_t j : tg.rows_j(r)) {
         const bool alive = row.step(tg, j, py);
         for (int i = 0; i < n; ++i)
             if (row.lane(row.a, i) > 0.0f) visit(i, j, row.lane(row.a, i), row.lane(row.tb, i));
@@ -960,31 +1042,30 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
     float *po = out.data_ptr<float>(), *pa = alphas.data_ptr<float>(), *pt = Tfin.data_ptr<float>();
     int32_t* pe = ends.data_ptr<int32_t>();
-    const float beta = static_cast<float>(compact_box);
+    SplatRecords sr;
+    sr.build(m2, cn, op, fe, C * N, D, static_cast<float>(compact_box), threads_or_one(threads));
 
 #pragma omp parallel num_threads(threads_or_one(threads))
     {
         TileGaussians tg;
         RowFwd row;
-        std::vector<vf8> acc(2 * D);  // [D, 2 halves]
-        std::vector<float> fl;              // the tile's features, list order [k, D]
+        std::vector<vf8> acc(NH * D);  // [D, NH]
+        const std::vector<float>& fl = tg.feats;  // the tile's features, list order [k, D]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
-            tg.features(fe, D, c * N, fl);
+            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
             tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float py = y + 0.5f;
                 row.start(x0, n);
                 std::fill(acc.begin(), acc.end(), splat(0.0f));
-                for (const int32_t j : tg.rows_j[y - tl.y0]) {
+                for (const int32_t j : tg.rows_j(y - tl.y0)) {
                     const bool alive = row.step(tg, j, py);
                     for (int64_t d = 0; d < D; ++d) {  // C += w c (3DGS Eq. 3)
                         const float f = fl[j * D + d];
-                        acc[2 * d] += row.w[0] * f;
-                        acc[2 * d + 1] += row.w[1] * f;
+                        for (int h = 0; h < NH; ++h) acc[NH * d + h] += row.w[h] * f;
                     }
                     if (!alive) break;
                 }
@@ -992,7 +1073,7 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     const int64_t p = (c * height + y) * width + x0 + i;
                     const float T = row.lane(row.T, i);
                     for (int64_t d = 0; d < D; ++d)
-                        po[p * D + d] = acc[2 * d + i / HALF][i % HALF] + (bg ? T * bg[c * D + d] : 0.0f);
+                        po[p * D + d] = acc[NH * d + i / HALF][i % HALF] + (bg ? T * bg[c * D + d] : 0.0f);
                     pa[p] = 1.0f - T;
                     pt[p] = T;
                     pe[p] = row.end[i / HALF][i % HALF];
@@ -1006,7 +1087,8 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
 // Gradients of raster_fwd -> v_means2d [C, N, 2], v_conics [C, N, 3], v_opac [C, N], v_feats [C, N, D],
 // v_backgrounds [C, D] (empty without), absgrad [C, N, 2] (empty unless asked): gsplat's back-to-front pass.
 std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds,
-                               Tensor tile_offsets, Tensor tile_ids, Tensor Tfin, Tensor ends, Tensor v_out,
+                               Tensor tile_offsets, Tensor tile_ids, Tensor tile_first, Tensor tile_rank,
+                               Tensor Tfin, Tensor ends, Tensor v_out,
                                Tensor v_alpha, int64_t width, int64_t height, int64_t tile_size,
                                double compact_box, bool absgrad, int64_t threads) {
     check(v_out, "v_colors");
@@ -1021,10 +1103,14 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
     const float *pt = Tfin.data_ptr<float>(), *gv = v_out.data_ptr<float>(), *ga = v_alpha.data_ptr<float>();
     const int32_t* pe = ends.data_ptr<int32_t>();
-    const float beta = static_cast<float>(compact_box);
+    const int32_t *first = tile_first.data_ptr<int32_t>(), *rank = tile_rank.data_ptr<int32_t>();
+    TORCH_CHECK(tile_first.numel() == C * N + 1 && tile_rank.numel() == tile_ids.numel(), "bin_tiles' first / rank");
     const int nt = threads_or_one(threads);
+    SplatRecords sr;
+    sr.build(m2, cn, op, fe, C * N, D, static_cast<float>(compact_box), nt);
     // per tile entry (camera, tile, Gaussian): sums over the tile's pixels of u, u dx, u dy, u dx^2, u dx dy,
-    // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, and the colour gradient; reduced per Gaussian at the end
+    // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, and the colour gradient, stored in (camera, Gaussian) order
+    // (bin_tiles' rank) and reduced per Gaussian at the end, in tile order
     const int64_t S = 8 + D, I = tile_ids.numel();
     std::vector<float> isect(I * S);  // float: each value is a float hsum, so this is exact
     std::vector<double> v_bg(has_bg ? C * D : 0, 0.0);
@@ -1033,32 +1119,31 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     {
         std::vector<double> my_bg(has_bg ? C * D : 0, 0.0);
         TileGaussians tg;
-        std::vector<float> fl;
+        const std::vector<float>& fl = tg.feats;
         // the whole tile's per-pixel state, [row][half] (g: [row][d][half]): entries are walked back to front
         // once per tile, each over the rows its box crosses, so its sums stay in registers across those rows
-        std::vector<vf8> T(2 * LANES), tail(2 * LANES), behind(2 * LANES), g(2 * LANES * D), colour(D);
-        std::vector<vi8> end(2 * LANES);
+        std::vector<vf8> T(NH * LANES), tail(NH * LANES), behind(NH * LANES), g(NH * LANES * D), colour(D);
+        std::vector<vi8> end(NH * LANES);
         std::vector<int32_t> row_end(LANES);  // per row: entries from here on composite none of its pixels
-        vf8 px[2];
+        vf8 px[NH];
         for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = 0.0f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n, rows = tl.y1 - tl.y0;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
-            tg.features(fe, D, c * N, fl);
-            float* tile_acc = &isect[n0 * S];  // the tile's entries [k, S]
+            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
+            const int32_t* tile_rank = rank + n0;  // where the tile's entries' sums go
             int32_t tile_end = 0;
             for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = static_cast<float>(x0 + i) + 0.5f;
             for (int64_t r = 0; r < rows; ++r) {  // per pixel: T from T_final, tail, dL/dC
                 const int64_t y = tl.y0 + r;
                 int32_t max_end = 0;
                 for (int i = 0; i < LANES; ++i) {
-                    const int h = i / HALF, l = i % HALF, rh = 2 * r + h;
+                    const int h = i / HALF, l = i % HALF, rh = NH * r + h;
                     behind[rh][l] = 0.0f;  // sum over later entries of w c . dL/dC
                     if (i >= n) {
                         T[rh][l] = 1.0f; tail[rh][l] = 0.0f; end[rh][l] = 0;
-                        for (int64_t d = 0; d < D; ++d) g[(r * D + d) * 2 + h][l] = 0.0f;
+                        for (int64_t d = 0; d < D; ++d) g[(r * D + d) * NH + h][l] = 0.0f;
                         continue;
                     }
                     const int64_t p = (c * height + y) * width + x0 + i;
@@ -1066,7 +1151,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     float tl_ = ga[p];  // (dL/dA - bg . dL/dC) T_final
                     for (int64_t d = 0; d < D; ++d) {
                         const float gd = gv[p * D + d];
-                        g[(r * D + d) * 2 + h][l] = gd;
+                        g[(r * D + d) * NH + h][l] = gd;
                         if (bg) {
                             tl_ -= gd * bg[c * D + d];
                             my_bg[c * D + d] += Tf * gd;
@@ -1081,7 +1166,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                 tile_end = std::max(tile_end, max_end);
             }
             for (int64_t j = k - 1; j >= tile_end; --j)  // behind every pixel's last composited entry
-                std::fill(tile_acc + j * S, tile_acc + (j + 1) * S, 0.0f);
+                std::fill(&isect[tile_rank[j] * int64_t(S)], &isect[(tile_rank[j] + 1) * int64_t(S)], 0.0f);
             // the entries, back to front; the colour width as a constant for RGB (registers, unrolled loops)
             auto entries = [&](auto width) {
                 constexpr int64_t DC = decltype(width)::value;  // 0: D known only at run time
@@ -1092,28 +1177,29 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     vf8 q_sum[8] = {};
                     std::fill(colour_p, colour_p + Dn, splat(0.0f));
                     const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
-                    int64_t r0, r1;
-                    tg.row_range(j, tl.y0, rows, r0, r1);
-                    const int h0 = tg.x_lo[j] - x0 >= HALF, h1 = tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+                    const int64_t r0 = tg.row_lo[j], r1 = tg.row_hi[j];
+                    const int h0 = NH > 1 && tg.x_lo[j] - x0 >= HALF, h1 = NH > 1 && tg.x_hi[j] - x0 >= HALF;
                     for (int64_t r = r0; r <= r1; ++r) {
                         const float py = static_cast<float>(tl.y0 + r) + 0.5f;
                         if (j >= row_end[r] || !tg.crosses_row(j, py)) continue;
                         const float dy = my - py;
-                        vf8 dx[2], al[2];
-                        bool hit[2] = {false, false};
+                        vf8 dx[NH], al[NH];
+                        bool hit[NH] = {};
                         for (int h = h0; h <= h1; ++h) {
                             dx[h] = mx - px[h];
                             const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
-                            al[h] = static_cast<int32_t>(j) < end[2 * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+                            al[h] = static_cast<int32_t>(j) < end[NH * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
                             hit[h] = any_lane(al[h] > 0.0f);
                         }
-                        if (!hit[0] && !hit[1]) continue;  // the entry composites no pixel of this row
-                        vf8 q[8] = {}, w[2] = {};
+                        bool any_hit = false;
+                        for (int h = h0; h <= h1; ++h) any_hit |= hit[h];
+                        if (!any_hit) continue;  // the entry composites no pixel of this row
+                        vf8 q[8] = {}, w[NH] = {};
                         for (int h = h0; h <= h1; ++h) {
                             if (!hit[h]) continue;  // alpha 0 in every lane of this half: nothing changes
-                            const int rh = 2 * r + h;
+                            const int rh = NH * r + h;
                             vf8 cg = splat(0.0f);  // c . dL/dC
-                            for (int64_t d = 0; d < Dn; ++d) cg += fl[j * Dn + d] * g[(r * Dn + d) * 2 + h];
+                            for (int64_t d = 0; d < Dn; ++d) cg += fl[j * Dn + d] * g[(r * Dn + d) * NH + h];
                             const vf8 inv = 1.0f / (1.0f - al[h]);
                             T[rh] = T[rh] * inv;  // T before entry j
                             w[h] = al[h] * T[rh];
@@ -1129,10 +1215,13 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                             q[7] += gy < 0.0f ? -gy : gy;
                         }
                         for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
-                        for (int64_t d = 0; d < Dn; ++d)
-                            colour_p[d] += w[0] * g[(r * Dn + d) * 2] + w[1] * g[(r * Dn + d) * 2 + 1];
+                        for (int64_t d = 0; d < Dn; ++d) {
+                            vf8 wg = w[0] * g[(r * Dn + d) * NH];
+                            for (int h = 1; h < NH; ++h) wg = wg + w[h] * g[(r * Dn + d) * NH + h];
+                            colour_p[d] += wg;
+                        }
                     }
-                    float* acc = tile_acc + j * S;
+                    float* acc = &isect[tile_rank[j] * int64_t(S)];
                     for (int m = 0; m < 8; ++m) acc[m] = hsum(q_sum[m]);
                     for (int64_t d = 0; d < Dn; ++d) acc[8 + d] = hsum(colour_p[d]);
                 }
@@ -1144,16 +1233,6 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         }
 #pragma omp critical
         for (size_t k2 = 0; k2 < my_bg.size(); ++k2) v_bg[k2] += my_bg[k2];
-    }
-    // each (camera, Gaussian)'s tile entries: a counting sort of the entries by camera * N + id
-    std::vector<int64_t> first(C * N + 1, 0), slots(I);
-    for (int64_t ct = 0; ct < C * gr.T; ++ct)
-        for (int64_t q = off[ct]; q < off[ct + 1]; ++q) first[(ct / gr.T) * N + ids[q] + 1]++;
-    for (int64_t i = 0; i < C * N; ++i) first[i + 1] += first[i];
-    {
-        std::vector<int64_t> fill(first.begin(), first.end() - 1);
-        for (int64_t ct = 0; ct < C * gr.T; ++ct)
-            for (int64_t q = off[ct]; q < off[ct + 1]; ++q) slots[fill[(ct / gr.T) * N + ids[q]]++] = q;
     }
     auto f32 = means2d.options();
     Tensor v_means2d = torch::empty({C, N, 2}, f32), v_conics = torch::empty({C, N, 3}, f32);
@@ -1168,12 +1247,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         double* rr = S <= 64 ? r : (big.resize(S), big.data());
         std::fill(rr, rr + S, 0.0);
         for (int64_t q = first[i]; q < first[i + 1]; ++q) {
-            if (q + PREFETCH < I) {  // the rows are scattered over isect: ask for one a few slots ahead
-                const float* ahead = &isect[slots[q + PREFETCH] * S];
-                __builtin_prefetch(ahead);
-                __builtin_prefetch(ahead + S - 1);
-            }
-            const float* src = &isect[slots[q] * S];
+            const float* src = &isect[q * S];
             for (int64_t k2 = 0; k2 < S; ++k2) rr[k2] += src[k2];
         }
         const double qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
@@ -1205,8 +1279,9 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
-    const float beta = static_cast<float>(compact_box);
     const int nt = threads_or_one(threads);
+    SplatRecords sr;
+    sr.build(m2, cn, op, nullptr, C * N, 0, static_cast<float>(compact_box), nt);
     Tensor starts = torch::zeros({C * HW + 1}, torch::kInt64);
     Tensor Tfin = torch::empty({C, HW}, torch::kFloat32);
     int64_t* ps = starts.data_ptr<int64_t>();
@@ -1220,7 +1295,7 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
             tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const int64_t base = c * HW + y * width + x0;
@@ -1247,7 +1322,7 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
             tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const int64_t pix0 = y * width + x0;
@@ -1283,8 +1358,9 @@ Tensor weighted_hits(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_off
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
     const float* pw = weights.data_ptr<float>();
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
-    const float beta = static_cast<float>(compact_box);
     const int nt = threads_or_one(threads);
+    SplatRecords sr;
+    sr.build(m2, cn, op, nullptr, C * N, 0, static_cast<float>(compact_box), nt);
     std::vector<std::vector<float>> partial(nt);
 #pragma omp parallel num_threads(nt)
     {
@@ -1301,7 +1377,7 @@ Tensor weighted_hits(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_off
             for (int64_t y = tl.y0; y < tl.y1 && !any; ++y)
                 for (int64_t i = 0; i < n; ++i) any |= pw[c * HW + y * width + x0 + i] != 0.0f;
             if (!any) continue;
-            tg.gather(m2, cn, op, ids, n0, n0 + k, c * N, beta, x0, tl.x1);
+            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
             tg.build_rows(tl.y0, tl.y1 - tl.y0);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float* wrow = pw + c * HW + y * width + x0;
