@@ -95,6 +95,42 @@ def test_hard_prune_keeps_where_noise_free_mask_is_open():
     assert s["prune"] == "lp3dgs" and s["num_gaussians_before_prune"] == 6 and s["learned_prune_ratio"] == 0.5
 
 
+def test_sparsity_is_weighted_by_the_covered_fraction_of_the_views():
+    """LP-3DGS's lambda_m is scaled by the training renders' mean alpha (sum of alpha T over Gaussians and pixels /
+    pixels), measured at each score refresh: an object in a quarter of an otherwise empty frame gets ~1/4 of it."""
+    from pathlib import Path
+
+    from gspruner.data.scene import Camera
+    from gspruner.model.gaussians import activated, create_splats
+    from gspruner.pruning.lp3dgs import SPARSITY_WEIGHT
+    from gspruner.render import rasterize
+
+    g = torch.Generator().manual_seed(3)
+    points = (torch.rand(300, 3, generator=g) - 0.5) * torch.tensor([0.5, 0.5, 0.2])  # a slab in the image centre
+    splats = create_splats(points.numpy(), None, sh_degree=0, init_opacity=0.9, init_scale=1.0)
+    K = torch.tensor([[40.0, 0, 20], [0, 40.0, 16], [0, 0, 1]])
+    views = []
+    for z in (2.0, 2.5):
+        c2w = torch.eye(4)
+        c2w[2, 3] = -z
+        views.append((Camera(f"v{z}", K, c2w, 40, 32, Path("unused.png")), torch.zeros(32, 40, 3)))
+    p = MaskPruner(_ctx(100, 0, views), "gumbel")
+    params = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone()) for k, v in splats.items()})
+    params[MASK] = torch.nn.Parameter(torch.full((300,), 0.3))
+    p._params = params
+    p._refresh_importance()
+    a = activated(splats, 0)
+    alphas = [rasterize(a["means"], a["quats"], a["scales"], a["opacities"], a["colors"], cam.viewmat[None],
+                        cam.K[None], 40, 32, sh_degree=0)[1].mean() for cam, _ in views]
+    expected = float(torch.stack(alphas).mean().detach())
+    assert 0.1 < expected < 0.6  # the object covers part of the frame
+    assert p.coverage == pytest.approx(expected, rel=1e-4)
+    p.start_step, p.prune_step = 0, 100
+    torch.testing.assert_close(p.extra_loss(5), SPARSITY_WEIGHT * expected * torch.sigmoid(torch.tensor(0.3)),
+                               rtol=1e-4, atol=0)
+    assert p.summary()["lp_coverage"] == p.coverage
+
+
 def test_mask_follows_densification_ops():
     """The mask is a per-Gaussian parameter: gsplat's ops keep it aligned, S is refreshed for new N."""
     from gsplat.strategy.ops import duplicate

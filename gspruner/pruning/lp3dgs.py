@@ -101,6 +101,7 @@ class MaskPruner(Pruner):
         self.gate_step = self.start_step + self.score_every
         self.generator = torch.Generator().manual_seed(seed + 1)
         self.importance: Tensor | None = None  # S [N], LP-3DGS only
+        self.coverage = 1.0  # mean alpha of the training renders, from the last score refresh (see `extra_loss`)
         self.num_before: int | None = None
         self.num_removed = 0
         self._params = self._optimizers = None
@@ -147,7 +148,10 @@ class MaskPruner(Pruner):
     def extra_loss(self, step: int) -> Tensor | None:
         if not self.active(step):
             return None
-        return SPARSITY_WEIGHT * torch.sigmoid(self._params[MASK]).mean()  # lambda_m R_mask (LP-3DGS Eq. 8, code)
+        # lambda_m R_mask (LP-3DGS Eq. 8, code), x the covered fraction of the training pixels: the rendering loss is a
+        # mean over every pixel, so on an object against an empty background each Gaussian's share of it is diluted
+        # by the empty pixels while R_mask is not; the paper's lambda_m was set on scenes that fill the frame.
+        return SPARSITY_WEIGHT * self.coverage * torch.sigmoid(self._params[MASK]).mean()
 
     def after_step(self, step: int, params, optimizers: dict, strategy_state: dict) -> None:
         self._params, self._optimizers = params, optimizers
@@ -165,8 +169,18 @@ class MaskPruner(Pruner):
     @torch.no_grad()
     def _refresh_importance(self) -> Tensor:
         p = {k: v for k, v in self._params.items() if k != MASK}
-        stats = accumulate_stats(p, self.ctx.views(), near_plane=self.ctx.near_plane, far_plane=self.ctx.far_plane)
+        pixels = 0
+
+        def counted():
+            nonlocal pixels
+            for cam, image in self.ctx.views():
+                pixels += cam.width * cam.height
+                yield cam, image
+
+        stats = accumulate_stats(p, counted(), near_plane=self.ctx.near_plane, far_plane=self.ctx.far_plane)
         self.importance = lp_importance(self.score, stats)
+        # sum over Gaussians of sum alpha T = sum over pixels of (1 - T_final): the renders' mean alpha
+        self.coverage = min(max(float(stats.weight_sum.sum()) / max(pixels, 1), 1e-3), 1.0)
         self._gate_step = -1
         return self.importance
 
@@ -200,11 +214,13 @@ class MaskPruner(Pruner):
             "mask_lr": self.mask_lr,
             "num_gaussians_before_prune": self.num_before,
             "learned_prune_ratio": ratio,
+            "lp_coverage": self.coverage if self.estimator == "gumbel" else None,
             "prune_ratio": ratio,
         }
 
     def state_dict(self) -> dict:
         return {"num_before": self.num_before, "num_removed": self.num_removed, "generator": self.generator.get_state(),
+                "coverage": self.coverage,
                 "importance": None if self.importance is None else self.importance.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -212,6 +228,7 @@ class MaskPruner(Pruner):
             return
         self.num_before, self.num_removed = state["num_before"], state["num_removed"]
         self.generator.set_state(state["generator"])
+        self.coverage = state.get("coverage", 1.0)
         imp = state.get("importance")
         self.importance = None if imp is None else imp.to(self.ctx.device)
 
