@@ -179,6 +179,30 @@ def test_rounds_split_the_ratio_over_evenly_spaced_prunes(tiny_scene, tmp_path):
     assert m["num_gaussians"] == n and m["prune_ratio"] == pytest.approx(0.875, abs=0.01)
 
 
+def test_rounds_raise_the_means_learning_rate_after_each_prune():
+    """After each round the means' lr is x means_lr_boost (default 2), other lrs untouched; 1 turns it off."""
+    from gspruner.pruning import RoundsConfig
+
+    ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=300, densify_stop_step=100,
+                       sh_degree=0)
+    for boost in (2.0, 1.0):
+        g = torch.Generator().manual_seed(0)
+        params = torch.nn.ParameterDict({"means": torch.nn.Parameter(torch.randn(64, 3, generator=g)),
+                                         "opacities": torch.nn.Parameter(torch.randn(64, generator=g))})
+        optimizers = {k: torch.optim.Adam([{"params": v, "lr": 0.01, "name": k}]) for k, v in params.items()}
+        p = RoundsConfig(ratio=0.75, rounds=2, start=0.5, end=0.6, score="opacity", means_lr_boost=boost).setup(ctx)
+        assert p.steps == [150, 180]
+        lrs = []
+        for step in range(200):
+            p.after_step(step, params, optimizers, {})
+            lrs.append(optimizers["means"].param_groups[0]["lr"])
+        assert lrs[149] == 0.01 and lrs[150] == pytest.approx(0.01 * boost) and lrs[180] == pytest.approx(0.01 * boost**2)
+        assert optimizers["opacities"].param_groups[0]["lr"] == 0.01 and params["means"].shape[0] == 16
+        assert p.summary()["means_lr_boost"] == boost
+    with pytest.raises(InputError, match="--prune.means-lr-boost"):
+        RoundsConfig(means_lr_boost=0.5)
+
+
 @pytest.mark.parametrize("kw,message", [(dict(ratio=0.0), "--prune.ratio"), (dict(rounds=0), "--prune.rounds"),
                                         (dict(start=0.8, end=0.6), "--prune.end"), (dict(end=1.2), "--prune.start")])
 def test_rounds_options_are_checked_where_parsed(kw, message):
