@@ -16,10 +16,11 @@
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
-// Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as two 8-lane
-// vectors (see "Compositing"); the backward walks a tile's entries back to front, each over the rows it
-// crosses; transmittance is float32 like gsplat's kernels. Gradient sums are kept per tile entry, then
-// reduced per Gaussian in a fixed order (results do not depend on the threads).
+// Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as one 16-lane
+// vector with AVX-512, else two 8-lane ones (see "Compositing"); the backward walks a tile's entries back to
+// front, each over the rows it crosses; transmittance is float32 like gsplat's kernels. What a tile reads of
+// a Gaussian is one precomputed record (SplatRecords). Gradient sums are kept per tile entry, stored in
+// (camera, Gaussian) order, then reduced per Gaussian in tile order (results do not depend on the threads).
 
 #include <torch/extension.h>
 
