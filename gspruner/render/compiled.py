@@ -322,8 +322,8 @@ def _weighted_hits(means2d, conics, opacities, offsets, ids, width, height, tile
 
 
 class RenderInfo(dict):
-    """gsplat's `info` dict; the keys in `lazy` ("pairs": the composited pairs, "tiles_per_gauss") are computed on
-    first access and kept: most steps read neither.
+    """gsplat's `info` dict; the keys in `lazy` ("pairs": the composited pairs) are computed on first access and
+    kept: most steps do not read them.
 
     `weighted_hits(weights [C, H, W])` -> [C, N]: per Gaussian, the sum of the weights of the pixels it is
     composited into (a counting pass in C++ that skips unweighted pixel rows; no pairs are built).
@@ -375,9 +375,8 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     geometry = (proj.means2d, proj.conics, proj.opacities, tiles.offsets, tiles.ids, width, height, tile_size,
                 compact_box)
     info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size, with_tile_counts=False),
-                      lazy={"pairs": lambda: _pairs(*geometry),
-                            "tiles_per_gauss": lambda: torch_raster.tiles_per_gauss(proj, width, height, tile_size)},
-                      hits_fn=lambda weights: _weighted_hits(*geometry, weights))
+                      lazy={"pairs": lambda: _pairs(*geometry)}, hits_fn=lambda weights: _weighted_hits(*geometry, weights))
+    info["tiles_per_gauss"] = torch.diff(tiles.first).view(C, N)  # [C, N] int32: each box's tile count (bin_tiles)
     return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
 
 

@@ -864,6 +864,11 @@ struct SplatRecords {
     const float* at(int64_t i) const { return rec + i * R; }
 };
 
+// One tile of one camera: its camera c, its list [n0, n0 + k), its pixels [x0, x1) x [y0, y1), n = x1 - x0.
+struct Tile {
+    int64_t c, n0, k, x0, x1, n, y0, y1;
+};
+
 // One tile's Gaussians, gathered in list order (contiguous for the row loops).
 struct TileGaussians {
     std::vector<float> mx, my, qa, qb, qc, o, lim;  // lim: sigma limit (see pair_alpha)
@@ -884,11 +889,10 @@ struct TileGaussians {
     };
     Span rows_j(int64_t r) const { const int32_t* b = row_buf.data() + r * id.size(); return {b, b + row_n[r]}; }
 
-    // The tile's list [n0, n0 + k) of camera base cam_base (camera * N), its columns [x0, x1) and rows y0 ..
-    // y0 + rows - 1.
-    void gather(const SplatRecords& sr, const int32_t* ids, int64_t n0, int64_t n1, int64_t cam_base, int64_t x0,
-                int64_t x1, int64_t y0, int64_t rows) {
-        const int64_t k = n1 - n0, D = sr.D;
+    // Tile tl's list (ids of camera tl.c, whose records start at tl.c * N), clipped to its columns and rows.
+    void gather(const SplatRecords& sr, const int32_t* ids, const Tile& tl, int64_t N) {
+        const int64_t k = tl.k, n0 = tl.n0, cam_base = tl.c * N, x0 = tl.x0, x1 = tl.x1, y0 = tl.y0;
+        const int64_t rows = tl.y1 - tl.y0, D = sr.D;
         for (auto* v : {&mx, &my, &qa, &qb, &qc, &o, &lim, &y_ext}) v->resize(k);
         for (auto* v : {&id, &x_lo, &x_hi, &row_lo, &row_hi}) v->resize(k);
         feats.resize(k * D);
@@ -914,9 +918,10 @@ struct TileGaussians {
         }
     }
 
-    // rows_j for the tile's pixel rows y0 .. y0 + rows - 1, from each entry's y extent: the rows it can reach,
-    // then the exact test (|m_y - p_y| <= y_ext, a column in the tile) row by row
-    void build_rows(int64_t y0, int64_t rows) {
+    // rows_j for tile tl's pixel rows, from each entry's y extent: the rows it can reach (row_lo .. row_hi), then
+    // the exact test (|m_y - p_y| <= y_ext, a column in the tile) row by row
+    void build_rows(const Tile& tl) {
+        const int64_t y0 = tl.y0, rows = tl.y1 - tl.y0;
         const int64_t k = static_cast<int64_t>(id.size());
         row_buf.resize(rows * k);
         int32_t* buf = row_buf.data();
@@ -930,11 +935,6 @@ struct TileGaussians {
 
     // The exact test: the row of pixel centres at py is within the box's y extent.
     bool crosses_row(int64_t j, float py) const { return std::fabs(my[j] - py) <= y_ext[j]; }
-};
-
-// One tile of one camera: its camera c, its list [n0, n0 + k), its pixels [x0, x1) x [y0, y1), n = x1 - x0.
-struct Tile {
-    int64_t c, n0, k, x0, x1, n, y0, y1;
 };
 
 struct Grid {
@@ -1055,9 +1055,9 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
-            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
-            tg.build_rows(tl.y0, tl.y1 - tl.y0);
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float py = y + 0.5f;
                 row.start(x0, n);
@@ -1132,7 +1132,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n, rows = tl.y1 - tl.y0;
-            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
+            tg.gather(sr, ids, tl, N);
             const int32_t* tile_rank = rank + n0;  // where the tile's entries' sums go
             int32_t tile_end = 0;
             for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = static_cast<float>(x0 + i) + 0.5f;
@@ -1295,9 +1295,9 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
-            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
-            tg.build_rows(tl.y0, tl.y1 - tl.y0);
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const int64_t base = c * HW + y * width + x0;
                 for (int64_t i = 0; i < n; ++i) ps[base + i + 1] = 0;
@@ -1322,9 +1322,9 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
-            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
-            tg.build_rows(tl.y0, tl.y1 - tl.y0);
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const int64_t pix0 = y * width + x0;
                 for (int64_t i = 0; i < n; ++i) cursor[i] = ps[c * HW + pix0 + i];
@@ -1372,14 +1372,14 @@ Tensor weighted_hits(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_off
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
-            const int64_t c = tl.c, n0 = tl.n0, k = tl.k, x0 = tl.x0, n = tl.n;
-            if (k == 0) continue;
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
+            if (tl.k == 0) continue;
             bool any = false;
             for (int64_t y = tl.y0; y < tl.y1 && !any; ++y)
                 for (int64_t i = 0; i < n; ++i) any |= pw[c * HW + y * width + x0 + i] != 0.0f;
             if (!any) continue;
-            tg.gather(sr, ids, n0, n0 + k, c * N, x0, tl.x1, tl.y0, tl.y1 - tl.y0);
-            tg.build_rows(tl.y0, tl.y1 - tl.y0);
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float* wrow = pw + c * HW + y * width + x0;
                 bool row_any = false;
