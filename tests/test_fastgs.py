@@ -15,7 +15,7 @@ from gspruner.model import create_optimizers
 from gspruner.render.stats import contribution_stats
 from gspruner.render.torch_raster import ALPHA_THRESHOLD, MAX_ALPHA, T_MIN, project
 from gspruner.strategies import FastGSConfig, FastGSStrategy, ViewSampler, make_strategy
-from gspruner.strategies.fastgs import error_mask, masked_hit_count, multiview_scores, photometric_loss
+from gspruner.strategies.fastgs import error_mask, masked_hit_count, max_visibility, multiview_scores, photometric_loss
 from gspruner.trainer import Trainer
 
 W = H = 32
@@ -213,6 +213,69 @@ def test_final_vcp_removes_exactly_the_rule_set():
     strategy._final_prune(splats, optimizers, state, step=18_000)
     assert torch.equal(splats["means"].detach(), keep)
     assert all(v.shape[0] == 3 for k, v in state.items() if isinstance(v, torch.Tensor))
+
+
+def _brute_force_max_weight(means2d, conics, opac, depths, radii):
+    """Per-pixel front-to-back compositing with gsplat's rules: max over pixels of alpha T for each Gaussian."""
+    best = [0.0] * means2d.shape[0]
+    order = sorted((i for i in range(means2d.shape[0]) if (radii[i] > 0).all()), key=lambda i: float(depths[i]))
+    for py in range(H):
+        for px in range(W):
+            T = 1.0
+            for i in order:
+                dx, dy = float(means2d[i, 0]) - (px + 0.5), float(means2d[i, 1]) - (py + 0.5)
+                a, b, c = (float(v) for v in conics[i])
+                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+                alpha = min(MAX_ALPHA, float(opac[i]) * math.exp(-sigma))
+                if sigma < 0 or alpha < ALPHA_THRESHOLD:
+                    continue
+                if T * (1 - alpha) <= T_MIN:
+                    break
+                best[i] = max(best[i], alpha * T)
+                T *= 1 - alpha
+    return torch.tensor(best)
+
+
+def _hidden_scene():
+    """Three cameras side by side; a large opaque Gaussian in front, one just behind it (hidden from all three),
+    one behind its edge (shown by the side cameras only), and two in the open."""
+    pixels = [(16, 16), (16, 16), (23, 16), (5, 5), (27, 27)]
+    splats = _splats(pixels, [1.2, 0.15, 0.15, 0.2, 0.2], [0.99, 0.9, 0.9, 0.3, 0.8])
+    with torch.no_grad():
+        splats["means"][1:3, 2] += 1.0  # behind the front one
+    cams = _cams()
+    for cam, tx in zip(cams, (0.0, 0.6, -0.6)):
+        cam.viewmat[0, 3] = tx
+    return splats, cams
+
+
+def test_max_visibility_matches_brute_force():
+    splats, cams = _hidden_scene()
+    opac = torch.sigmoid(splats["opacities"].detach())
+    best = torch.zeros(len(opac))
+    for cam in cams:
+        with torch.no_grad():
+            p = project(splats["means"], splats["quats"], torch.exp(splats["scales"]), opac, cam.viewmat[None], cam.K[None], W, H)
+        best = torch.maximum(best, _brute_force_max_weight(p.means2d[0], p.conics[0], p.opacities[0], p.depths[0], p.radii[0]))
+    expected = best / opac
+    assert expected[1] < 0.02 < expected[2] < 0.5 < expected[[0, 3, 4]].min()  # hidden, half-hidden, in the open
+    torch.testing.assert_close(max_visibility(splats, cams), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("visibility", [0.02, 0.0])
+def test_final_vcp_removes_gaussians_hidden_in_every_training_view(visibility):
+    splats, cams = _hidden_scene()
+    render = lambda cam: render_view(splats, cam, "cpu", 0)[0::2]  # noqa: E731
+    with torch.no_grad():
+        gt = render(cams[0])[0].clone()
+    strategy = FastGSStrategy(views=ViewSampler(cams, lambda cam: gt, render), final_prune_score=2.0,
+                              final_prune_visibility=visibility)
+    optimizers = create_optimizers(splats, 1.0)
+    state = strategy.initialize_state(scene_scale=1.0)
+    before = splats["means"].detach().clone()
+    strategy._final_prune(splats, optimizers, state, step=21_000)
+    kept = [0, 2, 3, 4] if visibility else [0, 1, 2, 3, 4]  # only the Gaussian behind the front one goes
+    assert torch.equal(splats["means"].detach(), before[kept])
 
 
 def test_refinement_scores_come_from_the_last_k_training_renders():

@@ -30,6 +30,7 @@ from torch import Tensor
 from gsplat.strategy import Strategy
 from gsplat.strategy.ops import _multinomial_sample, duplicate, remove, reset_opa, split
 
+from ..errors import InputError
 from ..metrics import ssim
 from ..render.stats import contribution_stats
 from .base import Center, StrategyConfig, StrategyHooks, TrainingStrategy
@@ -118,6 +119,7 @@ class FastGSStrategy(Strategy, StrategyHooks):
     reset_opa_value: float = 0.01  # opacity reset (3DGS) every reset_every during densification
     final_prune_opa: float = 0.1  # final VCP: opacity below this ...
     final_prune_score: float = 0.9  # ... or s_p above this (tau_p)
+    final_prune_visibility: float = 0.02  # ... or max alpha T / opacity over every training view below this (0 = off)
     refine_start_iter: int = 500
     refine_stop_iter: int = 15_000
     refine_every: int = 500
@@ -300,10 +302,33 @@ class FastGSStrategy(Strategy, StrategyHooks):
         _, s_p = multiview_scores(params, self.views, self.num_views, self.loss_thresh, with_densify=False)
         # final VCP: opacity < 0.1 or s_p > tau_p = 0.9 (FastGS Sec. 3.3, `final_prune_fastgs`)
         is_prune = (torch.sigmoid(params["opacities"]) < self.final_prune_opa) | (s_p > self.final_prune_score)
+        if self.final_prune_visibility > 0 and self.views is not None:
+            # ... or hidden in every training view (a pass over all of them): `max_visibility`
+            is_prune |= max_visibility(params, self.views.cameras) < self.final_prune_visibility
         if is_prune.any():
             remove(params, optimizers, state, is_prune)
         if self.verbose:
             print(f"step {step}: FastGS final VCP pruned {int(is_prune.sum())}; {len(params['means'])} Gaussians")
+
+
+@torch.no_grad()
+def max_visibility(params, cameras) -> Tensor:
+    """v_i [N] = max over `cameras` and pixels of alpha_i T_i / o_i: the largest share of its opacity any view shows.
+
+    RadSplat (Eq. 7) prunes on h_i = max alpha T; divided by the opacity o_i it measures occlusion alone, so
+    a faint but visible Gaussian keeps v near 1 (the opacity rule is VCP's), while an opaque one that every
+    view sees only through a surface in front of it has v near 0: its colour and opacity are fitted to no
+    view. VCP removes Gaussians that sit in high-error regions; a hidden one carries no error, so nothing
+    else removes it, and on an object captured from few views (chair_blender: 25 views, none below 8
+    degrees of elevation) such Gaussians under the seat are the floaters of the low test views (README, FastGS).
+    """
+    n, dev = params["means"].shape[0], params["means"].device
+    h = torch.zeros(n, device=dev)
+    scales, opacities = torch.exp(params["scales"]), torch.sigmoid(params["opacities"])
+    for cam in cameras:
+        h = torch.maximum(h, contribution_stats(params["means"], params["quats"], scales, opacities, cam.viewmat.to(dev),
+                                                cam.K.to(dev), cam.width, cam.height).weight_max)  # max_p alpha T
+    return h / opacities
 
 
 # FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
@@ -330,6 +355,8 @@ class FastGSConfig(StrategyConfig):
     """Clone/split scale boundary as a fraction of the scene extent (0.003–0.015 per scene)."""
     prune_score: float = 0.9
     """τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
+    prune_visibility: float = 0.02
+    """The final VCP also removes Gaussians that every training view shows at less than this share of their opacity (max α·T / opacity, RadSplat's score per unit opacity): hidden Gaussians, fitted to no view (not in FastGS: README, FastGS); 0 = off."""
     optimizer_schedule: bool = True
     """Step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
     lrs: bool = True
@@ -339,11 +366,15 @@ class FastGSConfig(StrategyConfig):
     compact_box: float = 1.0
     """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult` = 0.5, 0.7 for T&T); 1 = off, the default: our CPU rasterizer cuts single pixels where FastGS cuts 16×16 tiles, which trains a model that loses 0.2–1.1 dB rendered plain (README, FastGS). CPU rasterizer only; evaluation and export render without it."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prune_visibility < 1.0:
+            raise InputError(f"--strategy.prune-visibility must be in [0, 1), got {self.prune_visibility}")
+
     def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
         strategy = FastGSStrategy(
             views=views, num_views=self.views, loss_thresh=self.loss_thresh, densify_score_thresh=self.densify_score,
             grad_thresh=self.grad_thresh, grad_abs_thresh=self.grad_abs_thresh, dense=self.dense,
-            final_prune_score=self.prune_score, optimizer_schedule=self.optimizer_schedule,
+            final_prune_score=self.prune_score, final_prune_visibility=self.prune_visibility, optimizer_schedule=self.optimizer_schedule,
             compact_box_beta=self.compact_box, recent_views=self.recent_views, learning_rates=dict(FASTGS_LRS) if self.lrs else None, verbose=False,
         )
         return scale_schedule(strategy, max_steps)
