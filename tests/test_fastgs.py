@@ -81,11 +81,9 @@ def _setup(splats, right_error=True, **strategy_kw):
     return strategy, optimizers, state, views, gt
 
 
-def _brute_force_masked_count(means2d, conics, opac, depths, radii, mask):
-    """Per-pixel front-to-back compositing with gsplat's rules, counting masked pixels each Gaussian blends into."""
-    n = means2d.shape[0]
-    count = [0] * n
-    order = sorted((i for i in range(n) if (radii[i] > 0).all()), key=lambda i: float(depths[i]))
+def _brute_force_pairs(means2d, conics, opac, depths, radii):
+    """Per-pixel front-to-back compositing with gsplat's rules: yields (Gaussian i, py, px, alpha, T before i)."""
+    order = sorted((i for i in range(means2d.shape[0]) if (radii[i] > 0).all()), key=lambda i: float(depths[i]))
     for py in range(H):
         for px in range(W):
             T = 1.0
@@ -98,8 +96,15 @@ def _brute_force_masked_count(means2d, conics, opac, depths, radii, mask):
                     continue
                 if T * (1 - alpha) <= T_MIN:
                     break
-                count[i] += int(mask[py, px])
+                yield i, py, px, alpha, T
                 T *= 1 - alpha
+
+
+def _brute_force_masked_count(means2d, conics, opac, depths, radii, mask):
+    """The number of masked pixels each Gaussian blends into."""
+    count = [0] * means2d.shape[0]
+    for i, py, px, _, _ in _brute_force_pairs(means2d, conics, opac, depths, radii):
+        count[i] += int(mask[py, px])
     return torch.tensor(count, dtype=torch.float32)
 
 
@@ -216,23 +221,10 @@ def test_final_vcp_removes_exactly_the_rule_set():
 
 
 def _brute_force_max_weight(means2d, conics, opac, depths, radii):
-    """Per-pixel front-to-back compositing with gsplat's rules: max over pixels of alpha T for each Gaussian."""
+    """Max over pixels of alpha T for each Gaussian."""
     best = [0.0] * means2d.shape[0]
-    order = sorted((i for i in range(means2d.shape[0]) if (radii[i] > 0).all()), key=lambda i: float(depths[i]))
-    for py in range(H):
-        for px in range(W):
-            T = 1.0
-            for i in order:
-                dx, dy = float(means2d[i, 0]) - (px + 0.5), float(means2d[i, 1]) - (py + 0.5)
-                a, b, c = (float(v) for v in conics[i])
-                sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-                alpha = min(MAX_ALPHA, float(opac[i]) * math.exp(-sigma))
-                if sigma < 0 or alpha < ALPHA_THRESHOLD:
-                    continue
-                if T * (1 - alpha) <= T_MIN:
-                    break
-                best[i] = max(best[i], alpha * T)
-                T *= 1 - alpha
+    for i, _, _, alpha, T in _brute_force_pairs(means2d, conics, opac, depths, radii):
+        best[i] = max(best[i], alpha * T)
     return torch.tensor(best)
 
 
