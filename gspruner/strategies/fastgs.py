@@ -8,7 +8,8 @@ Every refinement scores each Gaussian on K sampled training views (Sec. 3.2):
   s_p^i = minmax_i(sum_j count_ij E_j)       (VCP: prune biased towards high s_p)
 then clones / splits (gradient and AbsGS criteria, gated by s_d), prunes a multinomial sample of
 the usual candidates, and caps opacity at 0.8. After densification, final VCP removes
-opacity < 0.1 or s_p > 0.9 at 18k/21k/24k/27k. Step-valued fields are for 30k steps; `make_strategy`
+opacity < 0.1 or s_p > 0.9 at 18k/21k/24k/27k, and (not in FastGS) Gaussians hidden in every training
+view (`max_visibility`). Step-valued fields are for 30k steps; `make_strategy`
 scales them. The views come from a `ViewSampler` the trainer hands over (design contract 2).
 
 The K views of a refinement are the training renders of the K steps before it (`recent_views`; the
