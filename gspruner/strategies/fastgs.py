@@ -33,6 +33,7 @@ from gsplat.strategy.ops import _multinomial_sample, duplicate, remove, reset_op
 
 from ..errors import InputError
 from ..metrics import ssim
+from ..pruning.importance import accumulate_stats
 from ..render.stats import contribution_stats
 from .base import Center, StrategyConfig, StrategyHooks, TrainingStrategy
 from .schedule import scale_schedule
@@ -323,13 +324,8 @@ def max_visibility(params, cameras) -> Tensor:
     else removes it, and on an object captured from few views (chair_blender: 25 views, none below 8
     degrees of elevation) such Gaussians under the seat are the floaters of the low test views (README, FastGS).
     """
-    n, dev = params["means"].shape[0], params["means"].device
-    h = torch.zeros(n, device=dev)
-    scales, opacities = torch.exp(params["scales"]), torch.sigmoid(params["opacities"])
-    for cam in cameras:
-        h = torch.maximum(h, contribution_stats(params["means"], params["quats"], scales, opacities, cam.viewmat.to(dev),
-                                                cam.K.to(dev), cam.width, cam.height).weight_max)  # max_p alpha T
-    return h / opacities
+    h = accumulate_stats(params, ((cam, None) for cam in cameras)).weight_max  # max over views and pixels of alpha T
+    return h / torch.sigmoid(params["opacities"])
 
 
 # FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
