@@ -756,45 +756,44 @@ constexpr int VW = 16;
 constexpr int VW = 8;
 #endif
 constexpr int NH = LANES / VW;  // vectors per pixel row
-typedef float vf8 __attribute__((vector_size(4 * VW)));
-typedef int32_t vi8 __attribute__((vector_size(4 * VW)));
-constexpr int HALF = VW;
+typedef float fvec __attribute__((vector_size(4 * VW)));  // VW floats
+typedef int32_t ivec __attribute__((vector_size(4 * VW)));
 
-inline vf8 splat(float v) { return vf8{} + v; }
-inline vi8 splat_i(int32_t v) { return vi8{} + v; }
+inline fvec splat(float v) { return fvec{} + v; }
+inline ivec splat_i(int32_t v) { return ivec{} + v; }
 
 // exp(x) for x <= 0: Cephes' expf polynomial after x = n ln 2 + r, n = round(x / ln 2); relative error ~1e-7.
-inline vf8 exp_neg(vf8 x) {
+inline fvec exp_neg(fvec x) {
     x = x < -87.0f ? splat(-87.0f) : x;
     x = x > 0.0f ? splat(0.0f) : x;
-    const vi8 n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi8);  // truncation: round for x <= 0
-    const vf8 fn = __builtin_convertvector(n, vf8);
-    const vf8 r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+    const ivec n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, ivec);  // truncation: round for x <= 0
+    const fvec fn = __builtin_convertvector(n, fvec);
+    const fvec r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
     // the degree-5 polynomial by Estrin's scheme: three short chains instead of Horner's one long one
-    const vf8 r2 = r * r;
-    const vf8 p45 = 1.9875691500e-4f * r + 1.3981999507e-3f, p23 = 8.3334519073e-3f * r + 4.1665795894e-2f;
-    const vf8 p01 = 1.6666665459e-1f * r + 5.0000001201e-1f;
-    const vf8 p = (p45 * r2 + p23) * r2 + p01;
-    const vf8 e = p * r2 + r + 1.0f;
-    return e * (vf8)((n + 127) << 23);  // times 2^n (the exponent bits)
+    const fvec r2 = r * r;
+    const fvec p45 = 1.9875691500e-4f * r + 1.3981999507e-3f, p23 = 8.3334519073e-3f * r + 4.1665795894e-2f;
+    const fvec p01 = 1.6666665459e-1f * r + 5.0000001201e-1f;
+    const fvec p = (p45 * r2 + p23) * r2 + p01;
+    const fvec e = p * r2 + r + 1.0f;
+    return e * (fvec)((n + 127) << 23);  // times 2^n (the exponent bits)
 }
 
 // alpha = min(0.999, o exp(-sigma)) (3DGS Eq. 3), or 0 where gsplat skips the pair (sigma < 0, alpha < 1/255)
 // or sigma > lim (the compact box; lim = inf otherwise).
-inline vf8 pair_alpha(vf8 sigma, float o, float lim) {
-    vf8 a = o * exp_neg(-sigma);
+inline fvec pair_alpha(fvec sigma, float o, float lim) {
+    fvec a = o * exp_neg(-sigma);
     a = a < MAX_ALPHA ? a : splat(MAX_ALPHA);
-    const vi8 ok = (sigma >= 0.0f) & (sigma <= lim) & (a >= ALPHA_THRESHOLD);
+    const ivec ok = (sigma >= 0.0f) & (sigma <= lim) & (a >= ALPHA_THRESHOLD);
     return ok ? a : splat(0.0f);
 }
 
 // sigma = 0.5 d^T Q d (3DGS Eq. 4) at the eight pixel centres px of a row, d = mean - pixel centre
-inline vf8 pair_sigma(vf8 dx, float dy, float qa, float qb, float qc) {
+inline fvec pair_sigma(fvec dx, float dy, float qa, float qb, float qc) {
     return 0.5f * (qa * dx * dx + qc * dy * dy) + qb * dx * dy;
 }
 
 // Whether any lane of a comparison mask is set (one movemask with AVX).
-inline bool any_lane(vi8 m) {
+inline bool any_lane(ivec m) {
 #if defined(__AVX512F__)
     const __m512i v = reinterpret_cast<__m512i>(m);
     return _mm512_test_epi32_mask(v, v) != 0;
@@ -802,12 +801,12 @@ inline bool any_lane(vi8 m) {
     return _mm256_movemask_ps(_mm256_castsi256_ps(reinterpret_cast<__m256i>(m))) != 0;
 #else
     bool any = false;
-    for (int l = 0; l < HALF; ++l) any |= m[l] != 0;
+    for (int l = 0; l < VW; ++l) any |= m[l] != 0;
     return any;
 #endif
 }
 
-inline float hsum(vf8 v) {  // pairwise: lanes l and l + w, w = VW / 2, VW / 4, ..., 1
+inline float hsum(fvec v) {  // pairwise: lanes l and l + w, w = VW / 2, VW / 4, ..., 1
     for (int w = VW / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; ++l) v[l] = v[l] + v[l + w];
     return v[0];
@@ -954,29 +953,29 @@ struct Grid {
 
 // Front-to-back state of one pixel row (lanes i < n are pixels x0 + i), NH vectors ("halves" when NH = 2).
 struct RowFwd {
-    vf8 T[NH], a[NH], w[NH], tb[NH], px[NH];
-    vi8 end[NH], live[NH];
+    fvec T[NH], a[NH], w[NH], tb[NH], px[NH];
+    ivec end[NH], live[NH];
     int64_t x0 = 0;
 
     void start(int64_t x0_, int64_t n) {
         x0 = x0_;
         for (int h = 0; h < NH; ++h)
-            for (int l = 0; l < HALF; ++l) {
-                const int i = h * HALF + l;
+            for (int l = 0; l < VW; ++l) {
+                const int i = h * VW + l;
                 T[h][l] = 1.0f;
                 end[h][l] = 0;
                 live[h][l] = i < n ? -1 : 0;
                 px[h][l] = static_cast<float>(x0 + i) + 0.5f;
             }
     }
-    float lane(const vf8* v, int i) const { return v[i / HALF][i % HALF]; }
+    float lane(const fvec* v, int i) const { return v[i / VW][i % VW]; }
 
     // Composite entry j into every live pixel: a = its alpha where composited (else 0), w = a T, tb = T
     // before. Returns whether a pixel is still live (gsplat's exclusive stop T (1 - alpha) <= 1e-4 ends one).
     inline bool step(const TileGaussians& tg, int32_t j, float py) {
         const float mx = tg.mx[j], dy = tg.my[j] - py;
-        vi8 alive = splat_i(0);
-        const int h0 = NH > 1 && tg.x_lo[j] - x0 >= HALF, h1 = NH > 1 && tg.x_hi[j] - x0 >= HALF;  // halves the box spans
+        ivec alive = splat_i(0);
+        const int h0 = NH > 1 && tg.x_lo[j] - x0 >= VW, h1 = NH > 1 && tg.x_hi[j] - x0 >= VW;  // halves the box spans
         for (int h = 0; h < NH; ++h) {
             if (h < h0 || h > h1) {  // no pixel of this half can composite the entry
                 a[h] = splat(0.0f);
@@ -985,11 +984,11 @@ struct RowFwd {
                 alive |= live[h];
                 continue;
             }
-            const vf8 sigma = pair_sigma(mx - px[h], dy, tg.qa[j], tg.qb[j], tg.qc[j]);
-            const vf8 al = live[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
-            const vf8 next_T = T[h] * (1.0f - al);
-            const vi8 stop = (al > 0.0f) & (next_T <= T_MIN);
-            const vi8 hit = (al > 0.0f) & ~stop;
+            const fvec sigma = pair_sigma(mx - px[h], dy, tg.qa[j], tg.qb[j], tg.qc[j]);
+            const fvec al = live[h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
+            const fvec next_T = T[h] * (1.0f - al);
+            const ivec stop = (al > 0.0f) & (next_T <= T_MIN);
+            const ivec hit = (al > 0.0f) & ~stop;
             a[h] = hit ? al : splat(0.0f);
             w[h] = hit ? al * T[h] : splat(0.0f);
             tb[h] = T[h];
@@ -1050,7 +1049,7 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     {
         TileGaussians tg;
         RowFwd row;
-        std::vector<vf8> acc(NH * D);  // [D, NH]
+        std::vector<fvec> acc(NH * D);  // [D, NH]
         const std::vector<float>& fl = tg.feats;  // the tile's features, list order [k, D]
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
@@ -1074,10 +1073,10 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     const int64_t p = (c * height + y) * width + x0 + i;
                     const float T = row.lane(row.T, i);
                     for (int64_t d = 0; d < D; ++d)
-                        po[p * D + d] = acc[NH * d + i / HALF][i % HALF] + (bg ? T * bg[c * D + d] : 0.0f);
+                        po[p * D + d] = acc[NH * d + i / VW][i % VW] + (bg ? T * bg[c * D + d] : 0.0f);
                     pa[p] = 1.0f - T;
                     pt[p] = T;
-                    pe[p] = row.end[i / HALF][i % HALF];
+                    pe[p] = row.end[i / VW][i % VW];
                 }
             }
         }
@@ -1123,11 +1122,11 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         const std::vector<float>& fl = tg.feats;
         // the whole tile's per-pixel state, [row][half] (g: [row][d][half]): entries are walked back to front
         // once per tile, each over the rows its box crosses, so its sums stay in registers across those rows
-        std::vector<vf8> T(NH * LANES), tail(NH * LANES), behind(NH * LANES), g(NH * LANES * D), colour(D);
-        std::vector<vi8> end(NH * LANES);
+        std::vector<fvec> T(NH * LANES), tail(NH * LANES), behind(NH * LANES), g(NH * LANES * D), colour(D);
+        std::vector<ivec> end(NH * LANES);
         std::vector<int32_t> row_end(LANES);  // per row: entries from here on composite none of its pixels
-        vf8 px[NH];
-        for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = 0.0f;
+        fvec px[NH];
+        for (int i = 0; i < LANES; ++i) px[i / VW][i % VW] = 0.0f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
@@ -1135,12 +1134,12 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
             tg.gather(sr, ids, tl, N);
             const int32_t* tile_rank = rank + n0;  // where the tile's entries' sums go
             int32_t tile_end = 0;
-            for (int i = 0; i < LANES; ++i) px[i / HALF][i % HALF] = static_cast<float>(x0 + i) + 0.5f;
+            for (int i = 0; i < LANES; ++i) px[i / VW][i % VW] = static_cast<float>(x0 + i) + 0.5f;
             for (int64_t r = 0; r < rows; ++r) {  // per pixel: T from T_final, tail, dL/dC
                 const int64_t y = tl.y0 + r;
                 int32_t max_end = 0;
                 for (int i = 0; i < LANES; ++i) {
-                    const int h = i / HALF, l = i % HALF, rh = NH * r + h;
+                    const int h = i / VW, l = i % VW, rh = NH * r + h;
                     behind[rh][l] = 0.0f;  // sum over later entries of w c . dL/dC
                     if (i >= n) {
                         T[rh][l] = 1.0f; tail[rh][l] = 0.0f; end[rh][l] = 0;
@@ -1172,44 +1171,44 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
             auto entries = [&](auto width) {
                 constexpr int64_t DC = decltype(width)::value;  // 0: D known only at run time
                 const int64_t Dn = DC > 0 ? DC : D;
-                vf8 colour_fixed[DC > 0 ? DC : 1];
-                vf8* colour_p = DC > 0 ? colour_fixed : colour.data();
+                fvec colour_fixed[DC > 0 ? DC : 1];
+                fvec* colour_p = DC > 0 ? colour_fixed : colour.data();
                 for (int64_t j = tile_end - 1; j >= 0; --j) {  // back to front
-                    vf8 q_sum[8] = {};
+                    fvec q_sum[8] = {};
                     std::fill(colour_p, colour_p + Dn, splat(0.0f));
                     const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
                     const int64_t r0 = tg.row_lo[j], r1 = tg.row_hi[j];
-                    const int h0 = NH > 1 && tg.x_lo[j] - x0 >= HALF, h1 = NH > 1 && tg.x_hi[j] - x0 >= HALF;
+                    const int h0 = NH > 1 && tg.x_lo[j] - x0 >= VW, h1 = NH > 1 && tg.x_hi[j] - x0 >= VW;
                     for (int64_t r = r0; r <= r1; ++r) {
                         const float py = static_cast<float>(tl.y0 + r) + 0.5f;
                         if (j >= row_end[r] || !tg.crosses_row(j, py)) continue;
                         const float dy = my - py;
-                        vf8 dx[NH], al[NH];
+                        fvec dx[NH], al[NH];
                         bool hit[NH] = {};
                         for (int h = h0; h <= h1; ++h) {
                             dx[h] = mx - px[h];
-                            const vf8 sigma = pair_sigma(dx[h], dy, qa, qb, qc);
+                            const fvec sigma = pair_sigma(dx[h], dy, qa, qb, qc);
                             al[h] = static_cast<int32_t>(j) < end[NH * r + h] ? pair_alpha(sigma, tg.o[j], tg.lim[j]) : splat(0.0f);
                             hit[h] = any_lane(al[h] > 0.0f);
                         }
                         bool any_hit = false;
                         for (int h = h0; h <= h1; ++h) any_hit |= hit[h];
                         if (!any_hit) continue;  // the entry composites no pixel of this row
-                        vf8 q[8] = {}, w[NH] = {};
+                        fvec q[8] = {}, w[NH] = {};
                         for (int h = h0; h <= h1; ++h) {
                             if (!hit[h]) continue;  // alpha 0 in every lane of this half: nothing changes
                             const int rh = NH * r + h;
-                            vf8 cg = splat(0.0f);  // c . dL/dC
+                            fvec cg = splat(0.0f);  // c . dL/dC
                             for (int64_t d = 0; d < Dn; ++d) cg += fl[j * Dn + d] * g[(r * Dn + d) * NH + h];
-                            const vf8 inv = 1.0f / (1.0f - al[h]);
+                            const fvec inv = 1.0f / (1.0f - al[h]);
                             T[rh] = T[rh] * inv;  // T before entry j
                             w[h] = al[h] * T[rh];
                             // dC/dalpha = T c - behind / (1 - alpha), dA/dalpha = T_final / (1 - alpha)
-                            const vf8 v_a = T[rh] * cg + (tail[rh] - behind[rh]) * inv;
+                            const fvec v_a = T[rh] * cg + (tail[rh] - behind[rh]) * inv;
                             behind[rh] += w[h] * cg;
-                            const vf8 u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
-                            const vf8 ux = u * dx[h], uy = u * dy;
-                            const vf8 gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
+                            const fvec u = al[h] < MAX_ALPHA ? al[h] * v_a : splat(0.0f);  // clamped alpha: no gradient
+                            const fvec ux = u * dx[h], uy = u * dy;
+                            const fvec gx = qa * ux + qb * uy, gy = qb * ux + qc * uy;
                             q[0] += u; q[1] += ux; q[2] += uy;
                             q[3] += ux * dx[h]; q[4] += ux * dy; q[5] += uy * dy;
                             q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
@@ -1217,7 +1216,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                         }
                         for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
                         for (int64_t d = 0; d < Dn; ++d) {
-                            vf8 wg = w[0] * g[(r * Dn + d) * NH];
+                            fvec wg = w[0] * g[(r * Dn + d) * NH];
                             for (int h = 1; h < NH; ++h) wg = wg + w[h] * g[(r * Dn + d) * NH + h];
                             colour_p[d] += wg;
                         }
