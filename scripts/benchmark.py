@@ -4,8 +4,9 @@ r"""Benchmark methods side by side: every method trains on the same scene(s), th
     python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
         --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
 
-A method is `strategy[+pruner[@ratio]]`: `gspruner train strategy:STRATEGY [prune:PRUNER [--prune.ratio RATIO]]`
-(without @ratio a pruner that takes a ratio gets --prune-ratio, or its own default). Each runs as its own
+A method is `strategy[+pruner[@ratio][:option=value]...]`: `gspruner train strategy:STRATEGY [prune:PRUNER
+[--prune.ratio RATIO] [--prune.OPTION VALUE]...]` (without @ratio a pruner that takes a ratio gets --prune-ratio,
+or its own default), e.g. `fastgs+rounds@0.8:stop-db=0.1`. Each runs as its own
 `python -m gspruner.cli train` process, one after another, into OUT/<scene>/<method>/ (the process' peak RSS
 is measured with os.wait4), then its checkpoint is exported to ply / compressed-ply / spz
 (OUT/<scene>/<method>/exports/). A method whose metrics.json exists is not re-run unless --rerun; one that
@@ -35,6 +36,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -54,16 +56,25 @@ DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fast
 
 @dataclass
 class MethodSpec:
-    """`strategy[+pruner[@ratio]]` as written on the command line (@ratio: this method's --prune.ratio)."""
+    """`strategy[+pruner[@ratio][:option=value]...]` as written on the command line (@ratio: this method's
+    --prune.ratio; each option=value: --prune.option value)."""
 
     name: str
     strategy: str
     pruner: str | None
     ratio: float | None = None
+    options: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> "MethodSpec":
-        body, at, ratio_text = text.strip().partition("@")
+        head, *option_texts = text.strip().split(":")
+        options = []
+        for option in option_texts:
+            key, eq, value = option.partition("=")
+            if not (eq and value and re.fullmatch(r"[a-z][a-z0-9-]*", key)):
+                raise ValueError(f"method {text!r}: expected :option=value after the pruner, got {option!r}")
+            options.append((key, value))
+        body, at, ratio_text = head.partition("@")
         parts = [p.strip() for p in body.split("+")]
         if len(parts) > 2 or not all(parts):
             raise ValueError(f"method {text!r}: expected strategy, strategy+pruner or strategy+pruner@ratio")
@@ -75,8 +86,11 @@ class MethodSpec:
                 ratio = -1.0
             if len(parts) != 2 or not 0.0 < ratio < 1.0:
                 raise ValueError(f"method {text!r}: @ratio follows a pruner and lies in (0, 1)")
-        name = "+".join(parts) + (f"@{ratio_text.strip()}" if at else "")
-        return cls(name=name, strategy=parts[0], pruner=parts[1] if len(parts) == 2 else None, ratio=ratio)
+        if options and len(parts) != 2:
+            raise ValueError(f"method {text!r}: :option=value follows a pruner")
+        name = "+".join(parts) + (f"@{ratio_text.strip()}" if at else "") + "".join(f":{k}={v}" for k, v in options)
+        return cls(name=name, strategy=parts[0], pruner=parts[1] if len(parts) == 2 else None, ratio=ratio,
+                   options=tuple(options))
 
 
 def scene_name(data_dir: Path | None) -> str:
@@ -152,6 +166,8 @@ def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: 
         ratio = spec.ratio if spec.ratio is not None else a.prune_ratio
         if ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
             cmd += ["--prune.ratio", str(ratio)]
+        for key, value in spec.options:
+            cmd += [f"--prune.{key}", value]
     if spec.strategy == "mcmc" and mcmc_cap is not None:
         cmd += ["--strategy.cap-max", str(mcmc_cap)]
     if not a.lpips:
@@ -316,7 +332,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--scene", action="append", default=[], metavar="SPEC",
                     help="a scene with its own image factor: demo, object-demo (generated) or PATH[:FACTOR]; repeatable")
     ap.add_argument("--scenes-root", type=Path, help="benchmark every scene folder directly under this folder")
-    ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated strategy[+pruner[@ratio]] specs")
+    ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated strategy[+pruner[@ratio][:option=value]...] specs")
     ap.add_argument("--max-steps", type=int, help="training steps per method (default: the trainer's)")
     ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
     ap.add_argument("--test-every", type=int, default=8, help="every N-th image is a test image")

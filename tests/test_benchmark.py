@@ -44,7 +44,13 @@ def test_method_spec_to_train_flags(tmp_path):
     at = benchmark.MethodSpec.parse("fastgs+rounds@0.66")
     assert (at.name, at.strategy, at.pruner, at.ratio) == ("fastgs+rounds@0.66", "fastgs", "rounds", 0.66)
     assert flag_value(benchmark.train_command(at, None, tmp_path / "m", a, None, resume=False), "--prune.ratio") == "0.66"
-    for bad in ("a+b+c", "+x", "", "default@0.5", "default+rounds@1.5", "default+rounds@x"):
+    opt = benchmark.MethodSpec.parse("fastgs+rounds@0.8:stop-db=0.1:score=pup-scale")
+    assert (opt.name, opt.ratio, opt.options) == ("fastgs+rounds@0.8:stop-db=0.1:score=pup-scale", 0.8,
+                                                  (("stop-db", "0.1"), ("score", "pup-scale")))
+    cmd = benchmark.train_command(opt, None, tmp_path / "m", a, None, resume=False)
+    assert flag_value(cmd, "--prune.stop-db") == "0.1" and flag_value(cmd, "--prune.score") == "pup-scale"
+    for bad in ("a+b+c", "+x", "", "default@0.5", "default+rounds@1.5", "default+rounds@x", "default:x=1",
+                "default+rounds:stop-db", "default+rounds:=1", "default+rounds:Score=x"):
         with pytest.raises(ValueError):
             benchmark.MethodSpec.parse(bad)
 

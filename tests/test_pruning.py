@@ -373,3 +373,58 @@ def test_pup_fisher_matches_one_backward_pass_per_patch():
     unseen = dict(splats, means=torch.cat([splats["means"][:29], torch.tensor([[0.0, 0.0, -5.0]], dtype=torch.float64)]))
     U_unseen = sensitivity(fisher(unseen, [(cam, None)], background=background))
     assert U_unseen[29] == pytest.approx(6 * math.log(1e-30)) and int(U_unseen.argmin()) == 29
+
+
+@pytest.mark.parametrize("with_wall", [False, True])
+def test_removal_error_matches_rerendering_without_each_gaussian(with_wall):
+    """The removal scores (pruning/removal.py) equal, for every Gaussian, the L1 loss change of re-rendering each
+    view without it (background and view-dependent colour included), summed over the views (`removal-sum`; some
+    Gaussians make the views worse and score below 0) or the largest of them and 0 (`removal`). With an opaque
+    wall (alpha clamped at 0.999) pixels reach the T < 1e-4 stop, beyond which the score cannot see what a
+    removal would reveal: there it is close, and a Gaussian hidden behind the wall scores ~0."""
+    from types import SimpleNamespace
+
+    from gspruner.pruning.importance import compute_importance
+    from gspruner.render import rasterize
+
+    n = 30
+    means, quats, scales, opacities, viewmat, K, W, H = _random_scene(n=n, seed=11)
+    if with_wall:
+        opacities[:3] = 0.99999  # alpha clamped at 0.999 near their centres
+        means[3], scales[3], opacities[3] = torch.tensor([0.1, 0.0, 9.0]), 0.05, 0.9  # behind the wall
+        means[4], scales[4], opacities[4] = torch.tensor([0.1, 0.0, 7.0]), torch.tensor([3.0, 3.0, 0.01]), 0.99999
+    g = torch.Generator().manual_seed(5)
+    splats = {"means": means.double(), "quats": quats.double(), "scales": torch.log(scales).double(),
+              "opacities": torch.logit(opacities).double(),
+              "sh0": torch.randn(n, 1, 3, generator=g, dtype=torch.float64) * 0.5,
+              "shN": torch.randn(n, 3, 3, generator=g, dtype=torch.float64) * 0.2}
+    side = torch.eye(4, dtype=torch.float64)
+    side[0, 3] = 0.3  # a second view, shifted sideways
+    cams = [SimpleNamespace(viewmat=v, K=K.double(), width=W, height=H) for v in (viewmat.double(), side)]
+    background = (0.2, 0.5, 0.9)
+    bg = torch.tensor(background, dtype=torch.float64)[None]
+
+    def render(sp, cam):
+        sh = torch.cat([sp["sh0"], sp["shN"]], dim=1)
+        img, _, _ = rasterize(sp["means"], sp["quats"], torch.exp(sp["scales"]), torch.sigmoid(sp["opacities"]), sh,
+                              cam.viewmat[None], cam.K[None], W, H, sh_degree=1, backgrounds=bg)
+        return img[0]
+
+    images = [render(splats, cam) + 0.3 * torch.rand(H, W, 3, generator=g, dtype=torch.float64) for cam in cams]
+    views = list(zip(cams, images))
+
+    def l1(sp):  # [views] the L1 loss of each view
+        return torch.tensor([float((render(sp, cam) - image).abs().sum()) for cam, image in views], dtype=torch.float64)
+
+    base = l1(splats)
+    per_view = torch.stack([l1({k: v[torch.arange(n) != i] for k, v in splats.items()}) - base for i in range(n)])
+    for name, expected in (("removal", per_view.amax(dim=1).clamp_min(0.0)), ("removal-sum", per_view.sum(dim=1))):
+        score = compute_importance(name, splats, views, background=background).double()
+        assert score.shape == (n,) and (expected > 0).sum() >= 10
+        top = float(expected.abs().max())
+        if not with_wall:
+            torch.testing.assert_close(score, expected, rtol=1e-4, atol=1e-5 * top)
+        else:
+            torch.testing.assert_close(score, expected, rtol=0.0, atol=0.03 * top)
+            assert abs(float(expected[3])) < 1e-3 * top and abs(float(score[3])) < 1e-3 * top
+    assert (per_view.sum(dim=1) < 0).sum() >= 2  # removing these makes the views closer to their images

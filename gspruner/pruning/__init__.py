@@ -12,7 +12,9 @@ from .base import NoPruneConfig, Pruner, PruneContext, PrunerConfig, remove_gaus
 from .importance import SCORES, compute_importance
 from .lp3dgs import LP3DGSConfig, MaskPruner, STEMaskConfig
 from .oneshot import (LightGaussianConfig, MiniSplattingAreaConfig, MiniSplattingConfig, OpacityConfig,
-                      PUPConfig, PUPScaleConfig, RadSplatConfig, RoundsConfig, ScorePruner, ScorePrunerConfig, keep_by_ratio, keep_by_threshold)
+                      PUPConfig, PUPScaleConfig, RadSplatConfig, RemovalConfig, RemovalSumConfig,
+                      RoundsConfig, ScorePruner,
+                      ScorePrunerConfig, keep_by_ratio, keep_by_threshold)
 from .spatiotemporal import DEFAULT_FILTER_MIN_WEIGHT, SpatioTemporalConfig, SpatioTemporalPruner, TemporalFilter
 
 # name -> its config class (the defaults of a fresh instance are the method's); one line per pruner
@@ -25,6 +27,8 @@ PRUNERS = Registry(PrunerConfig, {
     "opacity": OpacityConfig,
     "pup": PUPConfig,
     "pup-scale": PUPScaleConfig,
+    "removal": RemovalConfig,
+    "removal-sum": RemovalSumConfig,
     "rounds": RoundsConfig,
     "lp3dgs": LP3DGSConfig,
     "ste-mask": STEMaskConfig,
@@ -40,7 +44,8 @@ def pruner_union(post_hoc: bool = False):
 
 
 __all__ = ["DEFAULT_FILTER_MIN_WEIGHT", "PRUNERS", "LP3DGSConfig", "LightGaussianConfig", "MaskPruner",
-           "MiniSplattingAreaConfig", "MiniSplattingConfig", "NoPruneConfig", "OpacityConfig", "PUPConfig", "PUPScaleConfig", "RadSplatConfig", "RoundsConfig",
+           "MiniSplattingAreaConfig", "MiniSplattingConfig", "NoPruneConfig", "OpacityConfig", "PUPConfig", "PUPScaleConfig", "RadSplatConfig",
+           "RemovalConfig", "RemovalSumConfig", "RoundsConfig",
            "STEMaskConfig", "SpatioTemporalConfig", "Pruner", "PruneContext",
            "PrunerConfig", "SCORES", "ScorePruner", "ScorePrunerConfig", "SpatioTemporalPruner", "TemporalFilter",
            "compute_importance", "keep_by_ratio", "keep_by_threshold", "pruner_name", "pruner_union",

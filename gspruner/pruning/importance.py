@@ -13,11 +13,13 @@ from torch import Tensor
 
 from ..model import activated
 from ..render.stats import ContributionStats, contribution_stats
+from .removal import removal_error
 from .sensitivity import fisher, scale_invariant_offset, sensitivity
 
-ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale"]
+ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale",
+                    "removal", "removal-sum"]
 SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup",
-                           "pup-scale")
+                           "pup-scale", "removal", "removal-sum")
 LIGHTGAUSSIAN_BETA = 0.1  # v_pow of LightGaussian's prune.py
 
 
@@ -77,5 +79,7 @@ def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0
         U = sensitivity(fisher(splats, views, background, near_plane, far_plane))
         return U if name == "pup" else U + scale_invariant_offset(splats["scales"].detach())
 
+    if name in ("removal", "removal-sum"):  # not a hit statistic: the loss each Gaussian's removal costs a view
+        return removal_error(splats, views, background, near_plane, far_plane, "sum" if name == "removal-sum" else "max")
     stats = accumulate_stats(splats, views, near_plane=near_plane, far_plane=far_plane)
     return importance_from_stats(name, stats, splats)

@@ -1,0 +1,71 @@
+"""Removal error: how much the training loss rises when one Gaussian alone is removed (ours).
+
+A pixel's colour is affine in each of its Gaussians' alphas, C = C_front + T_i (a_i c_i + (1 − a_i) R_i), so
+removing Gaussian i (a_i → 0) changes it by exactly
+
+    ΔC_i = a_i ∂C/∂a_i = a_i (T_i c_i − S_i / (1 − a_i)),   S_i = Σ_{j behind i} a_j T_j c_j + T_final · background
+
+(the pairs beyond the pixel's T < 1e-4 stop, which the removal would let through, are not seen), and the L1
+loss of that pixel by |C − ΔC_i − gt|₁ − |C − gt|₁. Summed over the pixels i is composited into, that is the
+view's loss increase; a Gaussian the view would not miss scores ~0, one whose removal brings the render
+closer to the image (a floater) below 0. Over the training views the score takes the sum (`removal-sum`) or
+the most any view loses, 0 when none does (`removal`: RadSplat's max over views, so a Gaussian only a few
+views need is kept).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+import torch
+from torch import Tensor
+
+from ..render import contributing_pairs, torch_raster
+from ..render.torch_raster import view_colors
+
+
+@torch.no_grad()
+def removal_delta(pairs, colors: Tensor, image: Tensor, background: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(Gaussian ids [P], per pair the L1 loss change of its pixel [P] when the pair's Gaussian is removed).
+
+    pairs: one camera's composited pairs; colors [N, 3] at that view; image [H, W, ≥3]."""
+    g, pix = pairs.gaussian_ids, pairs.pixel_ids
+    a, T = pairs.alphas.double(), pairs.transmittances.double()
+    c = colors.double()[g]  # [P, 3]
+    csum = torch.cumsum((a * T)[:, None] * c, dim=0)  # pairs are sorted by (pixel, depth): a pixel's pairs are one run
+    first, last = pairs.pixel_starts[pix], pairs.pixel_starts[pix + 1] - 1
+    before_pixel = torch.where((first > 0)[:, None], csum[(first - 1).clamp_min(0)], torch.zeros_like(csum[:1]))
+    t_final = pairs.final_transmittances.reshape(-1)[pix].double()
+    bg = background.double().reshape(1, 3) if background is not None else c.new_zeros(1, 3)
+    S = csum[last] - csum + t_final[:, None] * bg  # [P, 3] what lies behind the pair, background included
+    C = csum[last] - before_pixel + t_final[:, None] * bg  # [P, 3] the pixel's rendered colour
+    dC = a[:, None] * (T[:, None] * c - S / (1.0 - a)[:, None])  # [P, 3] ΔC_i, exact as a_i -> 0
+    gt = image.reshape(-1, image.shape[-1])[pix, :3].double()
+    return g, (C - dC - gt).abs().sum(-1) - (C - gt).abs().sum(-1)
+
+
+@torch.no_grad()
+def removal_error(splats, views: Iterable, background=None, near_plane: float = 0.01, far_plane: float = 1e10,
+                  reduce: Literal["max", "sum"] = "max") -> Tensor:
+    """importance [N]: each Gaussian's L1 loss increase over a view when it alone is removed, summed over
+    `views` = iterable of (camera, image [H, W, 3]), or their maximum and 0."""
+    means, quats = splats["means"].detach(), splats["quats"].detach()
+    scales, opacities = torch.exp(splats["scales"].detach()), torch.sigmoid(splats["opacities"].detach())
+    sh = torch.cat([splats["sh0"], splats["shN"]], dim=1).detach()  # [N, K, 3]
+    sh_degree = round(sh.shape[1] ** 0.5) - 1
+    n, dev = means.shape[0], means.device
+    bg = None if background is None else torch.as_tensor(background, dtype=torch.float32, device=dev)
+    total = torch.zeros(n, dtype=torch.float64, device=dev)  # with "max": max(0, the views' increases)
+    for cam, image in views:
+        viewmat, K = cam.viewmat.to(dev, means.dtype), cam.K.to(dev, means.dtype)
+        proj = torch_raster.project(means, quats, scales, opacities, viewmat[None], K[None], cam.width, cam.height,
+                                    near_plane, far_plane)
+        pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii,
+                                   cam.width, cam.height)
+        if len(pairs) == 0:
+            continue
+        colors = view_colors(means, sh, viewmat[None], sh_degree)[0]
+        g, delta = removal_delta(pairs, colors, image.to(dev), bg)
+        view_loss = torch.zeros_like(total).index_add_(0, g, delta)  # [N] this view's loss increase
+        total = total + view_loss if reduce == "sum" else torch.maximum(total, view_loss)
+    return total.float()
