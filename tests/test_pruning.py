@@ -164,7 +164,7 @@ def test_rounds_split_the_ratio_over_evenly_spaced_prunes(tiny_scene, tmp_path):
     ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=30_000,
                        densify_stop_step=15_000, sh_degree=3)
     p = RoundsConfig(ratio=0.875, rounds=3, start=0.5, end=0.7).setup(ctx)
-    assert p.steps == [15_000, 18_000, 21_000] and p.ratio == pytest.approx(0.5) and p.score == "radsplat"
+    assert p.steps == [15_000, 18_000, 21_000] and p.ratio == pytest.approx(0.5) and p.score == "removal"
     assert RoundsConfig().at_start().setup(ctx).steps[0] == 15_000  # never before densification stops
 
     cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
@@ -201,6 +201,57 @@ def test_rounds_raise_the_means_learning_rate_after_each_prune():
         assert p.summary()["means_lr_boost"] == boost
     with pytest.raises(InputError, match="--prune.means-lr-boost"):
         RoundsConfig(means_lr_boost=0.5)
+
+
+def test_rounds_stop_once_the_training_views_fall_below_their_best(monkeypatch):
+    """With --prune.stop-db the training views' PSNR is measured before each prune, and the prunes stop for good at
+    the first measurement more than stop_db below the best before it (later measurements are not taken)."""
+    from gspruner.pruning import RoundsConfig
+    from gspruner.pruning import oneshot
+
+    ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=400, densify_stop_step=100,
+                       sh_degree=0)
+    for psnrs, stop_db, kept, measured in (([30.0, 31.0, 30.85, 32.0], 0.1, 4, 3),  # 0.15 below 31: stop at the 3rd
+                                           ([30.0, 31.0, 30.95, 32.0], 0.1, 1, 4),  # within 0.1: all four prune
+                                           ([30.0, 29.0, 35.0, 35.0], 0.5, 8, 2),   # stops at the 2nd for good
+                                           ([30.0, 29.0, 35.0, 35.0], None, 1, 0)):  # off: no render at all
+        readings = iter(psnrs)
+        calls = []
+        monkeypatch.setattr(oneshot, "views_psnr", lambda params, c: calls.append(1) or next(readings))
+        params = torch.nn.ParameterDict({"means": torch.nn.Parameter(torch.randn(16, 3)),
+                                         "opacities": torch.nn.Parameter(torch.randn(16))})
+        optimizers = {k: torch.optim.Adam([{"params": v, "lr": 0.01, "name": k}]) for k, v in params.items()}
+        p = RoundsConfig(ratio=15 / 16, rounds=4, start=0.5, end=0.8, score="opacity", stop_db=stop_db).setup(ctx)
+        assert p.steps == [200, 240, 280, 320] and p.ratio == pytest.approx(0.5)
+        for step in range(400):
+            p.after_step(step, params, optimizers, {})
+        assert params["means"].shape[0] == kept and len(calls) == measured
+        if stop_db is not None:
+            summary = p.summary()
+            assert summary["views_psnr_before_prunes"] == psnrs[:measured]
+            assert summary["prunes_stopped_at"] == (None if kept == 1 else p.steps[measured - 1])
+            resumed = RoundsConfig(ratio=15 / 16, rounds=4, start=0.5, end=0.8, score="opacity", stop_db=stop_db).setup(ctx)
+            resumed.load_state_dict(p.state_dict())
+            assert resumed.summary() == summary
+    with pytest.raises(InputError, match="--prune.stop-db"):
+        RoundsConfig(stop_db=-0.1)
+
+
+def test_views_psnr_renders_every_training_view(tiny_scene, tmp_path):
+    """The stop rule's measurement is the mean PSNR of the trainer's renders of its training views."""
+    from gspruner.evaluation import render_view
+    from gspruner.metrics import psnr
+    from gspruner.pruning.oneshot import views_psnr
+
+    t = Trainer(TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=20, device="cpu",
+                            progress=False, lpips=False))
+    t.train()
+    ctx = t._prune_context()
+    views = list(ctx.views())
+    expected = [psnr(render_view(t.splats, cam, "cpu", ctx.sh_degree, ctx.background)[0].clamp(0, 1), image)
+                for cam, image in views]
+    assert len(views) == len(t.scene.train) >= 2 and len(set(expected)) > 1
+    assert views_psnr(t.splats, ctx) == pytest.approx(sum(expected) / len(expected))
 
 
 @pytest.mark.parametrize("kw,message", [(dict(ratio=0.0), "--prune.ratio"), (dict(rounds=0), "--prune.rounds"),

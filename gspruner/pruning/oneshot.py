@@ -1,15 +1,17 @@
-"""One-shot pruning rules on an importance score: ratio mode and threshold mode."""
+"""Pruning by an importance score: one-shot (ratio or threshold mode) and prune-then-fine-tune rounds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 import math
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..evaluation import render_view
+from ..metrics import psnr
 from .base import Pruner, PruneContext, PrunerConfig, check_fractions, check_ratio, remove_gaussians
 from .importance import SCORES, compute_importance
 
@@ -34,9 +36,6 @@ def keep_by_threshold(importance: Tensor, threshold: float) -> Tensor:
 @torch.no_grad()
 def views_psnr(params, ctx: PruneContext) -> float:
     """Mean PSNR [dB] of the current model's renders of every training view."""
-    from ..evaluation import render_view  # evaluation sits above pruning in the data flow; only this needs it
-    from ..metrics import psnr
-
     values = [psnr(render_view(params, cam, ctx.device, ctx.sh_degree, ctx.background)[0].clamp(0, 1), image[..., :3])
               for cam, image in ctx.views()]
     return sum(values) / len(values)
