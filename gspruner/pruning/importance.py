@@ -78,8 +78,8 @@ def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0
     if name in ("pup", "pup-scale"):  # not a hit statistic: each Gaussian's Fisher information over its mean and scale
         U = sensitivity(fisher(splats, views, background, near_plane, far_plane))
         return U if name == "pup" else U + scale_invariant_offset(splats["scales"].detach())
-
     if name in ("removal", "removal-sum"):  # not a hit statistic: the loss each Gaussian's removal costs a view
         return removal_error(splats, views, background, near_plane, far_plane, "sum" if name == "removal-sum" else "max")
+
     stats = accumulate_stats(splats, views, near_plane=near_plane, far_plane=far_plane)
     return importance_from_stats(name, stats, splats)
