@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..render import contributing_pairs, torch_raster
 from ..render.torch_raster import view_colors
+from .sensitivity import alpha_derivative
 
 
 @torch.no_grad()
@@ -29,17 +30,9 @@ def removal_delta(pairs, colors: Tensor, image: Tensor, background: Tensor | Non
     """(Gaussian ids [P], per pair the L1 loss change of its pixel [P] when the pair's Gaussian is removed).
 
     pairs: one camera's composited pairs; colors [N, 3] at that view; image [H, W, ≥3]."""
-    g, pix = pairs.gaussian_ids, pairs.pixel_ids
-    a, T = pairs.alphas.double(), pairs.transmittances.double()
-    c = colors.double()[g]  # [P, 3]
-    csum = torch.cumsum((a * T)[:, None] * c, dim=0)  # pairs are sorted by (pixel, depth): a pixel's pairs are one run
-    first, last = pairs.pixel_starts[pix], pairs.pixel_starts[pix + 1] - 1
-    before_pixel = torch.where((first > 0)[:, None], csum[(first - 1).clamp_min(0)], torch.zeros_like(csum[:1]))
-    t_final = pairs.final_transmittances.reshape(-1)[pix].double()
-    bg = background.double().reshape(1, 3) if background is not None else c.new_zeros(1, 3)
-    S = csum[last] - csum + t_final[:, None] * bg  # [P, 3] what lies behind the pair, background included
-    C = csum[last] - before_pixel + t_final[:, None] * bg  # [P, 3] the pixel's rendered colour
-    dC = a[:, None] * (T[:, None] * c - S / (1.0 - a)[:, None])  # [P, 3] ΔC_i, exact as a_i -> 0
+    g, pix, a = pairs.gaussian_ids, pairs.pixel_ids, pairs.alphas.double()
+    dC_da, C = alpha_derivative(pairs, colors, background)  # [P, 3] each
+    dC = a[:, None] * dC_da  # [P, 3] ΔC_i, exact as a_i -> 0
     gt = image.reshape(-1, image.shape[-1])[pix, :3].double()
     return g, (C - dC - gt).abs().sum(-1) - (C - gt).abs().sum(-1)
 

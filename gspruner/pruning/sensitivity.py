@@ -64,6 +64,23 @@ def colour_jacobian(means: Tensor, sh: Tensor, viewmat: Tensor, sh_degree: int):
 
 
 @torch.no_grad()
+def alpha_derivative(pairs, colors: Tensor, background: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(∂C/∂a [P, 3], the pixel's colour C [P, 3]) of every pair of one camera, float64, alpha clamp ignored.
+
+    ∂C/∂a = T c − S / (1 − a), S = Σ over later pairs of the same pixel of a T c + T_final · background."""
+    g, pix = pairs.gaussian_ids, pairs.pixel_ids
+    a, T = pairs.alphas.double(), pairs.transmittances.double()
+    c = colors.double()[g]  # [P, 3]
+    csum = torch.cumsum((a * T)[:, None] * c, dim=0)  # pairs are sorted by (pixel, depth): a pixel's pairs are one run
+    first, last = pairs.pixel_starts[pix], pairs.pixel_starts[pix + 1] - 1  # [P] the pixel's first and last pair
+    before_pixel = torch.where((first > 0)[:, None], csum[(first - 1).clamp_min(0)], torch.zeros_like(csum[:1]))
+    t_final = pairs.final_transmittances.reshape(-1)[pix].double()
+    background_term = t_final[:, None] * (background.double().reshape(1, 3) if background is not None else 0.0)
+    S = csum[last] - csum + background_term  # [P, 3] what lies behind the pair
+    return T[:, None] * c - S / (1.0 - a)[:, None], csum[last] - before_pixel + background_term
+
+
+@torch.no_grad()
 def patch_gradients(pairs, means2d: Tensor, conics: Tensor, colors: Tensor, background: Tensor | None,
                     patch: int = PATCH):
     """Per (Gaussian, patch) of one camera: ids [U], G [U, 3, 5] = ∂I_patch,channel/∂(mean2d, conic) through
@@ -71,15 +88,9 @@ def patch_gradients(pairs, means2d: Tensor, conics: Tensor, colors: Tensor, back
     dtype = torch.float64
     g, pix = pairs.gaussian_ids, pairs.pixel_ids
     a, T = pairs.alphas.to(dtype), pairs.transmittances.to(dtype)
-    c = colors.to(dtype)[g]  # [P, 3]
     w = a * T
-    csum = torch.cumsum(w[:, None] * c, dim=0)  # pairs are sorted by (pixel, depth): a pixel's pairs are one run
-    last = pairs.pixel_starts[pix + 1] - 1  # [P] the last pair of each pair's pixel
-    behind = csum[last] - csum  # Σ over later pairs of the same pixel of a T c
-    t_final = pairs.final_transmittances.reshape(-1)[pix].to(dtype)
-    bg = background.to(dtype).reshape(1, 3) if background is not None else c.new_zeros(1, 3)
-    dC_da = T[:, None] * c - (behind + t_final[:, None] * bg) / (1.0 - a)[:, None]  # [P, 3]
-    dC_da = torch.where((a >= MAX_ALPHA)[:, None], torch.zeros_like(dC_da), dC_da)
+    dC_da, _ = alpha_derivative(pairs, colors, background)  # [P, 3]
+    dC_da = torch.where((a >= MAX_ALPHA)[:, None], torch.zeros_like(dC_da), dC_da)  # clamped alpha: no gradient
     x = (pix % pairs.width).to(dtype) + 0.5
     y = torch.div(pix, pairs.width, rounding_mode="floor").to(dtype) + 0.5
     m2, q = means2d.to(dtype)[g], conics.to(dtype)[g]
