@@ -8,9 +8,13 @@ to tens of pixels, SH degree 3 colours. Prints the median of a few repeats, in m
     python scripts/bench_render.py --compare            # both CPU backends side by side, 10k/100k at 128^2 and 256^2
     python scripts/bench_render.py --device cuda        # the same through gsplat's CUDA kernels
     python scripts/bench_render.py --sizes 10000 --repeats 5 --profile
+    python scripts/bench_render.py --stats              # the pruners' per-Gaussian statistics of one view, three ways
 
 --compare runs the PyTorch and the compiled rasterizer in one process, alternating their repeats so both
-see the same machine, and prints torch / compiled time ratios. Timings need an otherwise idle machine.
+see the same machine, and prints torch / compiled time ratios. --stats times render/stats.py's statistics of
+one view (what every hit-statistic score and FastGS's visibility rule compute per training view) from the
+PyTorch rasterizer's pairs, from the compiled rasterizer's pairs, and fused in C++ without pairs
+(`compiled.contribution_stats`). Timings need an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -72,8 +76,11 @@ def main():
     ap.add_argument("--compare", action="store_true",
                     help="CPU: time the PyTorch and the compiled rasterizer side by side (ratios torch / compiled); "
                          "default sizes 10k and 100k at 128x128 and 256x256")
+    ap.add_argument("--stats", action="store_true",
+                    help="CPU: time the contribution statistics of one view from the PyTorch pairs, the compiled "
+                         "pairs and the fused compiled pass (ratios against the fused one)")
     ap.add_argument("--resolutions", type=int, nargs="+", default=None,
-                    help="square image sizes for --compare (default 128 256)")
+                    help="square image sizes for --compare and --stats (default 128 256)")
     ap.add_argument("--no-keep-freed-memory", action="store_true",
                     help="leave glibc's allocator as it is (by default the benchmark runs with the setting that CPU "
                          "training uses, gspruner.device.keep_freed_memory, for both backends)")
@@ -97,6 +104,10 @@ def main():
         if args.device != "cpu":
             ap.error("--compare compares the two CPU rasterizers (--device cpu)")
         return compare(args)
+    if args.stats:
+        if args.device != "cpu":
+            ap.error("--stats times the CPU statistics paths (--device cpu)")
+        return compare_stats(args)
     loop = torch_raster.LOOP_THREADS or torch.get_num_threads()
     print(f"cpu backend: {cpu_backend()}" if args.device == "cpu" else "gsplat CUDA")
     print(f"device={args.device} threads={torch.get_num_threads()} loop_threads={loop} "
@@ -158,6 +169,41 @@ def compare(args) -> None:
                 line += f" {t:>15.1f} {c:>9.1f} {t / c:>5.1f}x"
             print(line, flush=True)
     os.environ.pop("GSPRUNER_CPU_BACKEND", None)
+
+
+def compare_stats(args) -> None:
+    """Per-Gaussian contribution statistics of one view, three ways, repeats alternating; median ms."""
+    from gspruner.render import compiled, project, torch_raster
+    from gspruner.render.stats import stats_from_pairs
+
+    if compiled.extension() is None:
+        raise SystemExit("error: the compiled CPU rasterizer did not build; nothing to compare")
+    resolutions = args.resolutions or [128, 256]
+    ways = {
+        "torch pairs": lambda p, r, n: stats_from_pairs(torch_raster.contributing_pairs(
+            p.means2d, p.conics, p.opacities, p.depths, p.radii, r, r), n),
+        "compiled pairs": lambda p, r, n: stats_from_pairs(compiled.contributing_pairs(
+            p.means2d, p.conics, p.opacities, p.depths, p.radii, r, r), n),
+        "fused": lambda p, r, n: compiled.contribution_stats(p, r, r),
+    }
+    print(f"threads={torch.get_num_threads()} repeats={args.repeats} (median ms of the statistics after one "
+          f"projection; ratio = time / fused)")
+    print(f"{'gaussians':>10} {'image':>8}" + "".join(f" {w:>15} {'ratio':>6}" for w in ways))
+    for n in args.sizes:
+        for res in resolutions:
+            s = make_scene(n, res, res, "cpu")
+            with torch.no_grad():
+                p = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], res, res)
+            times = {w: [] for w in ways}
+            for rep in range(args.repeats + 1):  # the first round warms up
+                for w, fn in ways.items():
+                    t0 = time.perf_counter()
+                    fn(p, res, n)
+                    if rep:
+                        times[w].append(time.perf_counter() - t0)
+            med = {w: statistics.median(t) * 1e3 for w, t in times.items()}
+            print(f"{n:>10} {f'{res}x{res}':>8}" + "".join(f" {med[w]:>15.1f} {med[w] / med['fused']:>5.1f}x"
+                                                         for w in ways), flush=True)
 
 
 if __name__ == "__main__":

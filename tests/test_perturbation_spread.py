@@ -1,11 +1,14 @@
 """scripts/perturbation_spread.py: the perturbed start, the runs it prints, bad input."""
 
 import importlib.util
+import json
+import os
 from pathlib import Path
 
 import torch
 
 from gspruner.config import TrainConfig
+from gspruner.render import compiled
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "perturbation_spread.py"
 _spec = importlib.util.spec_from_file_location("perturbation_spread", _SCRIPT)
@@ -36,3 +39,17 @@ def test_runs_and_bad_input(tiny_scene, tmp_path, capsys):
     assert (tmp_path / "1" / "metrics.json").is_file()
     assert spread.main(["--eps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "error: --eps must be in (0, 1)" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_torch_run_and_training_options(tiny_scene, tmp_path, capsys):
+    """--torch adds the unperturbed run on the PyTorch rasterizer; options after `--` reach every run."""
+    assert spread.main(["--data-dir", str(tiny_scene), "--max-steps", "3", "--runs", "1", "--out", str(tmp_path),
+                        "--torch", "--", "strategy:none"]) == 0
+    out = capsys.readouterr().out
+    assert "torch: eps 0 " in out and "torch - run 0: " in out
+    for run, rasterizer in (("0", "compiled"), ("1", "compiled"), ("torch", "torch")):
+        metrics = json.loads((tmp_path / run / "metrics.json").read_text())
+        assert (metrics["strategy"], metrics["rasterizer"]) == ("none", rasterizer), run
+    assert os.environ.get(compiled.BACKEND_ENV) is None  # the switch was undone
+    assert spread.main(["--out", str(tmp_path / "y"), "--", "--no-such-option"]) == 2
+    assert "error:" in capsys.readouterr().err and not (tmp_path / "y").exists()

@@ -148,6 +148,54 @@ def test_weighted_hits_equal_the_pairs_weight_sums(compact_box):
     torch.testing.assert_close(hits.double(), expected, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compact_box, weighted", [(1.0, False), (1.0, True), (0.5, True)])
+def test_contribution_stats_equal_those_of_the_pairs(compact_box, weighted, monkeypatch):
+    """compiled.contribution_stats [5, C, N] (no pairs built), summed (max for weight_max) over its two cameras,
+    = stats_from_pairs over the compiled rasterizer's pairs (the same floats: the max and unweighted counts
+    equal, sums to rounding) and over the PyTorch rasterizer's, with pixel weights that leave whole rows at zero; the same on
+    1 and 3 threads."""
+    s = make_scene(n=300, seed=7, dtype=torch.float32, width=40, height=32)
+    proj = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    args = (proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, 40, 32)
+    weights = None
+    if weighted:
+        g = torch.Generator().manual_seed(0)
+        weights = torch.rand(2, 32, 40, generator=g) * (torch.rand(2, 32, 40, generator=g) > 0.3)
+        weights[:, 8:20] = 0  # whole rows without weight
+    out = {}
+    for n in ("1", "3"):
+        monkeypatch.setenv(compiled.THREADS_ENV, n)
+        out[n] = compiled.contribution_stats(proj, 40, 32, weights, compact_box=compact_box)
+    assert torch.equal(out["1"], out["3"]) and out["1"].shape == (5, 2, 300)
+    for pairs_of in (compiled.contributing_pairs, torch_raster.contributing_pairs):
+        ref = stats_from_pairs(pairs_of(*args, compact_box=compact_box), 300, weights)
+        for k, name in enumerate(("weight_sum", "weight_max", "hit_count", "trans_sum", "max_count")):
+            expected = getattr(ref, name)
+            ours = out["1"][k].amax(0) if name == "weight_max" else out["1"][k].sum(0)
+            assert expected.count_nonzero() > 30, name  # max_count: the pixels' winners are fewer
+            exact = name == "weight_max" or (name in ("hit_count", "max_count") and weights is None)  # counts
+            if pairs_of is compiled.contributing_pairs and exact:
+                assert torch.equal(ours, expected), name
+            else:
+                torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-5, msg=name)
+
+
+def test_contribution_stats_give_a_tie_to_the_front_gaussian():
+    """Mini-Splatting's max_count: where two Gaussians blend with the same weight the front one wins. Both are
+    centred on pixel (8, 8) (alpha = opacity there): front o = 1/4 gives w = 1/4, back o = 1/3 gives
+    w = 1/3 * 3/4 = 1/4 in float32 too; at every other pixel the back one weighs more."""
+    proj = torch_raster.Projection(
+        radii=torch.full((1, 2, 2), 6, dtype=torch.int32), means2d=torch.full((1, 2, 2), 8.5),
+        depths=torch.tensor([[1.0, 2.0]]), conics=torch.tensor([[[0.5, 0.0, 0.5]] * 2]),
+        opacities=torch.tensor([[0.25, 1.0 / 3.0]]), compensations=None)
+    stats = compiled.contribution_stats(proj, 16, 16)
+    pairs = torch_raster.contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, 16, 16)
+    on_centre = pairs.weights[pairs.pixel_ids == 8 * 16 + 8]
+    assert on_centre.tolist() == [0.25, 0.25]  # the tie is exact
+    assert stats[4, 0].tolist() == [1.0, torch.unique(pairs.pixel_ids).numel() - 1.0]  # every other pixel: the back one
+    assert torch.equal(stats[4, 0], stats_from_pairs(pairs, 2).max_count)
+
+
 def test_which_inputs_take_which_path():
     s32, s64 = make_scene(seed=2, dtype=torch.float32), make_scene(seed=2)
     args = lambda s: (s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"], s["Ks"], W, H)  # noqa: E731
@@ -230,7 +278,8 @@ def test_eight_lane_build_passes_the_same_comparisons(tmp_path):
     env = {**os.environ, compiled.SIMD_ENV: "avx2", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
     env.pop(compiled.BACKEND_ENV, None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tests = "matches_torch or many_gaussians or pairs_and_statistics or weighted_hits or thread_count or two_parameters"
+    tests = ("matches_torch or many_gaussians or pairs_and_statistics or weighted_hits or contribution_stats or "
+             "thread_count or two_parameters")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           "tests/test_render_compiled.py", "-k", tests], env=env, cwd=root, capture_output=True,
                          text=True, timeout=900)

@@ -14,7 +14,8 @@ path is used, with one warning. Float32 only: other dtypes, tile_size > 16 and g
 
 Data flow of one render (each stage an autograd Function over one C++ entry point):
     _Project (project_fwd/bwd) -> _SphericalHarmonics[Split] (sh_fwd/bwd[_split]) -> bin_tiles (no grad)
-    -> _Rasterize (raster_fwd/bwd); collect_pairs on demand.
+    -> _Rasterize (raster_fwd/bwd); collect_pairs on demand. `contribution_stats` (the pruners' per-Gaussian
+    statistics, FastGS's masked counts) walks the same lists without building pairs.
 
 Threads: `threads()`, the OpenMP team of each parallel region, is GSPRUNER_CPU_THREADS if set, else
 torch's thread count. There are a handful of regions per render (not thousands of small ops as in the
@@ -314,11 +315,21 @@ def _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, c
     return Pairs(g, cam, pix, alpha, T, alpha * T, t_final, starts, width, height)
 
 
-def _weighted_hits(means2d, conics, opacities, offsets, ids, width, height, tile_size, compact_box,
-                   weights: Tensor) -> Tensor:
-    return extension().weighted_hits(
-        means2d.detach().contiguous(), conics.detach().contiguous(), opacities.detach().contiguous(), offsets, ids,
-        weights.detach().float().contiguous(), width, height, tile_size, compact_box, threads())
+HIT_COUNT = 2  # contribution_stats' row of the summed pixel weights
+
+
+@torch.no_grad()
+def contribution_stats(proj: Projection, width: int, height: int, pixel_weights: Optional[Tensor] = None,
+                       tile_size: int = 16, compact_box: float = 1.0, tiles: Optional[Tiles] = None) -> Tensor:
+    """[5, C, N]: render/stats.py's per-Gaussian statistics (weight_sum, weight_max, hit_count, trans_sum,
+    max_count) of the projected Gaussians in each of their C cameras, in C++ without building the pairs;
+    pixel_weights [C, H, W] or None; `tiles`: this projection's `bin_tiles`, when a render already made them."""
+    torch_raster.check_compact_box(compact_box)
+    tiles = bin_tiles(proj, width, height, tile_size) if tiles is None else tiles
+    weights = torch.zeros(0) if pixel_weights is None else pixel_weights.detach().float().contiguous()
+    return extension().contribution_stats(
+        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
+        tiles.offsets, tiles.ids, tiles.first, tiles.rank, weights, width, height, tile_size, compact_box, threads())
 
 
 class RenderInfo(dict):
@@ -326,7 +337,8 @@ class RenderInfo(dict):
     kept: most steps do not read them.
 
     `weighted_hits(weights [C, H, W])` -> [C, N]: per Gaussian, the sum of the weights of the pixels it is
-    composited into (a counting pass in C++ that skips unweighted pixel rows; no pairs are built).
+    composited into (`contribution_stats`' hit_count over the render's own tiles: no pairs are built, unweighted
+    pixel rows are skipped).
     """
 
     def __init__(self, *args, lazy=None, hits_fn=None, **kw):
@@ -375,7 +387,9 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
     geometry = (proj.means2d, proj.conics, proj.opacities, tiles.offsets, tiles.ids, width, height, tile_size,
                 compact_box)
     info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size, with_tile_counts=False),
-                      lazy={"pairs": lambda: _pairs(*geometry)}, hits_fn=lambda weights: _weighted_hits(*geometry, weights))
+                      lazy={"pairs": lambda: _pairs(*geometry)},
+                      hits_fn=lambda weights: contribution_stats(proj, width, height, weights, tile_size, compact_box,
+                                                                 tiles)[HIT_COUNT])
     info["tiles_per_gauss"] = torch.diff(tiles.first).view(C, N)  # [C, N] int32: each box's tile count (bin_tiles)
     return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
 

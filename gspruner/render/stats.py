@@ -10,7 +10,8 @@ composited before the pixel's T < 1e-4 stop — with weight w = alpha T (3DGS Eq
 with m_p an optional per-pixel weight (default 1).
 
 `contribution_stats` hides the backend: CUDA tensors use our fused kernel (cuda/, built just in time)
-when it builds, everything else the pairs of the CPU rasterizer (compiled or PyTorch).
+when it builds; on CPU the compiled backend sums them in C++ without building pairs
+(`compiled.contribution_stats`), the PyTorch one from its pairs (`stats_from_pairs`).
 """
 
 from __future__ import annotations
@@ -90,9 +91,11 @@ def contribution_stats(
         if cuda_stats.available():
             return ContributionStats(**cuda_stats.stats(
                 means, quats, scales, opacities, viewmat, K, width, height, pw, near_plane, far_plane))
-    from . import contributing_pairs, project  # the chosen CPU backend
+    from . import compiled, contributing_pairs, project  # the chosen CPU backend
 
     proj = project(means, quats, scales, opacities, viewmat[None], K[None], width, height,
                    near_plane=near_plane, far_plane=far_plane)
+    if compiled.handles(proj.means2d, proj.conics, proj.opacities, pw):  # the same sums, no pairs built
+        return ContributionStats(*compiled.contribution_stats(proj, width, height, pw)[:, 0])
     pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, width, height)
     return stats_from_pairs(pairs, n, pw)

@@ -14,6 +14,8 @@
 //                               pixel back to front (gsplat's `rasterize_to_pixels_3dgs_bwd`).
 //   collect_pairs               every composited (camera, Gaussian, pixel) pair, in (camera, pixel,
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
+//   contribution_stats          per-Gaussian sums over those pairs without building them (the pruners'
+//                               statistics of render/stats.py, FastGS's masked counts).
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
 // Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as one 16-lane
@@ -1341,58 +1343,91 @@ std::vector<Tensor> collect_pairs(Tensor means2d, Tensor conics, Tensor opac, Te
     return {gid, pid, cid, al, tr, Tfin, starts};
 }
 
-// Per-Gaussian sum of pixel weights over the pixels it is composited into (alpha >= 1/255 before the
-// T < 1e-4 stop): hits [C, N] with weights [C, H W] (FastGS's masked count with 0/1 weights). Pixel rows
-// whose weights are all zero in a tile are skipped; the others walk their lists as raster_fwd does.
-Tensor weighted_hits(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_offsets, Tensor tile_ids,
-                     Tensor weights, int64_t width, int64_t height, int64_t tile_size, double compact_box,
-                     int64_t threads) {
+// The per-Gaussian contribution statistics of gspruner/render/stats.py without building the pairs: for each
+// composited pair (Gaussian i, pixel p) with w = alpha T and pixel weight m_p (1 without weights [C, H W]),
+//   [0] weight_sum = sum m w, [1] weight_max = max m w, [2] hit_count = sum m, [3] trans_sum = sum m T,
+//   [4] max_count = sum of m over the pixels where i has the largest w (the front-most one on ties),
+// per camera -> [5, C, N]. Each tile entry keeps its own sums (stored in Gaussian order, as raster_bwd's),
+// reduced per (camera, Gaussian) in tile order: the result does not depend on the threads. Rows whose
+// weights are all zero add nothing and are skipped (FastGS's masked counts are [2] with 0/1 weights).
+Tensor contribution_stats(Tensor means2d, Tensor conics, Tensor opac, Tensor tile_offsets, Tensor tile_ids,
+                          Tensor first_t, Tensor rank_t, Tensor weights, int64_t width, int64_t height,
+                          int64_t tile_size, double compact_box, int64_t threads) {
     check(means2d, "means2d");
     check(conics, "conics");
     check(opac, "opacities");
-    check(weights, "weights");
     check_tile_size(tile_size);
     const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
-    TORCH_CHECK(weights.numel() == C * HW, "weights must hold C x H x W values");
+    const bool has_w = weights.numel() > 0;
+    if (has_w) {
+        check(weights, "weights");
+        TORCH_CHECK(weights.numel() == C * HW, "weights must hold C x H x W values");
+    }
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
-    const float* pw = weights.data_ptr<float>();
+    const float* pw = has_w ? weights.data_ptr<float>() : nullptr;
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const int32_t *first = first_t.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
+    const int64_t I = tile_ids.numel();
+    constexpr int64_t S = 5;
     const int nt = threads_or_one(threads);
     SplatRecords sr;
     sr.build(m2, cn, op, nullptr, C * N, 0, static_cast<float>(compact_box), nt);
-    std::vector<std::vector<float>> partial(nt);
+    std::vector<float> entry(I * S, 0.0f);  // [I, S] in Gaussian order (rank)
+    float* es = entry.data();
 #pragma omp parallel num_threads(nt)
     {
-        std::vector<float>& hits = partial[thread_index()];
-        hits.assign(C * N, 0.0f);
         TileGaussians tg;
         RowFwd row;
+        float best_w[LANES], ones[LANES];
+        int32_t best_j[LANES];
+        for (int i = 0; i < LANES; ++i) ones[i] = 1.0f;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t ct = 0; ct < C * gr.T; ++ct) {
             const Tile tl = gr.tile(ct, off);
             const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
             if (tl.k == 0) continue;
-            bool any = false;
-            for (int64_t y = tl.y0; y < tl.y1 && !any; ++y)
-                for (int64_t i = 0; i < n; ++i) any |= pw[c * HW + y * width + x0 + i] != 0.0f;
-            if (!any) continue;
-            tg.gather(sr, ids, tl, N);
-            tg.build_rows(tl);
+            bool gathered = false;
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
-                const float* wrow = pw + c * HW + y * width + x0;
+                const float* m = has_w ? pw + c * HW + y * width + x0 : ones;
                 bool row_any = false;
-                for (int64_t i = 0; i < n; ++i) row_any |= wrow[i] != 0.0f;
+                for (int64_t i = 0; i < n; ++i) row_any |= m[i] != 0.0f;
                 if (!row_any) continue;
-                float* hc = hits.data() + c * N;
-                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float, float) { hc[tg.id[j]] += wrow[i]; });
+                if (!gathered) {
+                    tg.gather(sr, ids, tl, N);
+                    tg.build_rows(tl);
+                    gathered = true;
+                }
+                for (int64_t i = 0; i < n; ++i) { best_w[i] = -1.0f; best_j[i] = -1; }
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                    const float w = a * Tb;
+                    float* e = es + rank[tl.n0 + j] * S;
+                    e[0] += m[i] * w;
+                    e[1] = std::max(e[1], m[i] * w);
+                    e[2] += m[i];
+                    e[3] += m[i] * Tb;
+                    if (w > best_w[i]) { best_w[i] = w; best_j[i] = static_cast<int32_t>(j); }  // strict: front-most
+                });
+                for (int64_t i = 0; i < n; ++i)
+                    if (best_j[i] >= 0) es[rank[tl.n0 + best_j[i]] * S + 4] += m[i];
             }
         }
     }
-    Tensor out = torch::zeros({C, N}, torch::kFloat32);
+    Tensor out = torch::empty({S, C, N}, torch::kFloat32);
     float* po = out.data_ptr<float>();
-    for (const auto& h : partial)
-        for (int64_t q = 0; q < C * N; ++q) po[q] += h[q];
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < C * N; ++i) {
+        double sum[S] = {0.0, 0.0, 0.0, 0.0, 0.0};
+        for (int64_t q = first[i]; q < first[i + 1]; ++q) {
+            const float* e = es + q * S;
+            sum[0] += e[0];
+            sum[1] = std::max(sum[1], double(e[1]));
+            sum[2] += e[2];
+            sum[3] += e[3];
+            sum[4] += e[4];
+        }
+        for (int64_t k = 0; k < S; ++k) po[k * C * N + i] = static_cast<float>(sum[k]);
+    }
     return out;
 }
 
@@ -1408,5 +1443,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("raster_fwd", &raster_fwd);
     m.def("raster_bwd", &raster_bwd);
     m.def("collect_pairs", &collect_pairs);
-    m.def("weighted_hits", &weighted_hits);
+    m.def("contribution_stats", &contribution_stats);
 }
