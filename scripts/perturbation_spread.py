@@ -91,8 +91,11 @@ def main(argv=None) -> int:
             os.environ[BACKEND_ENV] = "torch"
             try:
                 torch_run = PerturbedTrainer(config("torch"), 0.0, generator_seed=0).train()
-            finally:
-                os.environ.pop(BACKEND_ENV) if before is None else os.environ.__setitem__(BACKEND_ENV, before)
+            finally:  # the backend of the caller again
+                if before is None:
+                    os.environ.pop(BACKEND_ENV, None)
+                else:
+                    os.environ[BACKEND_ENV] = before
             print(f"torch: eps 0  PSNR {torch_run['psnr']:.4f}  Gaussians {torch_run['num_gaussians']:,}  "
                   f"{torch_run['train_seconds']:.1f} s", flush=True)
     except InputError as e:
