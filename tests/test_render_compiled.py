@@ -152,8 +152,8 @@ def test_weighted_hits_equal_the_pairs_weight_sums(compact_box):
 def test_contribution_stats_equal_those_of_the_pairs(compact_box, weighted, monkeypatch):
     """compiled.contribution_stats [5, C, N] (no pairs built), summed (max for weight_max) over its two cameras,
     = stats_from_pairs over the compiled rasterizer's pairs (the same floats: the max and unweighted counts
-    equal, sums to rounding) and over the PyTorch rasterizer's, with pixel weights that leave whole rows at zero; the same on
-    1 and 3 threads."""
+    equal, sums to rounding) and over the PyTorch rasterizer's, with pixel weights that leave whole rows at
+    zero; the same on 1 and 3 threads."""
     s = make_scene(n=300, seed=7, dtype=torch.float32, width=40, height=32)
     proj = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
     args = (proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, 40, 32)
