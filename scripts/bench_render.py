@@ -9,12 +9,15 @@ to tens of pixels, SH degree 3 colours. Prints the median of a few repeats, in m
     python scripts/bench_render.py --device cuda        # the same through gsplat's CUDA kernels
     python scripts/bench_render.py --sizes 10000 --repeats 5 --profile
     python scripts/bench_render.py --stats              # the pruners' per-Gaussian statistics of one view, three ways
+    python scripts/bench_render.py --removal            # the `removal` score of one view, three ways
 
 --compare runs the PyTorch and the compiled rasterizer in one process, alternating their repeats so both
 see the same machine, and prints torch / compiled time ratios. --stats times render/stats.py's statistics of
 one view (what every hit-statistic score and FastGS's visibility rule compute per training view) from the
 PyTorch rasterizer's pairs, from the compiled rasterizer's pairs, and fused in C++ without pairs
-(`compiled.contribution_stats`). Timings need an otherwise idle machine.
+(`compiled.contribution_stats`). --removal does the same for the `removal` score's per-view loss changes
+(pruning/removal.py: `removal_delta` over the pairs, or `compiled.removal_loss`). Timings need an otherwise
+idle machine.
 """
 
 from __future__ import annotations
@@ -79,8 +82,10 @@ def main():
     ap.add_argument("--stats", action="store_true",
                     help="CPU: time the contribution statistics of one view from the PyTorch pairs, the compiled "
                          "pairs and the fused compiled pass (ratios against the fused one)")
+    ap.add_argument("--removal", action="store_true",
+                    help="CPU: as --stats, for the removal score's per-Gaussian loss changes of one view")
     ap.add_argument("--resolutions", type=int, nargs="+", default=None,
-                    help="square image sizes for --compare and --stats (default 128 256)")
+                    help="square image sizes for --compare, --stats and --removal (default 128 256)")
     ap.add_argument("--no-keep-freed-memory", action="store_true",
                     help="leave glibc's allocator as it is (by default the benchmark runs with the setting that CPU "
                          "training uses, gspruner.device.keep_freed_memory, for both backends)")
@@ -104,10 +109,12 @@ def main():
         if args.device != "cpu":
             ap.error("--compare compares the two CPU rasterizers (--device cpu)")
         return compare(args)
-    if args.stats:
+    if args.stats or args.removal:
         if args.device != "cpu":
-            ap.error("--stats times the CPU statistics paths (--device cpu)")
-        return compare_stats(args)
+            ap.error("--stats and --removal time CPU paths (--device cpu)")
+        if args.stats and args.removal:
+            ap.error("--stats and --removal: one at a time")
+        return compare_stats(args, removal=args.removal)
     loop = torch_raster.LOOP_THREADS or torch.get_num_threads()
     print(f"cpu backend: {cpu_backend()}" if args.device == "cpu" else "gsplat CUDA")
     print(f"device={args.device} threads={torch.get_num_threads()} loop_threads={loop} "
@@ -171,40 +178,53 @@ def compare(args) -> None:
     os.environ.pop("GSPRUNER_CPU_BACKEND", None)
 
 
-def compare_stats(args) -> None:
-    """Per-Gaussian contribution statistics of one view, three ways, repeats alternating; median ms."""
+def compare_stats(args, removal: bool = False) -> None:
+    """Per-Gaussian contribution statistics (or, with `removal`, the removal score's loss changes) of one view,
+    three ways, repeats alternating; median ms."""
+    from gspruner.pruning.removal import removal_delta
     from gspruner.render import compiled, project, torch_raster
     from gspruner.render.stats import stats_from_pairs
 
     if compiled.extension() is None:
         raise SystemExit("error: the compiled CPU rasterizer did not build; nothing to compare")
     resolutions = args.resolutions or [128, 256]
+
+    def from_pairs(pairs_of):
+        def run(p, r, n, colors, image):
+            pairs = pairs_of(p.means2d, p.conics, p.opacities, p.depths, p.radii, r, r)
+            if not removal:
+                return stats_from_pairs(pairs, n)
+            ids, delta = removal_delta(pairs, colors, image, None)
+            return torch.zeros(n, dtype=torch.float64).index_add_(0, ids, delta)
+        return run
+
     ways = {
-        "torch pairs": lambda p, r, n: stats_from_pairs(torch_raster.contributing_pairs(
-            p.means2d, p.conics, p.opacities, p.depths, p.radii, r, r), n),
-        "compiled pairs": lambda p, r, n: stats_from_pairs(compiled.contributing_pairs(
-            p.means2d, p.conics, p.opacities, p.depths, p.radii, r, r), n),
-        "fused": lambda p, r, n: compiled.contribution_stats(p, r, r),
+        "torch pairs": from_pairs(torch_raster.contributing_pairs),
+        "compiled pairs": from_pairs(compiled.contributing_pairs),
+        "fused": (lambda p, r, n, colors, image: compiled.removal_loss(p, colors[None], image[None], r, r)) if removal
+        else (lambda p, r, n, colors, image: compiled.contribution_stats(p, r, r)),
     }
-    print(f"threads={torch.get_num_threads()} repeats={args.repeats} (median ms of the statistics after one "
+    what = "removal loss changes" if removal else "statistics"
+    print(f"threads={torch.get_num_threads()} repeats={args.repeats} (median ms of the {what} after one "
           f"projection; ratio = time / fused)")
     print(f"{'gaussians':>10} {'image':>8}" + "".join(f" {w:>15} {'ratio':>6}" for w in ways))
+    g = torch.Generator().manual_seed(0)
     for n in args.sizes:
         for res in resolutions:
             s = make_scene(n, res, res, "cpu")
+            colors, image = torch.rand(n, 3, generator=g), torch.rand(res, res, 3, generator=g)
             with torch.no_grad():
                 p = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], res, res)
             times = {w: [] for w in ways}
             for rep in range(args.repeats + 1):  # the first round warms up
                 for w, fn in ways.items():
                     t0 = time.perf_counter()
-                    fn(p, res, n)
+                    fn(p, res, n, colors, image)
                     if rep:
                         times[w].append(time.perf_counter() - t0)
             med = {w: statistics.median(t) * 1e3 for w, t in times.items()}
             print(f"{n:>10} {f'{res}x{res}':>8}" + "".join(f" {med[w]:>15.1f} {med[w] / med['fused']:>5.1f}x"
                                                          for w in ways), flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -180,6 +180,34 @@ def test_contribution_stats_equal_those_of_the_pairs(compact_box, weighted, monk
                 torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("compact_box, with_background", [(1.0, True), (0.5, False)])
+def test_removal_loss_equals_that_of_the_pairs(compact_box, with_background, monkeypatch):
+    """compiled.removal_loss [C, N] (no pairs built) = pruning/removal.py's `removal_delta` over the compiled
+    rasterizer's pairs of each camera, summed per Gaussian (the same float32 alphas and transmittances, float64
+    sums: equal to rounding), with and without a background (alpha clamp and early stop included); the same
+    on 1 and 3 threads."""
+    from gspruner.pruning.removal import removal_delta
+
+    s = make_scene(n=300, seed=9, dtype=torch.float32, width=40, height=32)
+    proj = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    g = torch.Generator().manual_seed(2)
+    colors = torch.rand(2, 300, 3, generator=g)  # [C, N, 3]: each view its own colours
+    images = torch.rand(2, 32, 40, 4, generator=g)  # a 4th channel the loss ignores
+    backgrounds = s["backgrounds"] if with_background else None
+    out = {}
+    for n in ("1", "3"):
+        monkeypatch.setenv(compiled.THREADS_ENV, n)
+        out[n] = compiled.removal_loss(proj, colors, images, 40, 32, backgrounds, compact_box=compact_box)
+    assert torch.equal(out["1"], out["3"]) and out["1"].shape == (2, 300) and out["1"].dtype == torch.float64
+    for c in range(2):
+        one = [t[c:c + 1] for t in (proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii)]
+        pairs = compiled.contributing_pairs(*one, 40, 32, compact_box=compact_box)
+        ids, delta = removal_delta(pairs, colors[c], images[c], None if backgrounds is None else backgrounds[c])
+        expected = torch.zeros(300, dtype=torch.float64).index_add_(0, ids, delta)
+        assert (expected > 1e-3).sum() > 30 and (expected < -1e-3).sum() > 30  # Gaussians the view needs, and not
+        torch.testing.assert_close(out["1"][c], expected, rtol=1e-9, atol=1e-9 * float(expected.abs().max()))
+
+
 def test_contribution_stats_give_a_tie_to_the_front_gaussian():
     """Mini-Splatting's max_count: where two Gaussians blend with the same weight the front one wins. Both are
     centred on pixel (8, 8) (alpha = opacity there): front o = 1/4 gives w = 1/4, back o = 1/3 gives
@@ -279,7 +307,7 @@ def test_eight_lane_build_passes_the_same_comparisons(tmp_path):
     env.pop(compiled.BACKEND_ENV, None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tests = ("matches_torch or many_gaussians or pairs_and_statistics or weighted_hits or contribution_stats or "
-             "thread_count or two_parameters")
+             "removal_loss or thread_count or two_parameters")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           "tests/test_render_compiled.py", "-k", tests], env=env, cwd=root, capture_output=True,
                          text=True, timeout=900)

@@ -20,7 +20,7 @@ from typing import Iterable, Literal
 import torch
 from torch import Tensor
 
-from ..render import contributing_pairs, torch_raster
+from ..render import compiled, contributing_pairs, project
 from ..render.torch_raster import view_colors
 from .sensitivity import alpha_derivative
 
@@ -38,6 +38,22 @@ def removal_delta(pairs, colors: Tensor, image: Tensor, background: Tensor | Non
 
 
 @torch.no_grad()
+def view_removal_loss(proj, colors: Tensor, image: Tensor, background: Tensor | None, width: int,
+                      height: int) -> Tensor:
+    """[N] float64: one camera's L1 loss increase per Gaussian removed alone. proj: that camera's projection
+    (C = 1); colors [N, 3]; image [H, W, >=3]. Fused in C++ on the compiled CPU backend, else from the pairs."""
+    if compiled.handles(proj.means2d, proj.conics, proj.opacities, colors, image, background):
+        return compiled.removal_loss(proj, colors[None], image[None], width, height,
+                                     None if background is None else background.reshape(1, 3))[0]
+    view_loss = torch.zeros(colors.shape[0], dtype=torch.float64, device=colors.device)
+    pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii, width, height)
+    if len(pairs) > 0:
+        g, delta = removal_delta(pairs, colors, image, background)
+        view_loss.index_add_(0, g, delta)
+    return view_loss
+
+
+@torch.no_grad()
 def removal_error(splats, views: Iterable, background=None, near_plane: float = 0.01, far_plane: float = 1e10,
                   reduce: Literal["max", "sum"] = "max") -> Tensor:
     """importance [N]: each Gaussian's L1 loss increase over a view when it alone is removed, summed over
@@ -51,14 +67,9 @@ def removal_error(splats, views: Iterable, background=None, near_plane: float = 
     total = torch.zeros(n, dtype=torch.float64, device=dev)  # with "max": max(0, the views' increases)
     for cam, image in views:
         viewmat, K = cam.viewmat.to(dev, means.dtype), cam.K.to(dev, means.dtype)
-        proj = torch_raster.project(means, quats, scales, opacities, viewmat[None], K[None], cam.width, cam.height,
-                                    near_plane, far_plane)
-        pairs = contributing_pairs(proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii,
-                                   cam.width, cam.height)
-        if len(pairs) == 0:
-            continue
+        proj = project(means, quats, scales, opacities, viewmat[None], K[None], cam.width, cam.height, near_plane,
+                       far_plane)
         colors = view_colors(means, sh, viewmat[None], sh_degree)[0]
-        g, delta = removal_delta(pairs, colors, image.to(dev), bg)
-        view_loss = torch.zeros_like(total).index_add_(0, g, delta)  # [N] this view's loss increase
+        view_loss = view_removal_loss(proj, colors, image.to(dev), bg, cam.width, cam.height)  # [N]
         total = total + view_loss if reduce == "sum" else torch.maximum(total, view_loss)
     return total.float()

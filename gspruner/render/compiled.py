@@ -332,6 +332,21 @@ def contribution_stats(proj: Projection, width: int, height: int, pixel_weights:
         tiles.offsets, tiles.ids, tiles.first, tiles.rank, weights, width, height, tile_size, compact_box, threads())
 
 
+@torch.no_grad()
+def removal_loss(proj: Projection, colors: Tensor, images: Tensor, width: int, height: int,
+                 backgrounds: Optional[Tensor] = None, tile_size: int = 16, compact_box: float = 1.0) -> Tensor:
+    """[C, N] float64: per camera, each Gaussian's L1 loss change when it alone is removed (pruning/removal.py's
+    `removal_delta` summed per Gaussian), in C++ without building the pairs. colors [C, N, 3] at each view,
+    images [C, H, W, >=3] (the first 3 channels), backgrounds [C, 3] or None (black)."""
+    torch_raster.check_compact_box(compact_box)
+    tiles = bin_tiles(proj, width, height, tile_size)
+    bg = torch.zeros(0) if backgrounds is None else backgrounds.detach().float().contiguous()
+    return extension().removal_loss(
+        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
+        colors.detach().float().contiguous(), bg, images[..., :3].detach().float().contiguous(), tiles.offsets,
+        tiles.ids, tiles.first, tiles.rank, width, height, tile_size, compact_box, threads())
+
+
 class RenderInfo(dict):
     """gsplat's `info` dict; the keys in `lazy` ("pairs": the composited pairs) are computed on first access and
     kept: most steps do not read them.

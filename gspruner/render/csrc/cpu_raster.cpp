@@ -16,6 +16,8 @@
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
 //   contribution_stats          per-Gaussian sums over those pairs without building them (the pruners'
 //                               statistics of render/stats.py, FastGS's masked counts).
+//   removal_loss                each Gaussian's L1 loss change when it alone is removed (the `removal`
+//                               score of pruning/removal.py), also without building the pairs.
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
 // Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as one 16-lane
@@ -1431,6 +1433,97 @@ Tensor contribution_stats(Tensor means2d, Tensor conics, Tensor opac, Tensor til
     return out;
 }
 
+// The L1 loss change of each (camera, Gaussian) when it alone is removed (gspruner/pruning/removal.py): a
+// pixel p's colour C_p = sum over its pairs of a T c + T_final bg is affine in each alpha, so for the pair
+// (Gaussian i, p), with S = C_p - (the pairs up to and including i) what lies behind,
+//   dC = a (T c - S / (1 - a)),   delta = |C_p - dC - gt_p|_1 - |C_p - gt_p|_1,
+// summed over the pixels i is composited into -> [C, N] float64. feats [C, N, 3] are the view's colours,
+// backgrounds [C, 3] (or empty: black), images [C, H W, 3]. Each row is walked twice (C_p first, then the
+// pairs); per-entry sums in Gaussian order, reduced in tile order: the result does not depend on the threads.
+Tensor removal_loss(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds, Tensor images,
+                    Tensor tile_offsets, Tensor tile_ids, Tensor first_t, Tensor rank_t, int64_t width,
+                    int64_t height, int64_t tile_size, double compact_box, int64_t threads) {
+    check(means2d, "means2d");
+    check(conics, "conics");
+    check(opac, "opacities");
+    check(feats, "colors");
+    check(images, "images");
+    check_tile_size(tile_size);
+    const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
+    TORCH_CHECK(feats.numel() == C * N * 3, "colors must be [C, N, 3]");
+    TORCH_CHECK(images.numel() == C * HW * 3, "images must hold C x H x W x 3 values");
+    const bool has_bg = backgrounds.numel() > 0;
+    if (has_bg) {
+        check(backgrounds, "backgrounds");
+        TORCH_CHECK(backgrounds.numel() == C * 3, "backgrounds must be [C, 3]");
+    }
+    Grid gr(C, N, width, height, tile_size);
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const float *fe = feats.data_ptr<float>(), *gt = images.data_ptr<float>();
+    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const int32_t *first = first_t.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
+    const int nt = threads_or_one(threads);
+    SplatRecords sr;
+    sr.build(m2, cn, op, nullptr, C * N, 0, static_cast<float>(compact_box), nt);
+    std::vector<double> entry(tile_ids.numel(), 0.0);  // [I] in Gaussian order (rank)
+    double* es = entry.data();
+#pragma omp parallel num_threads(nt)
+    {
+        TileGaussians tg;
+        RowFwd row;
+        double Cp[LANES][3], prefix[LANES][3], base_loss[LANES];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n;
+            if (tl.k == 0) continue;
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
+            const float* col = fe + c * N * 3;
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
+                const float* g = gt + (c * HW + y * width + x0) * 3;
+                for (int64_t i = 0; i < n; ++i)
+                    for (int k = 0; k < 3; ++k) Cp[i][k] = prefix[i][k] = 0.0;
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
+                    const double w = double(a) * double(Tb);
+                    for (int k = 0; k < 3; ++k) Cp[i][k] += w * cj[k];
+                });
+                for (int64_t i = 0; i < n; ++i) {
+                    const double t_final = row.lane(row.T, i);
+                    base_loss[i] = 0.0;
+                    for (int k = 0; k < 3; ++k) {
+                        if (bg) Cp[i][k] += t_final * bg[3 * c + k];
+                        base_loss[i] += std::fabs(Cp[i][k] - g[3 * i + k]);
+                    }
+                }
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
+                    const double da = a, T = Tb, w = da * T;
+                    double loss = 0.0;
+                    for (int k = 0; k < 3; ++k) {
+                        prefix[i][k] += w * cj[k];
+                        const double behind = Cp[i][k] - prefix[i][k];
+                        const double dC = da * (T * cj[k] - behind / (1.0 - da));  // a dC/da (removal.py)
+                        loss += std::fabs(Cp[i][k] - dC - g[3 * i + k]);
+                    }
+                    es[rank[tl.n0 + j]] += loss - base_loss[i];
+                });
+            }
+        }
+    }
+    Tensor out = torch::empty({C, N}, torch::kFloat64);
+    double* po = out.data_ptr<double>();
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < C * N; ++i) {
+        double sum = 0.0;
+        for (int64_t q = first[i]; q < first[i + 1]; ++q) sum += es[q];
+        po[i] = sum;
+    }
+    return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "gspruner's compiled CPU rasterizer (gsplat 1.5.3's algorithm, C++/OpenMP)";
     m.def("project_fwd", &project_fwd);
@@ -1444,4 +1537,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("raster_bwd", &raster_bwd);
     m.def("collect_pairs", &collect_pairs);
     m.def("contribution_stats", &contribution_stats);
+    m.def("removal_loss", &removal_loss);
 }
