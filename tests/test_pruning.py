@@ -426,21 +426,13 @@ def test_pup_fisher_matches_one_backward_pass_per_patch():
     assert U_unseen[29] == pytest.approx(6 * math.log(1e-30)) and int(U_unseen.argmin()) == 29
 
 
-@pytest.mark.parametrize("with_wall, dtype", [(False, torch.float64), (True, torch.float64), (False, torch.float32),
-                                              (True, torch.float32)])
-def test_removal_error_matches_rerendering_without_each_gaussian(with_wall, dtype):
-    """The removal scores (pruning/removal.py) equal, for every Gaussian, the L1 loss change of re-rendering each
-    view without it (background and view-dependent colour included), summed over the views (`removal-sum`; some
-    Gaussians make the views worse and score below 0) or the largest of them and 0 (`removal`). With an opaque
-    wall (alpha clamped at 0.999) pixels reach the T < 1e-4 stop, beyond which the score cannot see what a
-    removal would reveal: there it is close, and a Gaussian hidden behind the wall scores ~0. Float64 scores
-    come from the composited pairs, float32 ones from the compiled backend's fused kernel (when built)."""
+def _removal_scene(with_wall: bool, n: int = 30):
+    """(splats (float64, SH degree 1), two views (camera, image) whose images are renders plus noise, background,
+    render(splats, camera) -> image) for the removal-score tests."""
     from types import SimpleNamespace
 
-    from gspruner.pruning.importance import compute_importance
     from gspruner.render import rasterize
 
-    n = 30
     means, quats, scales, opacities, viewmat, K, W, H = _random_scene(n=n, seed=11)
     if with_wall:
         opacities[:3] = 0.99999  # alpha clamped at 0.999 near their centres
@@ -464,7 +456,22 @@ def test_removal_error_matches_rerendering_without_each_gaussian(with_wall, dtyp
         return img[0]
 
     images = [render(splats, cam) + 0.3 * torch.rand(H, W, 3, generator=g, dtype=torch.float64) for cam in cams]
-    views = list(zip(cams, images))
+    return splats, list(zip(cams, images)), background, render
+
+
+@pytest.mark.parametrize("with_wall, dtype", [(False, torch.float64), (True, torch.float64), (False, torch.float32),
+                                              (True, torch.float32)])
+def test_removal_error_matches_rerendering_without_each_gaussian(with_wall, dtype):
+    """The removal scores (pruning/removal.py) equal, for every Gaussian, the L1 loss change of re-rendering each
+    view without it (background and view-dependent colour included), summed over the views (`removal-sum`; some
+    Gaussians make the views worse and score below 0) or the largest of them and 0 (`removal`). With an opaque
+    wall (alpha clamped at 0.999) pixels reach the T < 1e-4 stop, beyond which the score cannot see what a
+    removal would reveal: there it is close, and a Gaussian hidden behind the wall scores ~0. Float64 scores
+    come from the composited pairs, float32 ones from the compiled backend's fused kernel (when built)."""
+    from gspruner.pruning.importance import compute_importance
+
+    n = 30
+    splats, views, background, render = _removal_scene(with_wall, n)
 
     def l1(sp):  # [views] the L1 loss of each view
         return torch.tensor([float((render(sp, cam) - image).abs().sum()) for cam, image in views], dtype=torch.float64)
@@ -483,3 +490,20 @@ def test_removal_error_matches_rerendering_without_each_gaussian(with_wall, dtyp
             torch.testing.assert_close(score, expected, rtol=0.0, atol=0.03 * top)
             assert abs(float(expected[3])) < 1e-3 * top and abs(float(score[3])) < 1e-3 * top
     assert (per_view.sum(dim=1) < 0).sum() >= 2  # removing these makes the views closer to their images
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_removal_scores_on_cuda_match_the_cpu():
+    """The removal score has no CUDA kernel: on CUDA the PyTorch pairs path runs on the GPU. Its float32 scores
+    equal the CPU's (the compiled kernel when built) to float32 rounding."""
+    from gspruner.pruning.importance import compute_importance
+
+    splats, views, background, _ = _removal_scene(with_wall=True)
+    for name in ("removal", "removal-sum"):
+        cpu = compute_importance(name, {k: v.float() for k, v in splats.items()},
+                                 [(cam, image.float()) for cam, image in views], background=background)
+        gpu = compute_importance(name, {k: v.float().cuda() for k, v in splats.items()},
+                                 [(cam, image.float().cuda()) for cam, image in views], background=background)
+        assert gpu.is_cuda and (cpu > 0).sum() >= 10
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4 * float(cpu.abs().max()))
