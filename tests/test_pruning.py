@@ -279,6 +279,38 @@ def test_score_pruner_options_are_checked_where_parsed(kw, message):
         RadSplatConfig(**kw)
 
 
+def test_passes_rescore_the_survivors_between_steps(monkeypatch):
+    """--prune.passes k removes the ratio in k steps that leave n (1 - ratio)^(j / k), each ranked by the score
+    of the survivors alone. The score here makes Gaussians 0 and 1 stand in for each other (each scores 0 while
+    the other is there, 10 once it is gone; Gaussian i > 1 scores i + 1): one pass removes both, two passes
+    remove 0, then see that 1 is now needed and remove 2. The model reaches the score as the survivors only."""
+    from gspruner.pruning import RemovalConfig
+    from gspruner.pruning import oneshot
+
+    def stand_ins(name, params, views, near, far, background):
+        ids = params["means"][:, 0].round().long().tolist()  # the Gaussians' own ids, stored in their means
+        return torch.tensor([(0.0 if (1 - i) in ids else 10.0) if i < 2 else i + 1.0 for i in ids])
+
+    monkeypatch.setattr(oneshot, "compute_importance", stand_ins)
+    ctx = PruneContext(views=lambda: iter(()), device=torch.device("cpu"), max_steps=100, densify_stop_step=0,
+                       sh_degree=0)
+    for passes, kept in ((1, [2, 3, 4, 5, 6, 7, 8, 9]), (2, [1, 3, 4, 5, 6, 7, 8, 9]),
+                         (3, [1, 3, 4, 5, 6, 7, 8, 9])):
+        means = torch.zeros(10, 3)
+        means[:, 0] = torch.arange(10.0)
+        params = torch.nn.ParameterDict({"means": torch.nn.Parameter(means),
+                                         "opacities": torch.nn.Parameter(torch.zeros(10))})
+        optimizers = {k: torch.optim.Adam([{"params": v, "lr": 0.01, "name": k}]) for k, v in params.items()}
+        p = RemovalConfig(ratio=0.2, passes=passes, at=(0.0,)).setup(ctx)
+        p.after_step(0, params, optimizers, {})
+        assert params["means"][:, 0].round().long().tolist() == kept, passes
+        assert p.summary().get("score_passes", 1) == passes
+    with pytest.raises(InputError, match="--prune.passes"):
+        RemovalConfig(ratio=0.5, passes=0)
+    with pytest.raises(InputError, match="--prune.passes"):
+        RadSplatConfig(passes=2)  # RadSplat's default is a threshold
+
+
 def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     base = tmp_path / "base"
     Trainer(TrainConfig(data_dir=tiny_scene, result_dir=base, max_steps=60, device="cpu", progress=False, lpips=False)).train()
@@ -293,6 +325,11 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     assert m["num_gaussians_before_prune"] == before
     assert m["num_gaussians"] == before - round(0.6 * before)
     assert m["strategy"] == "none" and m["prune"] == "radsplat"
+    out3 = tmp_path / "pruned3"  # the same ratio in three passes of the removal score
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(out3), "score:removal", "--score.ratio", "0.6",
+                 "--score.passes", "3", "--finetune-steps", "20", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
+    m3 = json.loads((out3 / "metrics.json").read_text())
+    assert m3["num_gaussians"] == m["num_gaussians"] and m3["score_passes"] == 3 and m3["prune"] == "removal"
     # bad input: ratio outside (0,1), checkpoint of another scene
     capsys.readouterr()
     assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--score.ratio", "1.5", "--device", "cpu"]) == 2

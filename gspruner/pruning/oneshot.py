@@ -50,14 +50,21 @@ class ScorePruner(Pruner):
     With `stop_db`, every prune is preceded by a render of the training views, and the prunes stop for good at
     the first whose mean PSNR is more than `stop_db` below the best measured before it: the prunes so far cost
     the views more than the training since has won back.
+
+    With `passes` > 1 (ratio mode), one prune removes its `ratio` in that many equal steps, the score recomputed
+    on the survivors before each and nothing trained in between: two Gaussians that stand in for each other
+    each score low alone, and a single pass would remove both.
     """
 
     def __init__(self, score: str, ctx: PruneContext, ratio: float | None = None, threshold: float | None = None,
                  at_fractions: tuple[float, ...] = (2 / 3,), name: str | None = None, means_lr_boost: float = 1.0,
-                 stop_db: float | None = None):
+                 stop_db: float | None = None, passes: int = 1):
         if (ratio is None) == (threshold is None):
             raise ValueError("give exactly one of ratio and threshold")
+        if passes < 1 or (passes > 1 and ratio is None):
+            raise ValueError("passes must be >= 1, and > 1 only with a ratio")
         self.score, self.name, self.ctx, self.ratio, self.threshold = score, name or score, ctx, ratio, threshold
+        self.passes = passes
         self.means_lr_boost = means_lr_boost  # the means' learning rate x this after each prune
         last = max(ctx.max_steps - 1, 0)
         self.steps = sorted({min(max(round(f * ctx.max_steps), ctx.densify_stop_step), last) for f in at_fractions})
@@ -77,9 +84,7 @@ class ScorePruner(Pruner):
             if now < best - self.stop_db:
                 self.stopped_at = step
                 return
-        importance = compute_importance(self.score, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
-                                        self.ctx.background)
-        keep = keep_by_ratio(importance, self.ratio) if self.ratio is not None else keep_by_threshold(importance, self.threshold)
+        keep = self.keep_mask(params)
         n = keep.shape[0]
         if self.num_before is None:
             self.num_before = n
@@ -89,6 +94,28 @@ class ScorePruner(Pruner):
             for group in optimizers["means"].param_groups:
                 group["lr"] *= self.means_lr_boost
 
+    def importance(self, params) -> Tensor:
+        return compute_importance(self.score, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
+                                  self.ctx.background)
+
+    @torch.no_grad()
+    def keep_mask(self, params) -> Tensor:
+        """keep [N] bool of one prune: the score at or above the threshold, or all but the lowest `ratio`, removed
+        in `passes` steps that each leave n (1 - ratio)^(k / passes) (k = 1 .. passes), scored on the survivors."""
+        if self.threshold is not None:
+            return keep_by_threshold(self.importance(params), self.threshold)
+        if self.passes == 1:
+            return keep_by_ratio(self.importance(params), self.ratio)
+        n = params["means"].shape[0]
+        keep = torch.ones(n, dtype=torch.bool, device=params["means"].device)
+        for k in range(1, self.passes + 1):
+            survivors = torch.nonzero(keep).flatten()  # [M] ids into the model
+            subset = params if k == 1 else {name: p.detach()[survivors] for name, p in params.items()}
+            n_remove = round(n * (1.0 - (1.0 - self.ratio) ** (k / self.passes))) - (n - survivors.numel())
+            order = torch.argsort(self.importance(subset), stable=True)  # ascending; ties by id, as keep_by_ratio
+            keep[survivors[order[:max(n_remove, 0)]]] = False
+        return keep
+
     def summary(self) -> dict:
         return {
             "prune": self.name,
@@ -97,6 +124,7 @@ class ScorePruner(Pruner):
             "num_gaussians_before_prune": self.num_before,
             "prune_ratio": None if not self.num_before else self.num_removed / self.num_before,
             "means_lr_boost": self.means_lr_boost,
+            **({"score_passes": self.passes} if self.passes > 1 else {}),
             **({"stop_db": self.stop_db, "views_psnr_before_prunes": self.views_psnr, "prunes_stopped_at": self.stopped_at}
                if self.stop_db is not None else {}),
         }
@@ -129,22 +157,29 @@ class ScorePrunerConfig(PrunerConfig):
     """Threshold mode instead: remove the Gaussians whose score is below this (RadSplat's t_prune; default 0.01 for radsplat)."""
     at: Optional[tuple[float, ...]] = None
     """When to prune, as fractions of --max-steps (default 2/3, LP-3DGS's 20k of 30k; RadSplat's threshold mode 16/30 and 24/30). Never before densification stops."""
+    passes: int = 1
+    """Ratio mode: remove the ratio in this many equal steps per prune, the score recomputed on the survivors before each, no training between (README: one-shot removal, 3 passes)."""
 
     def __post_init__(self) -> None:
         if self.ratio is not None and self.threshold is not None:
             raise InputError("--prune.ratio and --prune.threshold exclude each other")
+        if not 1 <= self.passes <= 20:
+            raise InputError(f"--prune.passes must be in 1..20, got {self.passes}")
         if self.ratio is None and self.threshold is None:
             if self.threshold_default is not None:
                 self.threshold = self.threshold_default
             else:
                 self.ratio = DEFAULT_RATIO
         check_ratio(self.ratio)
+        if self.passes > 1 and self.threshold is not None:
+            raise InputError("--prune.passes takes a ratio (--prune.ratio), not a threshold")
         if self.at is None:
             self.at = self.threshold_at if self.threshold is not None else (2 / 3,)
         check_fractions(self.at)
 
     def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
-        return ScorePruner(self.score, ctx, ratio=self.ratio, threshold=self.threshold, at_fractions=self.at)
+        return ScorePruner(self.score, ctx, ratio=self.ratio, threshold=self.threshold, at_fractions=self.at,
+                           passes=self.passes)
 
     def at_start(self) -> "ScorePrunerConfig":
         return replace(self, at=(0.0,))
