@@ -309,6 +309,12 @@ def test_passes_rescore_the_survivors_between_steps(monkeypatch):
         RemovalConfig(ratio=0.5, passes=0)
     with pytest.raises(InputError, match="--prune.passes"):
         RadSplatConfig(passes=2)  # RadSplat's default is a threshold
+    from gspruner.pruning import RoundsConfig
+
+    rounds = RoundsConfig(ratio=0.75, rounds=2, passes=3, score="opacity").setup(ctx)
+    assert rounds.passes == 3 and rounds.ratio == pytest.approx(0.5)  # each round in three passes
+    with pytest.raises(InputError, match="--prune.passes"):
+        RoundsConfig(passes=21)
 
 
 def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):

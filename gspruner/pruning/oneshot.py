@@ -15,6 +15,14 @@ from ..metrics import psnr
 from .base import Pruner, PruneContext, PrunerConfig, check_fractions, check_ratio, remove_gaussians
 from .importance import SCORES, compute_importance
 
+MAX_PASSES = 20  # scoring passes per prune (--prune.passes)
+
+
+def check_passes(passes: int) -> None:
+    """Scoring passes per prune: 1 (one ranking) to MAX_PASSES."""
+    if not 1 <= passes <= MAX_PASSES:
+        raise InputError(f"--prune.passes must be in 1..{MAX_PASSES}, got {passes}")
+
 
 def keep_by_ratio(importance: Tensor, ratio: float) -> Tensor:
     """keep [N] bool: drop the `ratio` fraction with the lowest importance (ties broken by index)."""
@@ -163,8 +171,7 @@ class ScorePrunerConfig(PrunerConfig):
     def __post_init__(self) -> None:
         if self.ratio is not None and self.threshold is not None:
             raise InputError("--prune.ratio and --prune.threshold exclude each other")
-        if not 1 <= self.passes <= 20:
-            raise InputError(f"--prune.passes must be in 1..20, got {self.passes}")
+        check_passes(self.passes)
         if self.ratio is None and self.threshold is None:
             if self.threshold_default is not None:
                 self.threshold = self.threshold_default
@@ -282,6 +289,8 @@ class RoundsConfig(PrunerConfig):
     """Before each prune, render the training views; stop pruning for good once their mean PSNR is more than this many dB below its best before (--prune.ratio is then the most removed; default: off)."""
     means_lr_boost: float = 2.0
     """After each prune the means' learning rate is multiplied by this (then decays on its schedule): the survivors move into the gaps the prune left (README: +0.1 to +0.25 dB on four scenes; 1 = off)."""
+    passes: int = 1
+    """Each round removes its share in this many steps, the score recomputed on the survivors before each (see the one-shot scores' --prune.passes)."""
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
@@ -294,11 +303,12 @@ class RoundsConfig(PrunerConfig):
             raise InputError(f"--prune.means-lr-boost must be in [1, 10], got {self.means_lr_boost}")
         if self.stop_db is not None and not 0.0 <= self.stop_db <= 10.0:
             raise InputError(f"--prune.stop-db must be in [0, 10] dB, got {self.stop_db}")
+        check_passes(self.passes)
 
     def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
         return ScorePruner(self.score, ctx, ratio=per_round_ratio(self.ratio, self.rounds),
                            at_fractions=round_fractions(self.start, self.end, self.rounds), name=f"rounds:{self.score}",
-                           means_lr_boost=self.means_lr_boost, stop_db=self.stop_db)
+                           means_lr_boost=self.means_lr_boost, stop_db=self.stop_db, passes=self.passes)
 
     def at_start(self) -> "RoundsConfig":
         """`gspruner prune`: the first round at the fine-tune's first step, the last at 0.6 of it."""
