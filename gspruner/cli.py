@@ -196,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse(cls, rest, prog=f"gspruner {name}")
         run(cfg)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if name == "prune":  # the method's options are --score.* here, --prune.* under `train`
+            message = message.replace("--prune.", "--score.")
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

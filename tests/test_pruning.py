@@ -339,7 +339,10 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
     # bad input: ratio outside (0,1), checkpoint of another scene
     capsys.readouterr()
     assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--score.ratio", "1.5", "--device", "cpu"]) == 2
-    assert "ratio" in capsys.readouterr().err
+    assert "error: --score.ratio must be in (0, 1)" in capsys.readouterr().err  # the option as `prune` spells it
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "score:removal", "--score.passes", "0",
+                 "--device", "cpu"]) == 2
+    assert "error: --score.passes must be in 1..20" in capsys.readouterr().err
     from gspruner.data.demo import ensure_demo_scene
 
     other = ensure_demo_scene(tmp_path / "other", width=32, height=24, n_views=10, n_points=300, seed=1)
