@@ -437,9 +437,11 @@ def _fisher_by_autograd(splats, cam, background, patch=4):
     return F
 
 
-def test_pup_fisher_matches_one_backward_pass_per_patch():
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_pup_fisher_matches_one_backward_pass_per_patch(dtype):
     """The analytic per-pair Fisher (pruning/sensitivity.py) equals PUP's definition computed by autograd, one
-    backward pass per 4x4 patch and colour channel, background term and view-dependent colour included."""
+    backward pass per 4x4 patch and colour channel, background term and view-dependent colour included. Float64
+    takes the composited pairs; float32 the compiled backend's fused kernel (when built)."""
     from types import SimpleNamespace
 
     from gspruner.pruning.sensitivity import fisher, scale_invariant_offset, sensitivity
@@ -453,9 +455,14 @@ def test_pup_fisher_matches_one_backward_pass_per_patch():
               "shN": torch.randn(30, 3, 3, generator=g, dtype=torch.float64) * 0.2}
     cam = SimpleNamespace(viewmat=viewmat.double(), K=K.double(), width=W, height=H)
     background = (0.2, 0.5, 0.9)
-    F = fisher(splats, [(cam, None)], background=background)
     expected = _fisher_by_autograd(splats, cam, background)
     assert expected.abs().sum() > 0 and (expected.diagonal(dim1=1, dim2=2) > 0).any(dim=1).sum() >= 20
+    if dtype == torch.float32:  # the projection, alphas and Jacobians round to float32
+        camera = SimpleNamespace(viewmat=cam.viewmat.float(), K=cam.K.float(), width=W, height=H)
+        F = fisher({k: v.float() for k, v in splats.items()}, [(camera, None)], background=background)
+        torch.testing.assert_close(F, expected, rtol=1e-3, atol=1e-5 * float(expected.abs().max()))
+        return
+    F = fisher(splats, [(cam, None)], background=background)
     torch.testing.assert_close(F, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
     U = sensitivity(F)
     assert U.shape == (30,) and torch.isfinite(U).all()

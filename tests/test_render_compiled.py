@@ -208,6 +208,38 @@ def test_removal_loss_equals_that_of_the_pairs(compact_box, with_background, mon
         torch.testing.assert_close(out["1"][c], expected, rtol=1e-9, atol=1e-9 * float(expected.abs().max()))
 
 
+@pytest.mark.parametrize("with_background", [True, False])
+def test_fisher_patches_equal_those_of_the_pairs(with_background, monkeypatch):
+    """compiled.fisher_patches [C, N, 6, 6] (no pairs built) = pruning/sensitivity.py's pairs path for each camera
+    (`patch_gradients` over the compiled pairs, then G J + Σ a T J_colour and the sum of g6ᵀ g6 per Gaussian),
+    alpha clamp included; symmetric; the same on 1 and 3 threads."""
+    from gspruner.pruning.sensitivity import patch_gradients
+
+    s = make_scene(n=300, seed=9, dtype=torch.float32, width=40, height=32)
+    proj = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    g = torch.Generator().manual_seed(4)
+    colors = torch.rand(2, 300, 3, generator=g)
+    J, Jc = torch.randn(2, 300, 5, 6, generator=g), torch.randn(2, 300, 3, 3, generator=g)
+    backgrounds = s["backgrounds"] if with_background else None
+    out = {}
+    for n in ("1", "3"):
+        monkeypatch.setenv(compiled.THREADS_ENV, n)
+        out[n] = compiled.fisher_patches(proj, colors, J, Jc, 40, 32, backgrounds)
+    assert torch.equal(out["1"], out["3"]) and out["1"].shape == (2, 300, 6, 6)
+    assert torch.equal(out["1"], out["1"].transpose(-1, -2))
+    for c in range(2):
+        one = [t[c:c + 1] for t in (proj.means2d, proj.conics, proj.opacities, proj.depths, proj.radii)]
+        pairs = compiled.contributing_pairs(*one, 40, 32)
+        assert (pairs.alphas >= 0.999).sum() > 10  # clamped pairs: no alpha gradient there
+        ids, G, weight = patch_gradients(pairs, proj.means2d[c], proj.conics[c], colors[c],
+                                         None if backgrounds is None else backgrounds[c])
+        g6 = torch.einsum("ukm,umj->ukj", G, J[c].double()[ids])
+        g6[:, :, :3] += weight[:, None, None] * Jc[c].double()[ids]
+        expected = torch.zeros(300, 6, 6, dtype=torch.float64).index_add_(0, ids, torch.einsum("uki,ukj->uij", g6, g6))
+        assert (expected.diagonal(dim1=1, dim2=2) > 0).all(dim=1).sum() > 100
+        torch.testing.assert_close(out["1"][c], expected, rtol=1e-9, atol=1e-9 * float(expected.abs().max()))
+
+
 def test_contribution_stats_give_a_tie_to_the_front_gaussian():
     """Mini-Splatting's max_count: where two Gaussians blend with the same weight the front one wins. Both are
     centred on pixel (8, 8) (alpha = opacity there): front o = 1/4 gives w = 1/4, back o = 1/3 gives
@@ -307,7 +339,7 @@ def test_eight_lane_build_passes_the_same_comparisons(tmp_path):
     env.pop(compiled.BACKEND_ENV, None)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     tests = ("matches_torch or many_gaussians or pairs_and_statistics or weighted_hits or contribution_stats or "
-             "removal_loss or thread_count or two_parameters")
+             "removal_loss or fisher_patches or thread_count or two_parameters")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                           "tests/test_render_compiled.py", "-k", tests], env=env, cwd=root, capture_output=True,
                          text=True, timeout=900)

@@ -25,7 +25,7 @@ from typing import Iterable
 import torch
 from torch import Tensor
 
-from ..render import contributing_pairs, torch_raster
+from ..render import compiled, contributing_pairs, torch_raster
 from ..render.torch_raster import view_colors
 
 PATCH = 4  # PUP's --fisher_resolution
@@ -124,6 +124,10 @@ def fisher(splats, views: Iterable, background=None, near_plane: float = 0.01, f
                                       near_plane, far_plane)
         colors, J_colour = colour_jacobian(means, sh, viewmat, sh_degree)
         with torch.no_grad():
+            if compiled.handles(proj.means2d, proj.conics, proj.opacities, colors, bg) and 16 % patch == 0:
+                F += compiled.fisher_patches(proj, colors[None], J[None], J_colour[None], cam.width, cam.height,
+                                             None if bg is None else bg.reshape(1, 3), patch)[0]  # fused, no pairs
+                continue
             pairs = contributing_pairs(proj.means2d.detach(), proj.conics.detach(), proj.opacities.detach(),
                                        proj.depths.detach(), proj.radii, cam.width, cam.height)
             if len(pairs) == 0:

@@ -347,6 +347,23 @@ def removal_loss(proj: Projection, colors: Tensor, images: Tensor, width: int, h
         tiles.ids, tiles.first, tiles.rank, width, height, tile_size, compact_box, threads())
 
 
+@torch.no_grad()
+def fisher_patches(proj: Projection, colors: Tensor, jac: Tensor, jac_colour: Tensor, width: int, height: int,
+                   backgrounds: Optional[Tensor] = None, patch: int = 4, tile_size: int = 16,
+                   compact_box: float = 1.0) -> Tensor:
+    """[C, N, 6, 6] float64: PUP-3DGS's Fisher information of each Gaussian in each camera over its mean and
+    log-scale (pruning/sensitivity.py's pairs path, fused in C++ without building the pairs). colors [C, N, 3],
+    jac [C, N, 5, 6] = ∂(mean2d, conic)/∂(μ, log s), jac_colour [C, N, 3, 3] = ∂colour/∂μ, backgrounds [C, 3]."""
+    torch_raster.check_compact_box(compact_box)
+    tiles = bin_tiles(proj, width, height, tile_size)
+    bg = torch.zeros(0) if backgrounds is None else backgrounds.detach().float().contiguous()
+    return extension().fisher_patches(
+        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
+        colors.detach().float().contiguous(), bg, jac.detach().float().contiguous(),
+        jac_colour.detach().float().contiguous(), tiles.offsets, tiles.ids, tiles.first, tiles.rank, width, height,
+        tile_size, patch, compact_box, threads())
+
+
 class RenderInfo(dict):
     """gsplat's `info` dict; the keys in `lazy` ("pairs": the composited pairs) are computed on first access and
     kept: most steps do not read them.

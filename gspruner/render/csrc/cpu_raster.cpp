@@ -18,6 +18,8 @@
 //                               statistics of render/stats.py, FastGS's masked counts).
 //   removal_loss                each Gaussian's L1 loss change when it alone is removed (the `removal`
 //                               score of pruning/removal.py), also without building the pairs.
+//   fisher_patches              PUP-3DGS's per-Gaussian Fisher information (pruning/sensitivity.py), also
+//                               without building the pairs.
 //
 // The PyTorch rasterizer (torch_raster.py) is the reference; tests compare the two.
 // Float32 tensors, contiguous, CPU. The forward walks a tile row by row, a row's 16 pixels as one 16-lane
@@ -1524,6 +1526,130 @@ Tensor removal_loss(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Te
     return out;
 }
 
+// PUP-3DGS's Fisher information (gspruner/pruning/sensitivity.py, PUP Eq. 9-10) of each (camera, Gaussian)
+// without building the pairs: for each pair (Gaussian i, pixel p) with alpha a, T before, colour c,
+//   dC/da = T c - S / (1 - a) (0 where a is clamped at 0.999), S = what lies behind (as removal_loss),
+//   da/d(mean2d, conic) = -a dsigma/d(mean2d x, y, conic A, B, C),
+// summed per (i, patch x patch pixel block, channel) into G [3, 5] and the block's sum of a T; then
+// g6 = G J_i (+ sum a T * Jc_i on the mean's three columns) [3, 6] and F_i += sum over channels g6^T g6.
+// J [C, N, 5, 6] = d(mean2d, conic)/d(mu, log s), Jc [C, N, 3, 3] = d colour / d mu, feats [C, N, 3] the
+// colours, backgrounds [C, 3] or empty -> F [C, N, 6, 6] float64. The tile size must be a multiple of the
+// patch (blocks never cross tiles). Per-entry sums in Gaussian order, reduced in tile order.
+Tensor fisher_patches(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds, Tensor jac,
+                      Tensor jac_colour, Tensor tile_offsets, Tensor tile_ids, Tensor first_t, Tensor rank_t,
+                      int64_t width, int64_t height, int64_t tile_size, int64_t patch, double compact_box,
+                      int64_t threads) {
+    check(means2d, "means2d");
+    check(conics, "conics");
+    check(opac, "opacities");
+    check(feats, "colors");
+    check(jac, "J");
+    check(jac_colour, "J_colour");
+    check_tile_size(tile_size);
+    TORCH_CHECK(patch >= 1 && tile_size % patch == 0, "the tile size must be a multiple of the patch size");
+    const int64_t C = means2d.size(0), N = means2d.size(1);
+    TORCH_CHECK(feats.numel() == C * N * 3, "colors must be [C, N, 3]");
+    TORCH_CHECK(jac.numel() == C * N * 30 && jac_colour.numel() == C * N * 9, "J must be [C, N, 5, 6], J_colour [C, N, 3, 3]");
+    const bool has_bg = backgrounds.numel() > 0;
+    if (has_bg) {
+        check(backgrounds, "backgrounds");
+        TORCH_CHECK(backgrounds.numel() == C * 3, "backgrounds must be [C, 3]");
+    }
+    Grid gr(C, N, width, height, tile_size);
+    const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
+    const float *fe = feats.data_ptr<float>(), *J = jac.data_ptr<float>(), *Jc = jac_colour.data_ptr<float>();
+    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
+    const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
+    const int32_t *first = first_t.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
+    const int nt = threads_or_one(threads);
+    const int64_t blocks_x = tile_size / patch, blocks = blocks_x * blocks_x;
+    constexpr int64_t A = 16;  // per (entry, block): G [3, 5], then sum a T
+    constexpr int64_t S = 21;  // per entry: F's upper triangle
+    SplatRecords sr;
+    sr.build(m2, cn, op, nullptr, C * N, 0, static_cast<float>(compact_box), nt);
+    std::vector<double> entry(tile_ids.numel() * S, 0.0);  // [I, 21] in Gaussian order (rank)
+    double* es = entry.data();
+#pragma omp parallel num_threads(nt)
+    {
+        TileGaussians tg;
+        RowFwd row;
+        std::vector<double> acc;  // [k, blocks, A]
+        double Cp[LANES][3], prefix[LANES][3];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ct = 0; ct < C * gr.T; ++ct) {
+            const Tile tl = gr.tile(ct, off);
+            const int64_t c = tl.c, x0 = tl.x0, n = tl.n, k = tl.k;
+            if (k == 0) continue;
+            tg.gather(sr, ids, tl, N);
+            tg.build_rows(tl);
+            acc.assign(k * blocks * A, 0.0);
+            const float* col = fe + c * N * 3;
+            for (int64_t y = tl.y0; y < tl.y1; ++y) {
+                for (int64_t i = 0; i < n; ++i)
+                    for (int ch = 0; ch < 3; ++ch) Cp[i][ch] = prefix[i][ch] = 0.0;
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
+                    const double w = double(a) * double(Tb);
+                    for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += w * cj[ch];
+                });
+                for (int64_t i = 0; i < n; ++i)
+                    if (bg)
+                        for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += double(row.lane(row.T, i)) * bg[3 * c + ch];
+                const double py = static_cast<double>(y) + 0.5;
+                const int64_t block_row = ((y - tl.y0) / patch) * blocks_x;
+                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
+                    const int64_t g = c * N + tg.id[j];
+                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
+                    const double da = a, T = Tb, w = da * T;
+                    double dC[3];
+                    for (int ch = 0; ch < 3; ++ch) {
+                        prefix[i][ch] += w * cj[ch];
+                        dC[ch] = da >= 0.999 ? 0.0 : T * cj[ch] - (Cp[i][ch] - prefix[i][ch]) / (1.0 - da);
+                    }
+                    const double dx = double(m2[2 * g]) - (static_cast<double>(x0 + i) + 0.5);
+                    const double dy = double(m2[2 * g + 1]) - py;
+                    const double qa = cn[3 * g], qb = cn[3 * g + 1], qc = cn[3 * g + 2];
+                    const double dsigma[5] = {qa * dx + qb * dy, qb * dx + qc * dy, 0.5 * dx * dx, dx * dy, 0.5 * dy * dy};
+                    double* b = &acc[(j * blocks + block_row + i / patch) * A];
+                    for (int ch = 0; ch < 3; ++ch)
+                        for (int m = 0; m < 5; ++m) b[ch * 5 + m] += dC[ch] * (-da * dsigma[m]);
+                    b[15] += w;
+                });
+            }
+            for (int64_t j = 0; j < k; ++j) {
+                const int64_t g = c * N + tg.id[j];
+                const float *Jg = J + g * 30, *Jcg = Jc + g * 9;
+                double* e = es + rank[tl.n0 + j] * S;
+                for (int64_t bl = 0; bl < blocks; ++bl) {
+                    const double* b = &acc[(j * blocks + bl) * A];
+                    if (b[15] == 0.0) continue;  // no pair of this entry in the block
+                    for (int ch = 0; ch < 3; ++ch) {
+                        double g6[6];
+                        for (int q = 0; q < 6; ++q) {
+                            double v = 0.0;
+                            for (int m = 0; m < 5; ++m) v += b[ch * 5 + m] * Jg[m * 6 + q];
+                            g6[q] = v + (q < 3 ? b[15] * Jcg[ch * 3 + q] : 0.0);
+                        }
+                        for (int r = 0, u = 0; r < 6; ++r)
+                            for (int q = r; q < 6; ++q, ++u) e[u] += g6[r] * g6[q];
+                    }
+                }
+            }
+        }
+    }
+    Tensor out = torch::empty({C, N, 6, 6}, torch::kFloat64);
+    double* po = out.data_ptr<double>();
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t i = 0; i < C * N; ++i) {
+        double sum[S] = {};
+        for (int64_t q = first[i]; q < first[i + 1]; ++q)
+            for (int64_t u = 0; u < S; ++u) sum[u] += es[q * S + u];
+        for (int r = 0, u = 0; r < 6; ++r)
+            for (int q = r; q < 6; ++q, ++u) po[i * 36 + r * 6 + q] = po[i * 36 + q * 6 + r] = sum[u];
+    }
+    return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "gspruner's compiled CPU rasterizer (gsplat 1.5.3's algorithm, C++/OpenMP)";
     m.def("project_fwd", &project_fwd);
@@ -1538,4 +1664,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("collect_pairs", &collect_pairs);
     m.def("contribution_stats", &contribution_stats);
     m.def("removal_loss", &removal_loss);
+    m.def("fisher_patches", &fisher_patches);
 }
