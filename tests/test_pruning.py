@@ -336,6 +336,10 @@ def test_prune_command_end_to_end(tiny_scene, tmp_path, capsys):
                  "--score.passes", "3", "--finetune-steps", "20", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
     m3 = json.loads((out3 / "metrics.json").read_text())
     assert m3["num_gaussians"] == m["num_gaussians"] and m3["score_passes"] == 3 and m3["prune"] == "removal"
+    out_pup = tmp_path / "pruned_pup"  # PUP's Fisher takes autograd Jacobians inside the prune
+    assert main(["prune", "--ckpt", ckpt, "--result-dir", str(out_pup), "score:pup", "--score.ratio", "0.6",
+                 "--score.passes", "2", "--finetune-steps", "5", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
+    assert json.loads((out_pup / "metrics.json").read_text())["num_gaussians"] == m["num_gaussians"]
     # bad input: ratio outside (0,1), checkpoint of another scene
     capsys.readouterr()
     assert main(["prune", "--ckpt", ckpt, "--result-dir", str(tmp_path / "x"), "--score.ratio", "1.5", "--device", "cpu"]) == 2

@@ -106,8 +106,7 @@ class ScorePruner(Pruner):
         return compute_importance(self.score, params, self.ctx.views(), self.ctx.near_plane, self.ctx.far_plane,
                                   self.ctx.background)
 
-    @torch.no_grad()
-    def keep_mask(self, params) -> Tensor:
+    def keep_mask(self, params) -> Tensor:  # not under no_grad: PUP's Fisher takes Jacobians by autograd
         """keep [N] bool of one prune: the score at or above the threshold, or all but the lowest `ratio`, removed
         in `passes` steps that each leave n (1 - ratio)^(k / passes) (k = 1 .. passes), scored on the survivors."""
         if self.threshold is not None:
