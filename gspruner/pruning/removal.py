@@ -10,7 +10,8 @@ loss of that pixel by |C − ΔC_i − gt|₁ − |C − gt|₁. Summed over the
 view's loss increase; a Gaussian the view would not miss scores ~0, one whose removal brings the render
 closer to the image (a floater) below 0. Over the training views the score takes the sum (`removal-sum`) or
 the most any view loses, 0 when none does (`removal`: RadSplat's max over views, so a Gaussian only a few
-views need is kept).
+views need is kept). On the compiled CPU backend the pairs are not built: `compiled.removal_loss` sums the
+same per-pair changes in C++ (tests/test_render_compiled.py compares the two).
 """
 
 from __future__ import annotations

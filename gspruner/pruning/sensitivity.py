@@ -15,7 +15,8 @@ for a pair (Gaussian i, pixel p) with alpha a, transmittance T and colour c,
 which are summed over each patch's pixels per channel (G [5]) and taken to (μ, log s) by the projection's
 Jacobian J_i = ∂(mean2d, conic)/∂(μ, log s) [5, 6] (five vector-Jacobian products of the projection: each
 Gaussian's outputs depend on its own inputs only), plus the path through the view-dependent SH colour,
-(Σ_patch a T) ∂c/∂μ.
+(Σ_patch a T) ∂c/∂μ. On the compiled CPU backend the pairs are not built: `compiled.fisher_patches` sums the
+same per-patch gradients and 6×6 products in C++ (tests/test_render_compiled.py compares the two).
 """
 
 from __future__ import annotations
