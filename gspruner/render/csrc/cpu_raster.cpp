@@ -1435,6 +1435,34 @@ Tensor contribution_stats(Tensor means2d, Tensor conics, Tensor opac, Tensor til
     return out;
 }
 
+namespace {
+
+// backgrounds [C, 3] float32, or empty (black) -> its data or nullptr.
+const float* optional_backgrounds(const Tensor& backgrounds, int64_t C) {
+    if (backgrounds.numel() == 0) return nullptr;
+    check(backgrounds, "backgrounds");
+    TORCH_CHECK(backgrounds.numel() == C * 3, "backgrounds must be [C, 3]");
+    return backgrounds.data_ptr<float>();
+}
+
+// The colour of each pixel of one row, C_p = sum of a T c over its pairs + T_final bg (bg may be nullptr),
+// in float64 -> Cp[i] for lanes i < n; col: the camera's colours [N, 3].
+void row_colours(const TileGaussians& tg, int64_t r, RowFwd& row, int64_t x0, int64_t n, float py, const float* col,
+                 const float* bg, double (*Cp)[3]) {
+    for (int64_t i = 0; i < n; ++i)
+        for (int ch = 0; ch < 3; ++ch) Cp[i][ch] = 0.0;
+    walk_row(tg, r, row, x0, n, py, [&](int64_t i, int64_t j, float a, float Tb) {
+        const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
+        const double w = double(a) * double(Tb);
+        for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += w * cj[ch];
+    });
+    if (bg)
+        for (int64_t i = 0; i < n; ++i)
+            for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += double(row.lane(row.T, i)) * bg[ch];
+}
+
+}  // namespace
+
 // The L1 loss change of each (camera, Gaussian) when it alone is removed (gspruner/pruning/removal.py): a
 // pixel p's colour C_p = sum over its pairs of a T c + T_final bg is affine in each alpha, so for the pair
 // (Gaussian i, p), with S = C_p - (the pairs up to and including i) what lies behind,
@@ -1454,15 +1482,10 @@ Tensor removal_loss(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Te
     const int64_t C = means2d.size(0), N = means2d.size(1), HW = width * height;
     TORCH_CHECK(feats.numel() == C * N * 3, "colors must be [C, N, 3]");
     TORCH_CHECK(images.numel() == C * HW * 3, "images must hold C x H x W x 3 values");
-    const bool has_bg = backgrounds.numel() > 0;
-    if (has_bg) {
-        check(backgrounds, "backgrounds");
-        TORCH_CHECK(backgrounds.numel() == C * 3, "backgrounds must be [C, 3]");
-    }
+    const float* bg = optional_backgrounds(backgrounds, C);
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
     const float *fe = feats.data_ptr<float>(), *gt = images.data_ptr<float>();
-    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
     const int32_t *first = first_t.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
     const int nt = threads_or_one(threads);
@@ -1485,18 +1508,11 @@ Tensor removal_loss(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Te
             const float* col = fe + c * N * 3;
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
                 const float* g = gt + (c * HW + y * width + x0) * 3;
-                for (int64_t i = 0; i < n; ++i)
-                    for (int k = 0; k < 3; ++k) Cp[i][k] = prefix[i][k] = 0.0;
-                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
-                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
-                    const double w = double(a) * double(Tb);
-                    for (int k = 0; k < 3; ++k) Cp[i][k] += w * cj[k];
-                });
+                row_colours(tg, y - tl.y0, row, x0, n, y + 0.5f, col, bg ? bg + 3 * c : nullptr, Cp);
                 for (int64_t i = 0; i < n; ++i) {
-                    const double t_final = row.lane(row.T, i);
                     base_loss[i] = 0.0;
                     for (int k = 0; k < 3; ++k) {
-                        if (bg) Cp[i][k] += t_final * bg[3 * c + k];
+                        prefix[i][k] = 0.0;
                         base_loss[i] += std::fabs(Cp[i][k] - g[3 * i + k]);
                     }
                 }
@@ -1550,15 +1566,10 @@ Tensor fisher_patches(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, 
     const int64_t C = means2d.size(0), N = means2d.size(1);
     TORCH_CHECK(feats.numel() == C * N * 3, "colors must be [C, N, 3]");
     TORCH_CHECK(jac.numel() == C * N * 30 && jac_colour.numel() == C * N * 9, "J must be [C, N, 5, 6], J_colour [C, N, 3, 3]");
-    const bool has_bg = backgrounds.numel() > 0;
-    if (has_bg) {
-        check(backgrounds, "backgrounds");
-        TORCH_CHECK(backgrounds.numel() == C * 3, "backgrounds must be [C, 3]");
-    }
+    const float* bg = optional_backgrounds(backgrounds, C);
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
     const float *fe = feats.data_ptr<float>(), *J = jac.data_ptr<float>(), *Jc = jac_colour.data_ptr<float>();
-    const float* bg = has_bg ? backgrounds.data_ptr<float>() : nullptr;
     const int32_t *off = tile_offsets.data_ptr<int32_t>(), *ids = tile_ids.data_ptr<int32_t>();
     const int32_t *first = first_t.data_ptr<int32_t>(), *rank = rank_t.data_ptr<int32_t>();
     const int nt = threads_or_one(threads);
@@ -1585,16 +1596,9 @@ Tensor fisher_patches(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, 
             acc.assign(k * blocks * A, 0.0);
             const float* col = fe + c * N * 3;
             for (int64_t y = tl.y0; y < tl.y1; ++y) {
+                row_colours(tg, y - tl.y0, row, x0, n, y + 0.5f, col, bg ? bg + 3 * c : nullptr, Cp);
                 for (int64_t i = 0; i < n; ++i)
-                    for (int ch = 0; ch < 3; ++ch) Cp[i][ch] = prefix[i][ch] = 0.0;
-                walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
-                    const float* cj = col + 3 * static_cast<int64_t>(tg.id[j]);
-                    const double w = double(a) * double(Tb);
-                    for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += w * cj[ch];
-                });
-                for (int64_t i = 0; i < n; ++i)
-                    if (bg)
-                        for (int ch = 0; ch < 3; ++ch) Cp[i][ch] += double(row.lane(row.T, i)) * bg[3 * c + ch];
+                    for (int ch = 0; ch < 3; ++ch) prefix[i][ch] = 0.0;
                 const double py = static_cast<double>(y) + 0.5;
                 const int64_t block_row = ((y - tl.y0) / patch) * blocks_x;
                 walk_row(tg, y - tl.y0, row, x0, n, y + 0.5f, [&](int64_t i, int64_t j, float a, float Tb) {
