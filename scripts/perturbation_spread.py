@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -87,15 +88,8 @@ def main(argv=None) -> int:
                   f"{m['train_seconds']:.1f} s", flush=True)
         torch_run = None
         if a.torch:
-            before = os.environ.get(BACKEND_ENV)
-            os.environ[BACKEND_ENV] = "torch"
-            try:
+            with mock.patch.dict(os.environ, {BACKEND_ENV: "torch"}):  # the caller's backend again afterwards
                 torch_run = PerturbedTrainer(config("torch"), 0.0, generator_seed=0).train()
-            finally:  # the backend of the caller again
-                if before is None:
-                    os.environ.pop(BACKEND_ENV, None)
-                else:
-                    os.environ[BACKEND_ENV] = before
             print(f"torch: eps 0  PSNR {torch_run['psnr']:.4f}  Gaussians {torch_run['num_gaussians']:,}  "
                   f"{torch_run['train_seconds']:.1f} s", flush=True)
     except InputError as e:

@@ -125,7 +125,8 @@ def fisher(splats, views: Iterable, background=None, near_plane: float = 0.01, f
                                       near_plane, far_plane)
         colors, J_colour = colour_jacobian(means, sh, viewmat, sh_degree)
         with torch.no_grad():
-            if compiled.handles(proj.means2d, proj.conics, proj.opacities, colors, bg) and 16 % patch == 0:
+            fused_tiles_hold_patches = 16 % patch == 0  # compiled.fisher_patches' 16-pixel tiles, whole patches
+            if compiled.handles(proj.means2d, proj.conics, proj.opacities, colors, bg) and fused_tiles_hold_patches:
                 F += compiled.fisher_patches(proj, colors[None], J[None], J_colour[None], cam.width, cam.height,
                                              None if bg is None else bg.reshape(1, 3), patch)[0]  # fused, no pairs
                 continue

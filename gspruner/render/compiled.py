@@ -318,6 +318,11 @@ def _pairs(means2d, conics, opacities, offsets, ids, width, height, tile_size, c
 HIT_COUNT = 2  # contribution_stats' row of the summed pixel weights
 
 
+def _projected(proj: Projection) -> tuple[Tensor, Tensor, Tensor]:
+    """(means2d, conics, opacities) of a projection as the C++ passes over its tile lists take them."""
+    return proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous()
+
+
 @torch.no_grad()
 def contribution_stats(proj: Projection, width: int, height: int, pixel_weights: Optional[Tensor] = None,
                        tile_size: int = 16, compact_box: float = 1.0, tiles: Optional[Tiles] = None) -> Tensor:
@@ -327,9 +332,8 @@ def contribution_stats(proj: Projection, width: int, height: int, pixel_weights:
     torch_raster.check_compact_box(compact_box)
     tiles = bin_tiles(proj, width, height, tile_size) if tiles is None else tiles
     weights = torch.zeros(0) if pixel_weights is None else pixel_weights.detach().float().contiguous()
-    return extension().contribution_stats(
-        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
-        tiles.offsets, tiles.ids, tiles.first, tiles.rank, weights, width, height, tile_size, compact_box, threads())
+    return extension().contribution_stats(*_projected(proj), tiles.offsets, tiles.ids, tiles.first, tiles.rank, weights,
+                                          width, height, tile_size, compact_box, threads())
 
 
 @torch.no_grad()
@@ -342,9 +346,8 @@ def removal_loss(proj: Projection, colors: Tensor, images: Tensor, width: int, h
     tiles = bin_tiles(proj, width, height, tile_size)
     bg = torch.zeros(0) if backgrounds is None else backgrounds.detach().float().contiguous()
     return extension().removal_loss(
-        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
-        colors.detach().float().contiguous(), bg, images[..., :3].detach().float().contiguous(), tiles.offsets,
-        tiles.ids, tiles.first, tiles.rank, width, height, tile_size, compact_box, threads())
+        *_projected(proj), colors.detach().float().contiguous(), bg, images[..., :3].detach().float().contiguous(),
+        tiles.offsets, tiles.ids, tiles.first, tiles.rank, width, height, tile_size, compact_box, threads())
 
 
 @torch.no_grad()
@@ -358,8 +361,7 @@ def fisher_patches(proj: Projection, colors: Tensor, jac: Tensor, jac_colour: Te
     tiles = bin_tiles(proj, width, height, tile_size)
     bg = torch.zeros(0) if backgrounds is None else backgrounds.detach().float().contiguous()
     return extension().fisher_patches(
-        proj.means2d.detach().contiguous(), proj.conics.detach().contiguous(), proj.opacities.detach().contiguous(),
-        colors.detach().float().contiguous(), bg, jac.detach().float().contiguous(),
+        *_projected(proj), colors.detach().float().contiguous(), bg, jac.detach().float().contiguous(),
         jac_colour.detach().float().contiguous(), tiles.offsets, tiles.ids, tiles.first, tiles.rank, width, height,
         tile_size, patch, compact_box, threads())
 
