@@ -150,6 +150,10 @@ def _command(name: str):
         from .viewer import ViewConfig, run_view
 
         return ViewConfig, run_view
+    if name == "process":
+        from .capture.command import ProcessConfig, run_process
+
+        return ProcessConfig, run_process
     return {
         "train": (config.train_cli_type(), run_train),  # the registered methods, at parse time
         "prune": (config.prune_cli_type(), run_prune),
@@ -162,6 +166,7 @@ def _command(name: str):
 
 # name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)
 COMMANDS = {
+    "process": "Turn your own photos or a video into a scene `train` reads (COLMAP / Mip-NeRF 360 layout): frames, SIFT features, matching and mapping with pycolmap on the CPU, undistortion, images_2/4/8, process.json.",
     "train": "Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (README: Training over several processes).",
     "prune": "Prune a trained checkpoint by an importance score, fine-tune without densification, and evaluate.",
     "export": "Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY).",
