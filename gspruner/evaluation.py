@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .data.scene import Camera, Scene, write_png_atomic
+from .data.splits import few_view_fraction, off_path_views
 from .metrics import LPIPS, lpips_status, psnr, ssim
 from .model.gaussians4d import is_4d, rasterizer_inputs
 from .render import rasterize
@@ -72,7 +73,8 @@ def evaluate(
     Gaussians sent to the rasterizer per view. `time_range` (t0, t1) of the training frames (4D models): the
     same metrics also over the views inside it (`*_in_span`: interpolation) and outside it (`*_out_of_span`:
     extrapolation in time). "per_view" lists each view's name, time (4D) and metrics, so that one bad view (or
-    a wrong ground-truth image) shows up by name."""
+    a wrong ground-truth image) shows up by name. `*_off_path`: the same over the test views farthest from the
+    training path; `few_view_fraction`: the share of Gaussians fewer than 3 training views see (data/splits.py)."""
     cams = scene.test if split == "test" else scene.train
     lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
     lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
@@ -107,6 +109,15 @@ def evaluate(
             mean = lambda values: float(sum(values[i] for i in idx) / len(idx)) if idx and values else None  # noqa: E731
             by_span.update({f"psnr_{suffix}": mean(psnrs), f"ssim_{suffix}": mean(ssims),
                             f"lpips_{suffix}": mean(lpipss), f"num_views_{suffix}": len(idx)})
+    off_path = {}
+    if split == "test" and cams:  # the test views farthest from the training path (data/splits.py)
+        idx = off_path_views(scene.train, cams)
+        off_path = {"psnr_off_path": float(np.mean([psnrs[i] for i in idx])),
+                    "ssim_off_path": float(np.mean([ssims[i] for i in idx])),
+                    "lpips_off_path": float(np.mean([lpipss[i] for i in idx])) if lpipss else None,
+                    "num_views_off_path": len(idx), "off_path_views": [cams[i].name for i in idx]}
+    if not is_4d(splats):  # a floater measure without ground truth
+        off_path.update(few_view_fraction(splats["means"], torch.sigmoid(splats["opacities"]), scene.train))
     return {
         "psnr": float(sum(psnrs) / n) if cams else None,
         "ssim": float(sum(ssims) / n) if cams else None,
@@ -118,5 +129,6 @@ def evaluate(
         "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
         "mean_rasterized": float(sum(rasterized) / n) if cams else None,
         **by_span,
+        **off_path,
         "per_view": per_view,
     }

@@ -44,8 +44,8 @@ def pycolmap_module():
     try:
         import pycolmap
     except ImportError as exc:
-        raise InputError(f"`gspruner process` needs pycolmap ({exc}); install it with `pip install -e '.[process]'` "
-                         "(`make setup` does)") from None
+        raise InputError(f"`gspruner process` needs pycolmap ({exc}); install it with `pip install pycolmap==4.2.1` "
+                         "(a dependency of gspruner: `make setup` installs it)") from None
     pycolmap.logging.minloglevel = 2  # COLMAP's INFO/WARNING lines would bury the progress bars
     pycolmap.set_random_seed(0)
     return pycolmap
