@@ -140,8 +140,6 @@ def run_quantize(cfg) -> dict:
 
 def _command(name: str):
     """(config type for tyro, run function) of a subcommand; imported only when that command runs."""
-    from . import config
-
     if name == "export":
         from .export import ExportConfig, run_export
 
@@ -154,6 +152,8 @@ def _command(name: str):
         from .capture.command import ProcessConfig, run_process
 
         return ProcessConfig, run_process
+    from . import config
+
     return {
         "train": (config.train_cli_type(), run_train),  # the registered methods, at parse time
         "prune": (config.prune_cli_type(), run_prune),

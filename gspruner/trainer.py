@@ -60,9 +60,6 @@ class Trainer:
         check_result_dir(cfg)
         self.max_steps = cfg.steps()
         data_dir = cfg.data_dir if cfg.data_dir is not None else ensure_demo_scene(DEMO_DIR)
-        if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
-            # the demo's 128x96 images: a copy of the config with its threshold (the caller's stays as it is)
-            self.cfg = cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, grow_grad2d=DEMO_GROW_GRAD2D))
         self.scene = load_scene(
             data_dir, data_factor=cfg.data_factor, test_every=cfg.test_every, background=cfg.background,
             frame_step=cfg.frame_step, max_frames=cfg.max_frames,
@@ -72,6 +69,11 @@ class Trainer:
         self.scene.check_images()  # before anything is written
         self.background = self.scene.background  # evaluation background: None for opaque images
         self.model = model_family(self.scene)  # 3D, or 4D when the frames carry a time
+        # strategy:auto picks by the scene; config.yml records what it picked (a copy: the caller's stays as it is)
+        self.cfg = cfg = dataclasses.replace(cfg, strategy=cfg.strategy.for_scene(self.scene.has_alpha, self.model.name))
+        if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
+            # the demo's 128x96 images: its own growth threshold
+            self.cfg = cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, grow_grad2d=DEMO_GROW_GRAD2D))
         self._check_methods()
         self.resume_ckpt = None
         if cfg.resume:

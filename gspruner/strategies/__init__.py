@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..model.gaussians import REFERENCE_STEPS  # gsplat's schedules are written for 30k steps
 from ..registry import Registry
 from . import cpu_ops
+from .auto import AutoConfig
 from .base import NoStrategy, NoStrategyConfig, StrategyConfig, StrategyHooks, TrainingStrategy
 from .default import DefaultConfig, DefaultStrategy
 from .default4d import Default4DStrategy
@@ -24,6 +25,7 @@ cpu_ops.install()
 
 # name -> its config class (a fresh instance holds the method's defaults); one line per strategy
 STRATEGIES = Registry(StrategyConfig, {
+    "auto": AutoConfig,
     "default": DefaultConfig,
     "mcmc": MCMCConfig,
     "fastgs": FastGSConfig,
@@ -40,7 +42,7 @@ def make_strategy(name: str, max_steps: int, views: ViewSampler | None = None,
     return STRATEGIES[name]().setup(max_steps, views=views, duration=duration)
 
 
-__all__ = ["DefaultConfig", "DefaultStrategy", "Default4DStrategy", "FASTGS_LRS", "FastGSConfig", "FastGSStrategy",
+__all__ = ["AutoConfig", "DefaultConfig", "DefaultStrategy", "Default4DStrategy", "FASTGS_LRS", "FastGSConfig", "FastGSStrategy",
            "MCMCConfig", "MCMCStrategy", "MIN_REFINE_EVERY", "MIN_RESET_EVERY", "NoStrategy", "NoStrategyConfig",
            "REFERENCE_STEPS", "STRATEGIES", "StrategyConfig", "StrategyHooks", "TrainingStrategy", "ViewSampler",
            "make_strategy", "register_strategy", "scale_schedule", "strategy_name", "strategy_union"]

@@ -93,6 +93,11 @@ class StrategyConfig:
     scale_reg: float = 0.0
     """Weight of mean(scale) in the loss (gsplat's MCMC preset: 0.01)."""
 
+    def for_scene(self, has_alpha: bool, model: str) -> StrategyConfig:
+        """The config to train this scene with (images with alpha or not; model family "3d" / "4d"): itself,
+        except for a strategy that chooses by the scene (strategies/auto.py)."""
+        return self
+
     def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
         """The strategy for a run of `max_steps` (schedules scaled from 30k); `views`: the trainer's ViewSampler;
         `duration`: the time span of a 4D model (None: static)."""
