@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     errors = pose_errors(np.stack([recovered[n] for n in common]), poses[[names[n] for n in common]])
     result = {
         "views": args.views, "size": [args.width, args.height], "shuffled": args.shuffle,
-        "registered": len(recovered), "registered_fraction": len(recovered) / args.views,
+        "registered": len(recovered), "usable": summary["images_usable"],
+        "registered_fraction": len(recovered) / args.views, "process_seconds": summary["seconds"]["total"],
         "median_rotation_deg": errors["median_rotation_deg"], "max_rotation_deg": float(errors["rotation_deg"].max()),
         "median_centre_percent": 100 * errors["median_centre_fraction"],
         "max_centre_percent": 100 * float(errors["centre_fraction"].max()),

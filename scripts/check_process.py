@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         "median_rotation_deg": errors["median_rotation_deg"], "max_rotation_deg": float(errors["rotation_deg"].max()),
         "median_centre_percent": 100 * errors["median_centre_fraction"],
         "max_centre_percent": 100 * float(errors["centre_fraction"].max()),
-        "process_seconds": summary["seconds"]["total"], "matcher": summary["matcher"],
+        "process_seconds": summary["seconds"]["total"], "matcher": summary["matcher"], "image_pairs": summary["image_pairs"],
         "points3D": summary["points3D"], "mean_reprojection_error_px": summary["mean_reprojection_error_px"],
     }
     print(json.dumps(result, indent=2))

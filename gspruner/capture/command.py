@@ -219,14 +219,16 @@ def _summary_text(summary: dict, out: Path) -> str:
     factor = next((f for f in (1, 2, 4, 8) if max(width, height) / f <= 1000), 8)
     s = summary["seconds"]
     lines = [
-        f"processed {summary['kind']}: {summary['images_registered']} of {summary['images_usable']} images registered"
-        + (f" ({len(summary['skipped'])} file(s) skipped: not images)" if summary["skipped"] else ""),
+        f"processed {summary['kind']}: {summary['images_registered']} of {summary['images_usable']} images registered",
         f"  {summary['points3D']:,} 3D points, mean reprojection error {summary['mean_reprojection_error_px']:.2f} px, "
         f"{summary['matcher']} matching of {summary['image_pairs']:,} pairs",
         f"  time: frames {s['frames']:.0f} s, features {s['features']:.0f} s, matching {s['matching']:.0f} s, "
         f"mapping {s['mapping']:.0f} s, undistort {s['undistort']:.0f} s, total {s['total']:.0f} s",
         f"  dataset: {out} ({width}x{height} PINHOLE; images/, sparse/0/, process.json)",
     ]
+    if summary["skipped"]:
+        shown = "; ".join(summary["skipped"][:8]) + (" ..." if len(summary["skipped"]) > 8 else "")
+        lines.append(f"  skipped ({len(summary['skipped'])}): {shown}")
     if summary["unregistered"]:
         shown = ", ".join(summary["unregistered"][:8]) + (" ..." if len(summary["unregistered"]) > 8 else "")
         lines.append(f"  not registered ({len(summary['unregistered'])}): {shown}")

@@ -1,0 +1,161 @@
+"""Tables in docs/ written from results files, never by hand.
+
+    python scripts/docs_tables.py collect NAME RUN_DIR[=LABEL] ... --command "..."   # runs -> docs/results/NAME.json
+    python scripts/docs_tables.py write     # every table in docs/*.md rewritten from its results file
+    python scripts/docs_tables.py check     # exit 1 when a table differs from its results file (tests run this)
+
+A table in a docs page sits between two markers naming its results file and its kind:
+
+    <!-- table: results/strategies.json kind=runs -->
+    | ... |
+    <!-- end table -->
+
+Results files live in docs/results/ and carry the command that made them, the commit and the machine.
+Kinds: `runs` (training runs: PSNR / SSIM / LPIPS on the usual and the off-path test views, the few-view
+floater share, Gaussians, train time), `process` (`gspruner process` pose checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MARKER = re.compile(r"<!-- table: (?P<file>\S+) kind=(?P<kind>\w+) -->\n(?P<body>.*?)<!-- end table -->", re.S)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=DOCS.parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _num(value, digits: int, suffix: str = "") -> str:
+    return "–" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def runs_table(results: dict) -> str:
+    rows = ["| scene | strategy | PSNR | off-path PSNR | SSIM | LPIPS | few-view share | Gaussians | train s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        m = r["metrics"]
+        rows.append(f"| {r['scene']} | {r['label']} | {_num(m.get('psnr'), 2)} | {_num(m.get('psnr_off_path'), 2)} "
+                    f"| {_num(m.get('ssim'), 3)} | {_num(m.get('lpips'), 3)} | {_num(m.get('few_view_fraction'), 3)} "
+                    f"| {_num(m.get('num_gaussians'), 0)} | {_num(m.get('train_seconds'), 0)} |")
+    return "\n".join(rows)
+
+
+def process_table(results: dict) -> str:
+    rows = ["| capture | registered | median rotation error | median centre error | matcher (pairs) | wall time |",
+            "|---|---:|---:|---:|---|---:|"]
+    for r in results["rows"]:
+        rows.append(f"| {r['capture']} | {r['registered']} / {r['usable']} | {r['median_rotation_deg']:.2f}° "
+                    f"| {r['median_centre_percent']:.2f} % | {r['matcher']} ({r.get('image_pairs', '–')}) "
+                    f"| {r['process_seconds']:.0f} s |")
+    return "\n".join(rows)
+
+
+KINDS = {"runs": runs_table, "process": process_table}
+
+
+def render(kind: str, results_file: Path) -> str:
+    results = json.loads(results_file.read_text())
+    table = KINDS[kind](results)
+    return (f"{table}\n\n<sub>From `docs/{results_file.relative_to(DOCS)}`: `{results['command']}` at commit "
+            f"{results['commit']} on {results['machine']} ({results.get('date', '')}).</sub>\n")
+
+
+def tables(page: Path):
+    """(match, expected body) of each table in a docs page."""
+    text = page.read_text()
+    for match in MARKER.finditer(text):
+        yield match, render(match["kind"], DOCS / match["file"])
+
+
+def write() -> list[Path]:
+    changed = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text()
+        new = MARKER.sub(lambda m: m.group(0).replace(m["body"], render(m["kind"], DOCS / m["file"])), text)
+        if new != text:
+            page.write_text(new)
+            changed.append(page)
+    return changed
+
+
+def check() -> list[str]:
+    """The docs tables that differ from their results files ('page: results file')."""
+    return [f"{page.relative_to(DOCS.parent)}: {m['file']}" for page in sorted(DOCS.rglob("*.md"))
+            for m, body in tables(page) if m["body"] != body]
+
+
+def collect(name: str, runs: list[str], command: str) -> Path:
+    rows = []
+    for spec in runs:
+        run, _, label = spec.partition("=")
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+        metrics.pop("per_view", None)
+        scene, _, strategy = (label or Path(run).name).partition(":")
+        rows.append({"scene": scene, "label": strategy or metrics.get("strategy", ""), "run": Path(run).name,
+                     "metrics": metrics})
+    return _write_results(name, command, rows)
+
+
+def _write_results(name: str, command: str, rows: list[dict]) -> Path:
+    from datetime import date
+
+    out = DOCS / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "commit": commit(), "machine": machine(),
+                               "date": date.today().isoformat(), "rows": rows}, indent=1) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("name")
+    c.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR=scene:label")
+    c.add_argument("--command", required=True)
+    p = sub.add_parser("collect-process", help="check_process.py / bench_process.py JSON files -> one results file")
+    p.add_argument("name")
+    p.add_argument("files", nargs="+", help="CAPTURE_LABEL=FILE.json")
+    p.add_argument("--command", required=True)
+    sub.add_parser("write")
+    sub.add_parser("check")
+    args = parser.parse_args(argv)
+    if args.action == "collect":
+        print(collect(args.name, args.runs, args.command))
+    elif args.action == "collect-process":
+        rows = [{"capture": label, **json.loads(Path(file).read_text())}
+                for label, _, file in (spec.partition("=") for spec in args.files)]
+        print(_write_results(args.name, args.command, rows))
+    elif args.action == "write":
+        for page in write():
+            print(f"rewrote {page}")
+    else:
+        stale = check()
+        for line in stale:
+            print(f"stale table: {line}", file=sys.stderr)
+        return 1 if stale else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
