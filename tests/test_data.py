@@ -89,6 +89,21 @@ def test_colmap_round_trip(tmp_path, writer):
     assert_same_model(model, colmap.read_model(tmp_path))
 
 
+def test_images_txt_with_or_without_observation_lines(tmp_path):
+    """COLMAP writes two lines per image, the second (observations) possibly empty; some writers leave it out.
+    Neither way may swallow an image."""
+    model = make_model(np.random.default_rng(5), n_images=5)
+    colmap.write_colmap_text(tmp_path, model)
+    path = tmp_path / "images.txt"
+    image_lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    names = [im.name for im in model.images]
+    path.write_text("\n".join(image_lines) + "\n")  # no observation lines at all
+    assert [im.name for im in colmap.read_images_text(path)] == names
+    observations = "12 34.5 -1 56 7.25 3 100.5 20.0 4"  # 3 (x, y, point id) triples, the first x a whole number
+    path.write_text("# comment\n" + "".join(f"{line}\n{observations}\n" for line in image_lines))
+    assert [im.name for im in colmap.read_images_text(path)] == names
+
+
 def test_binary_preferred_and_sparse_fallback(tmp_path):
     model = make_model(np.random.default_rng(2))
     colmap.write_colmap_text(tmp_path / "sparse", model)
