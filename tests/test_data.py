@@ -153,7 +153,8 @@ def test_data_factor_2_and_png_cache(demo_copy):
     assert (cam2.width, cam2.height) == (8, 6)
     np.testing.assert_allclose(cam2.K[:2].numpy(), cam.K[:2].numpy() / 2, rtol=1e-6)
     cache = demo_copy / "images_2_png"
-    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in (demo_copy / "images").iterdir())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [p.name + ".png" for p in (demo_copy / "images").iterdir()] + ["sources.json"])
     assert cam2.image_path.parent == cache
     assert half.image(cam2).shape == (6, 8, 3)
     expected = cv2.resize(full.image(cam).numpy(), (8, 6), interpolation=cv2.INTER_AREA)
@@ -168,7 +169,7 @@ def test_read_only_data_dir_caches_in_home(demo_copy, tmp_path, monkeypatch):
     finally:
         os.chmod(demo_copy, 0o755)
     assert not (demo_copy / "images_2_png").exists()
-    cached = list((tmp_path / "home" / ".cache" / "gspruner").glob("*/images_2_png/*.png"))
+    cached = list((tmp_path / "home" / ".cache" / "gspruner").glob("*/images_2_png/*.png.png"))
     assert len(cached) == 10 and scene.train[0].image_path in cached
     assert scene.image(scene.train[0]).shape == (6, 8, 3)
 
