@@ -115,6 +115,10 @@ class Trainer:
             missing.append("--batch-size > 1 (each rank renders one camera a step)")
         if c.viewer:
             missing.append("--viewer")
+        sizes = sorted({(cam.width, cam.height) for cam in self.scene.train})
+        if len(sizes) > 1 and self.world_size > 1:  # each step's cameras are rendered at one size on every rank
+            shown = ", ".join(f"{w}x{h}" for w, h in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
+            missing.append(f"training images of different sizes ({shown})")
         if missing:
             raise InputError(f"training over {self.world_size} ranks does not support {', '.join(missing)} yet; "
                              "run it as one process")
