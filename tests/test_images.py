@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from gspruner.data import colmap, ensure_demo_scene, load_scene
-from gspruner.data.images import apply_orientation
 from gspruner.errors import InputError
 
 
@@ -62,6 +61,8 @@ def test_an_image_of_the_same_shape_at_another_resolution_is_resized(scene_dir):
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_orientation_is_pillows_exif_transpose(tmp_path, orientation):
+    from gspruner.data.images import apply_orientation
+
     image = PIL.Image.fromarray(pattern(5, 3))
     exif = PIL.Image.Exif()
     exif[0x0112] = orientation
