@@ -21,7 +21,6 @@ import torch
 
 from gspruner.cli import main
 from gspruner.data import colmap, ensure_demo_scene, load_scene
-from gspruner.data.transforms import opengl_to_opencv
 
 W, H = 16, 12
 

@@ -1,8 +1,6 @@
 """Image files -> camera images (gspruner/data/images.py): the shape check, EXIF orientation, the downsampling
 cache keyed by its sources, premultiplied resampling, alpha from every image, masks."""
 
-import json
-import math
 import os
 import shutil
 

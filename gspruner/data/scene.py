@@ -25,9 +25,9 @@ import torch
 
 from gspruner.errors import InputError
 from gspruner.data import colmap
-from gspruner.data.images import (ImageRecipe, Undistortion, check_image, downsample_cache_dir,  # noqa: F401
-                                  downsampled_images, has_alpha, is_fresh as _is_fresh, load_mask, load_pixels,
-                                  read_image, writable as _writable, write_png_atomic)
+from gspruner.data.images import ImageRecipe, Undistortion, check_image, downsampled_images, has_alpha, load_mask, load_pixels
+# the cache helpers n3v.py (and evaluation's renders) use, where they have always been imported from
+from gspruner.data.images import downsample_cache_dir, is_fresh as _is_fresh, writable as _writable, write_png_atomic  # noqa: F401
 from gspruner.data.normalize import camera_extent, normalize_world
 from gspruner.data.transforms import Frame, read_frames, read_frames_points
 
