@@ -83,8 +83,8 @@ def evaluate(
                     active=active_fn(cams[0].time) if active_fn is not None else None)
     for i, cam in enumerate(cams):
         gt = scene.image(cam).to(device)
-        mask = scene.mask(cam)
-        mask = None if mask is None else mask.to(device)
+        mask = scene.mask(cam)  # [H,W,1] 1 = counts, or None
+        mask = mask if mask is None else mask.to(device)
         t0 = time.perf_counter()
         active = active_fn(cam.time) if active_fn is not None else None
         rgb, _, info = render_view(splats, cam, device, sh_degree, scene.background, active=active)
@@ -94,7 +94,7 @@ def evaluate(
         seconds.append(time.perf_counter() - t0)
         rasterized.append(len(info["ids"]) if "ids" in info else len(splats["means"]))
         psnrs.append(psnr(rgb, gt, mask))
-        ssims.append(float(ssim(rgb[None], gt[None], None if mask is None else mask[None])))
+        ssims.append(float(ssim(rgb[None], gt[None], mask)))
         if lpips_fn is not None:
             lpipss.append(float(lpips_fn(masked_onto(rgb, gt, mask), gt)))
         per_view.append({"name": cam.name, "time": cam.time, "psnr": psnrs[-1], "ssim": ssims[-1],

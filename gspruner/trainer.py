@@ -246,7 +246,7 @@ class Trainer:
     def _photometric_loss(self, rgb: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """(1 - λ)·L1 + λ·(1 - SSIM) over the pixels the image's mask keeps (all without one)."""
         lam = self.cfg.ssim_lambda
-        return (1 - lam) * l1(rgb, gt, mask) + lam * (1 - ssim(rgb[None], gt[None], None if mask is None else mask[None]))
+        return (1 - lam) * l1(rgb, gt, mask) + lam * (1 - ssim(rgb[None], gt[None], mask))
 
     def _regularization(self) -> torch.Tensor | float:
         loss = 0.0
