@@ -1,13 +1,40 @@
-"""Checkpoints: splats + optimizers + scheduler + strategy/pruner state + step + config, written atomically."""
+"""Checkpoints: splats + optimizers + scheduler + strategy/pruner state + step + config, written atomically.
+
+Every command reads checkpoints through `load_checkpoint`, which unpickles with `weights_only=True`: tensors,
+plain Python values and the few types of SAFE_GLOBALS, never a call to anything else. A checkpoint from
+someone else therefore cannot run code here; one whose pickle asks for more is refused with one line.
+"""
 
 from __future__ import annotations
 
 import os
+import pathlib
+import pickle
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import InputError
+
+
+def _numpy_scalar_globals() -> list:
+    """What a NumPy scalar (np.float64 from a NumPy computation stored as a plain number) pickles as: its
+    reconstructor, np.dtype and the dtype classes of the numeric types."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    kinds = (np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+             np.uint32, np.uint64, np.bool_)
+    return [scalar, np.dtype, *(type(np.dtype(k)) for k in kinds)]
+
+
+# Beyond torch's own allow-list (tensors, containers, numbers, strings): the types a gspruner checkpoint may hold.
+# Each only builds a value; none calls anything else.
+SAFE_GLOBALS = [pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath, pathlib.PureWindowsPath,
+                *_numpy_scalar_globals()]
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -22,12 +49,26 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused:
+            raise InputError(f"{path}: refused, its pickle calls {refused.group(1)}, which a gspruner checkpoint "
+                             f"never holds (loading it could run any code); only tensors and plain values are "
+                             f"read") from None
+        raise InputError(f"{path}: not a readable gspruner checkpoint ({_one_line(exc)})") from None
     except Exception as exc:  # truncated zip, not a torch file, ...
-        raise InputError(f"{path}: not a readable gspruner checkpoint ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable gspruner checkpoint ({type(exc).__name__}: {_one_line(exc)})") from None
     if not isinstance(ckpt, dict) or "splats" not in ckpt:
         raise InputError(f"{path}: not a gspruner checkpoint (no 'splats')")
     return ckpt
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc)
+    text = text.split("WeightsUnpickler error:", 1)[-1]  # torch's advice to reload unsafely is left out
+    return " ".join(text.split())[:300]
 
 
 def temporal_filter_of(ckpt: dict, device):

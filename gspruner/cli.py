@@ -28,12 +28,16 @@ def run_train(cfg: TrainConfig, init_ckpt: dict | None = None) -> dict | None:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
+    """A checkpoint is evaluated on the scene it was trained on (another --data-dir must hold the same images),
+    at its data factor and split unless told; a scene file at those of the run directory it sits in (its
+    config.yml), else at the defaults, which it says on stderr."""
     from .checkpoint import load_checkpoint, splats_from_state, temporal_filter_of
     from .data import load_scene
     from .evaluation import evaluate
     from .export import read_splats
     from .export.formats import sh_degree_of
     from .device import resolve_device
+    from .rundir import check_same_scene
 
     if (cfg.ckpt is None) == (cfg.ply is None):
         raise InputError("give exactly one of --ckpt and --ply")
@@ -42,18 +46,27 @@ def run_eval(cfg: EvalConfig) -> dict:
         ckpt = load_checkpoint(cfg.ckpt)
         trained, raw = ckpt["config"], ckpt["splats"]
         data_dir = cfg.data_dir if cfg.data_dir is not None else ckpt["scene"]["data_dir"]
+        settings = str(cfg.ckpt)
     else:
-        if cfg.data_dir is None:
-            raise InputError(f"{cfg.ply}: --ply needs --data-dir (the scene to evaluate on)")
         raw = read_splats(cfg.ply)
-        trained, data_dir = {"data_factor": 1, "test_every": 8, "background": [1.0, 1.0, 1.0]}, cfg.data_dir
+        trained, settings = ply_run_settings(cfg.ply)
+        data_dir = cfg.data_dir if cfg.data_dir is not None else trained.get("data_dir")
+        if data_dir is None:
+            raise InputError(f"{cfg.ply}: --ply needs --data-dir (the scene to evaluate on)")
+        if settings == "defaults":
+            print(f"note: {cfg.ply}: no config.yml of a run beside it; evaluating at the defaults --data-factor 1 "
+                  f"--test-every 8 (give them if it was trained otherwise)", file=sys.stderr)
+    data_factor = cfg.data_factor if cfg.data_factor is not None else trained["data_factor"]
     scene = load_scene(
         data_dir,
-        data_factor=cfg.data_factor if cfg.data_factor is not None else trained["data_factor"],
+        data_factor=data_factor,
         test_every=cfg.test_every if cfg.test_every is not None else trained["test_every"],
         background=tuple(cfg.background if cfg.background is not None else trained["background"]),
         frame_step=trained.get("frame_step", 1), max_frames=trained.get("max_frames"),
     )
+    if cfg.ckpt is not None:
+        check_same_scene(ckpt, scene, cfg.ckpt)
+    scene.check_images()
     splats = splats_from_state(raw, device)
     sh_degree = sh_degree_of(splats) if cfg.ply is not None else trained["sh_degree"]
     temporal_filter = temporal_filter_of(ckpt, device) if cfg.ckpt is not None else None
@@ -61,11 +74,33 @@ def run_eval(cfg: EvalConfig) -> dict:
                        render_dir=cfg.render_dir, with_lpips=cfg.lpips,
                        active_fn=None if temporal_filter is None else temporal_filter.active,
                        time_range=time_range_of(ckpt) if cfg.ckpt is not None and "times" in splats else None)
-    metrics.update(num_gaussians=len(splats["means"]), source=str(cfg.ckpt or cfg.ply), data_dir=str(scene.data_dir))
+    metrics.update(num_gaussians=len(splats["means"]), source=str(cfg.ckpt or cfg.ply), data_dir=str(scene.data_dir),
+                   data_factor=data_factor, settings_from=settings)
     if cfg.ply is not None:
         metrics["file_bytes"] = cfg.ply.stat().st_size
     print(json.dumps(metrics, indent=2))
     return metrics
+
+
+EVAL_DEFAULTS = {"data_factor": 1, "test_every": 8, "background": [1.0, 1.0, 1.0]}
+
+
+def ply_run_settings(ply: Path) -> tuple[dict, str]:
+    """(the scene settings a scene file was trained with, where they come from): the config.yml of the run
+    directory it sits in (point_cloud.ply), else EVAL_DEFAULTS and "defaults"."""
+    import yaml
+
+    config = Path(ply).parent / "config.yml"
+    if not config.is_file():
+        return dict(EVAL_DEFAULTS), "defaults"
+    try:
+        trained = yaml.safe_load(config.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{config}: unreadable run config ({' '.join(str(exc).split())})") from None
+    if not isinstance(trained, dict):
+        raise InputError(f"{config}: not a run config (no settings)")
+    keys = ("data_dir", "data_factor", "test_every", "background", "frame_step", "max_frames")
+    return {**EVAL_DEFAULTS, **{k: trained[k] for k in keys if trained.get(k) is not None}}, str(config)
 
 
 def time_range_of(ckpt: dict) -> tuple[float, float] | None:

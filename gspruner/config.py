@@ -160,15 +160,15 @@ class EvalConfig:
     ckpt: Optional[Path] = None
     """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt)."""
     ply: Optional[Path] = None
-    """Evaluate an exported scene file instead (.ply, .sog, .spz, .glb, .compressed.ply, .splat): what the file itself looks like. Needs --data-dir."""
+    """Evaluate an exported scene file instead (.ply, .sog, .spz, .glb, .compressed.ply, .splat): what the file itself looks like. Its scene settings come from the config.yml of the run directory it sits in (RESULT_DIR/point_cloud.ply), else the defaults below; needs --data-dir unless that config.yml names the scene."""
     data_dir: Optional[Path] = None
-    """The scene (default: the one recorded in the checkpoint)."""
+    """The scene (default: the one recorded in the checkpoint). A checkpoint is refused on a scene whose images are not the ones it was trained on."""
     data_factor: Optional[int] = None
-    """Image downsampling factor (default: the checkpoint's, else 1)."""
+    """Image downsampling factor (default: the checkpoint's or run's, else 1)."""
     test_every: Optional[int] = None
-    """Test split (default: the checkpoint's, else 8)."""
+    """Test split (default: the checkpoint's or run's, else 8)."""
     background: Optional[tuple[float, float, float]] = None
-    """Background for NeRF-synthetic scenes (default: the checkpoint's, else white)."""
+    """Background for NeRF-synthetic scenes (default: the checkpoint's or run's, else white)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to render."""
     render_dir: Optional[Path] = None

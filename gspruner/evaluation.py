@@ -11,7 +11,7 @@ import torch
 
 from .data.scene import Camera, Scene, write_png_atomic
 from .data.splits import few_view_fraction, off_path_views
-from .metrics import LPIPS, lpips_status, psnr, ssim
+from .metrics import LPIPS, lpips_status, masked_onto, psnr, ssim
 from .model.gaussians4d import is_4d, rasterizer_inputs
 from .render import rasterize
 
@@ -73,8 +73,10 @@ def evaluate(
     Gaussians sent to the rasterizer per view. `time_range` (t0, t1) of the training frames (4D models): the
     same metrics also over the views inside it (`*_in_span`: interpolation) and outside it (`*_out_of_span`:
     extrapolation in time). "per_view" lists each view's name, time (4D) and metrics, so that one bad view (or
-    a wrong ground-truth image) shows up by name. `*_off_path`: the same over the test views farthest from the
-    training path; `few_view_fraction`: the share of Gaussians fewer than 3 training views see (data/splits.py)."""
+    a wrong ground-truth image) shows up by name. A view with a mask is measured on the pixels it keeps
+    (LPIPS on the render with the masked pixels taken from the ground truth); "masked" says whether any was.
+    `*_off_path`: the same over the test views farthest from the training path; `few_view_fraction`: the share
+    of Gaussians fewer than 3 training views see (data/splits.py)."""
     cams = scene.test if split == "test" else scene.train
     lpips_ok, lpips_note = lpips_status() if with_lpips else (False, "disabled")
     lpips_fn = LPIPS(net="alex", device=device) if lpips_ok else None
@@ -84,6 +86,8 @@ def evaluate(
                     active=active_fn(cams[0].time) if active_fn is not None else None)
     for i, cam in enumerate(cams):
         gt = scene.image(cam).to(device)
+        mask = scene.mask(cam)  # [H,W,1] 1 = counts, or None
+        mask = mask if mask is None else mask.to(device)
         t0 = time.perf_counter()
         active = active_fn(cam.time) if active_fn is not None else None
         rgb, _, info = render_view(splats, cam, device, sh_degree, scene.background, active=active)
@@ -92,10 +96,10 @@ def evaluate(
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
         rasterized.append(len(info["ids"]) if "ids" in info else len(splats["means"]))
-        psnrs.append(psnr(rgb, gt))
-        ssims.append(float(ssim(rgb[None], gt[None])))
+        psnrs.append(psnr(rgb, gt, mask))
+        ssims.append(float(ssim(rgb[None], gt[None], mask)))
         if lpips_fn is not None:
-            lpipss.append(float(lpips_fn(rgb, gt)))
+            lpipss.append(float(lpips_fn(masked_onto(rgb, gt, mask), gt)))
         per_view.append({"name": cam.name, "time": cam.time, "psnr": psnrs[-1], "ssim": ssims[-1],
                          "lpips": lpipss[-1] if lpips_fn is not None else None})
         if render_dir is not None:
@@ -126,6 +130,7 @@ def evaluate(
         "lpips_note": lpips_note,
         "num_views": len(cams),
         "split": split,
+        "masked": any(cam.mask_path is not None for cam in cams),
         "render_fps": float(len(seconds) / sum(seconds)) if seconds and sum(seconds) > 0 else None,
         "mean_rasterized": float(sum(rasterized) / n) if cams else None,
         **by_span,

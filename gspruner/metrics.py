@@ -1,6 +1,9 @@
 """Rendering-quality metrics: PSNR, SSIM and LPIPS, all offline.
 
 Images are channel-last floats in [0, 1]: one image [H,W,3] or a batch [B,H,W,3]. Data range is 1.
+A mask ([H,W,1] or [B,H,W,1], 1 = the pixel counts, 0 = it is masked out; None = every pixel counts) leaves
+masked pixels out of L1, PSNR and SSIM (see each), so a scene with masks has them out of the loss and the
+metrics alike.
 
 - PSNR = -10 log10(MSE), averaged per image over a batch (gsplat's per-image mean).
 - SSIM (Wang et al. 2004, "Image quality assessment: from error visibility to structural similarity"),
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["psnr", "ssim", "LPIPS", "lpips_status"]
+__all__ = ["l1", "psnr", "ssim", "masked_onto", "LPIPS", "lpips_status"]
 
 
 def _as_batch(img: torch.Tensor) -> torch.Tensor:
@@ -41,14 +44,42 @@ def _check_pair(img: torch.Tensor, gt: torch.Tensor) -> None:
         raise ValueError(f"image shapes differ: {tuple(img.shape)} vs {tuple(gt.shape)}")
 
 
-# ----------------------------------------------------------------------------------------------- PSNR
+def _mask_batch(mask: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """[H,W,1] or [B,H,W,1] -> [B,1,H,W], checked against the image [H,W,3] / [B,H,W,3]."""
+    m = mask[None] if mask.dim() == 3 else mask
+    if m.dim() != 4 or m.shape[-1] != 1 or m.shape[:-1] != (img[None] if img.dim() == 3 else img).shape[:-1]:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(img.shape)}")
+    return m.permute(0, 3, 1, 2).to(img.dtype)
 
 
-def psnr(img: torch.Tensor, gt: torch.Tensor) -> float:
-    """PSNR = -10 log10(MSE) with data range 1; mean of the per-image PSNRs when batched."""
+def masked_onto(img: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """`img` where the mask keeps pixels, `gt` where it masks them out: masked pixels then differ nowhere (no
+    error, no gradient). `img` itself without a mask."""
+    return img if mask is None else img * mask + gt * (1 - mask)
+
+
+# ------------------------------------------------------------------------------------------- L1, PSNR
+
+
+def l1(img: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error over the kept pixels (all without a mask) and channels; differentiable."""
+    _check_pair(img, gt)
+    if mask is None:
+        return (img - gt).abs().mean()
+    m = mask if mask.dim() == img.dim() else mask[None]
+    return ((img - gt).abs() * m).sum() / (m.sum() * img.shape[-1]).clamp_min(1e-12)
+
+
+def psnr(img: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """PSNR = -10 log10(MSE) with data range 1, MSE over the kept pixels (all without a mask); mean of the
+    per-image PSNRs when batched."""
     _check_pair(img, gt)
     x, y = _as_batch(img.detach()).double(), _as_batch(gt.detach()).double()
-    mse = ((x - y) ** 2).flatten(1).mean(1)  # [B]
+    if mask is None:
+        mse = ((x - y) ** 2).flatten(1).mean(1)  # [B]
+    else:
+        m = _mask_batch(mask.detach(), img).double()  # [B,1,H,W]
+        mse = (((x - y) ** 2) * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * x.shape[1]).clamp_min(1e-12)
     return float((-10.0 * torch.log10(mse)).mean())
 
 
@@ -65,7 +96,7 @@ def _gaussian_window_1d(size: int, sigma: float, device, dtype) -> torch.Tensor:
     return (g / g.sum()).to(dtype)  # [size]
 
 
-def ssim(img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+def ssim(img: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean SSIM (Wang et al. 2004) of [H,W,3] or [B,H,W,3] images in [0,1]; a differentiable 0-dim tensor.
 
     Convention: Gaussian window 11×11, σ = 1.5, K1 = 0.01, K2 = 0.03, data range L = 1,
@@ -78,9 +109,12 @@ def ssim(img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         C1 = (K1 L)², C2 = (K2 L)².
 
     Identical images give exactly 1. Works on any device; needs H, W ≥ 11.
+
+    With a mask, masked pixels of `img` are replaced by `gt`'s (`masked_onto`: they add no difference to any
+    window) and the map is averaged over the windows centred on kept pixels.
     """
     _check_pair(img, gt)
-    x, y = _as_batch(img), _as_batch(gt)  # [B,3,H,W]
+    x, y = _as_batch(masked_onto(img, gt, mask)), _as_batch(gt)  # [B,3,H,W]
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
     channels = x.shape[1]
@@ -99,7 +133,12 @@ def ssim(img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     numerator = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
     denominator = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     ssim_map = numerator / denominator  # [B,3,H-10,W-10]
-    return ssim_map.mean()
+    if mask is None:
+        return ssim_map.mean()
+    r = SSIM_WINDOW // 2
+    centres = _mask_batch(mask, img)[:, :, r:-r, r:-r]  # [B,1,H-10,W-10]: the pixel each window is centred on
+    total = centres.sum() * channels
+    return torch.where(total > 0, (ssim_map * centres).sum() / total.clamp_min(1e-12), ssim_map.mean())
 
 
 # ---------------------------------------------------------------------------------------------- LPIPS

@@ -44,11 +44,18 @@ def config_dict(cfg: TrainConfig) -> dict:
         return v
 
     d = dataclasses.asdict(cfg)
+    if cfg.data_dir is not None:  # absolute: the checkpoint and config.yml still name it from another directory
+        d["data_dir"] = absolute_path(cfg.data_dir)
     d["prune"] = {"name": pruner_name(cfg.prune), **d["prune"]}  # each method and its options
     d["strategy"] = {"name": strategy_name(cfg.strategy), **d["strategy"]}
     d = {k: ({kk: plain(vv) for kk, vv in v.items()} if isinstance(v, dict) else plain(v)) for k, v in d.items()}
     d["max_steps"] = cfg.steps()
     return d
+
+
+def absolute_path(path) -> str:
+    """`path` made absolute (against the working directory) and normalized, as a string."""
+    return str(Path(os.path.abspath(Path(path).expanduser())))
 
 
 def check_resumable(old: dict, new: dict, ckpt_path: Path) -> None:
@@ -61,6 +68,8 @@ def check_resumable(old: dict, new: dict, ckpt_path: Path) -> None:
                              f"--prune {old['prune']} (its options not recorded), this command has "
                              f"prune:{new['prune']['name']}; use --overwrite for a new run")
         old = {**old, "prune": new["prune"]}
+    if old.get("data_dir") is not None and new.get("data_dir") is not None:  # older runs stored it as typed
+        old = {**old, "data_dir": absolute_path(old["data_dir"])}
     for key in ("data_dir", "data_factor", "test_every", "strategy", "sh_degree", "prune", "init_ckpt"):
         if old.get(key) != new.get(key):
             raise InputError(
@@ -175,10 +184,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def scene_fingerprint(scene) -> dict:
-    """What identifies the scene a checkpoint was trained on."""
-    fingerprint = {"data_dir": str(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
+    """What identifies the scene a checkpoint was trained on: its folder (absolute), kind, the names of all its
+    images (whatever the split) and of the training ones."""
+    fingerprint = {"data_dir": absolute_path(scene.data_dir), "kind": scene.kind, "scene_scale": scene.scene_scale,
                    "background": list(scene.background) if scene.background is not None else None,
-                   "train_images": [cam.name for cam in scene.train]}
+                   "images": sorted(cam.name for cam in scene.train + scene.test),
+                   "train_images": [cam.name for cam in scene.train], "masked": scene.masked}
     span = model_family(scene).time_range
     if span is not None:  # a 4D model: the span of its training frames (the viewer's time slider)
         fingerprint["time_range"] = list(span)
@@ -186,12 +197,20 @@ def scene_fingerprint(scene) -> dict:
 
 
 def check_same_scene(ckpt: dict, scene, ckpt_path) -> None:
-    """A checkpoint must come from this scene (same training images) and hold consistent splats."""
+    """A checkpoint must come from this scene and hold consistent splats. The same scene: the same image names
+    (any split; a checkpoint from before they were all stored: its training images are all in the scene)."""
     counts = {k: v.shape[0] for k, v in ckpt["splats"].items()}
     if len(set(counts.values())) != 1:
         raise InputError(f"{ckpt_path}: inconsistent Gaussian counts across parameters {counts}")
-    names = ckpt.get("scene", {}).get("train_images")
-    mine = [cam.name for cam in scene.train]
-    if names is not None and names != mine:
-        raise InputError(f"{ckpt_path}: trained on another scene ({ckpt['scene'].get('data_dir')}, "
-                         f"{len(names)} training images) than {scene.data_dir} ({len(mine)} training images)")
+    fingerprint = ckpt.get("scene") or {}
+    names = fingerprint.get("images")
+    mine = sorted(cam.name for cam in scene.train + scene.test)
+    if names is not None:
+        differ = sorted(names) != mine
+    else:
+        names = fingerprint.get("train_images")
+        differ = names is not None and not set(names) <= set(mine)
+    if differ:
+        stray = sorted(set(names) - set(mine)) or sorted(set(mine) - set(names))
+        raise InputError(f"{ckpt_path}: trained on another scene ({fingerprint.get('data_dir')}, {len(names)} images) "
+                         f"than {scene.data_dir} ({len(mine)} images" + (f"; {stray[0]!r} is in one only)" if stray else ")"))

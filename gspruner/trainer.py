@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
@@ -29,7 +28,7 @@ from .device import keep_freed_memory, resolve_device
 from .errors import InputError
 from .evaluation import evaluate, render_view
 from .export import write_ply
-from .metrics import ssim
+from .metrics import l1, psnr, ssim
 from .model import create_optimizers, random_points
 from .model.gaussians import MEANS_LR_END, means_lr_schedule
 from .model.family import model_family
@@ -118,6 +117,10 @@ class Trainer:
             missing.append("--batch-size > 1 (each rank renders one camera a step)")
         if c.viewer:
             missing.append("--viewer")
+        sizes = sorted({(cam.width, cam.height) for cam in self.scene.train})
+        if len(sizes) > 1 and self.world_size > 1:  # each step's cameras are rendered at one size on every rank
+            shown = ", ".join(f"{w}x{h}" for w, h in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
+            missing.append(f"training images of different sizes ({shown})")
         if missing:
             raise InputError(f"training over {self.world_size} ranks does not support {', '.join(missing)} yet; "
                              "run it as one process")
@@ -242,9 +245,10 @@ class Trainer:
             drawn.append(self.scene.train[self.order.pop()])
         return drawn[self.rank]
 
-    def _photometric_loss(self, rgb: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    def _photometric_loss(self, rgb: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """(1 - λ)·L1 + λ·(1 - SSIM) over the pixels the image's mask keeps (all without one)."""
         lam = self.cfg.ssim_lambda
-        return (1 - lam) * F.l1_loss(rgb, gt) + lam * (1 - ssim(rgb[None], gt[None]))
+        return (1 - lam) * l1(rgb, gt, mask) + lam * (1 - ssim(rgb[None], gt[None], mask))
 
     def _regularization(self) -> torch.Tensor | float:
         loss = 0.0
@@ -270,17 +274,19 @@ class Trainer:
         self.current_sh_degree, self.last_num_rays = sh_degree, sum(cam.width * cam.height for cam in cams)
         self.current_step = step
         self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
-        frames, loss = [], 0.0
+        frames, masks, loss = [], [], 0.0
         for cam in cams:
             background = self.training_background()
             gt = self.scene.image(cam, background).to(self.device)
+            mask = _to_device(self.scene.mask(cam), self.device)  # None: every pixel counts
             rgb, _, info = render_view(
                 self.splats, cam, self.device, sh_degree, background, **self.step_gates,
                 active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
                 **self.training_render_kwargs(),
             )
-            loss = loss + self._photometric_loss(rgb, gt) / len(cams)  # 4DGS: loss / batch_size per frame
+            loss = loss + self._photometric_loss(rgb, gt, mask) / len(cams)  # 4DGS: loss / batch_size per frame
             frames.append((cam, gt, rgb, info))
+            masks.append(mask)
         loss = loss + self._regularization()
         info = frames[0][3] if len(frames) == 1 else [f[3] for f in frames]  # gsplat's strategies take one info
         extra = self.pruner.extra_loss(step)
@@ -302,8 +308,7 @@ class Trainer:
         )
         self.views.clear()
         self.pruner.after_step(step, self.splats, self.optimizers, self.strategy_state)
-        with torch.no_grad():
-            mse = sum(F.mse_loss(rgb, gt).item() for _, gt, rgb, _ in frames) / len(frames)
+        mse = sum(10 ** (-psnr(rgb, gt, mask) / 10) for (_, gt, rgb, _), mask in zip(frames, masks)) / len(frames)
         return loss.item(), -10 * math.log10(max(mse, 1e-10))
 
     def checkpoint_payload(self, step: int) -> dict | None:

@@ -134,3 +134,69 @@ def test_output_into_a_closed_pipe_is_not_an_error():
     proc.stdout.close()  # before it writes: its first write meets a closed pipe
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+@pytest.fixture(scope="module")
+def factor2_run(tiny_scene, tmp_path_factory):
+    """A run trained at --data-factor 2 --test-every 4, from a relative --data-dir."""
+    import os
+    import shutil
+
+    root = tmp_path_factory.mktemp("factor2")
+    shutil.copytree(tiny_scene, root / "scene")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["train", "--data-dir", "scene", "--result-dir", "run", "--max-steps", "30", "--data-factor", "2",
+                     "--test-every", "4", "--device", "cpu", "--no-progress", "--no-lpips"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_checkpoint_names_its_scene_absolutely_and_eval_takes_its_settings(factor2_run, tmp_path, monkeypatch, capsys):
+    from gspruner.checkpoint import load_checkpoint
+
+    run = factor2_run / "run"
+    ckpt = load_checkpoint(run / "ckpt" / "last.pt")
+    assert ckpt["scene"]["data_dir"] == str(factor2_run / "scene") == ckpt["config"]["data_dir"]
+    trained = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative --data-dir it was trained with means nothing here
+    assert main(["eval", "--ckpt", str(run / "ckpt" / "last.pt"), "--device", "cpu", "--no-lpips"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["num_views"] == trained["num_views"] == 4 and evaluated["data_factor"] == 2
+    assert evaluated["psnr"] == pytest.approx(trained["psnr"], abs=1e-4)
+
+
+def test_eval_of_a_run_ply_takes_the_runs_settings(factor2_run, capsys):
+    """point_cloud.ply in its run directory: config.yml's scene, factor and split, not factor 1 / every 8th."""
+    run = factor2_run / "run"
+    trained = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", "--ply", str(run / "point_cloud.ply"), "--device", "cpu", "--no-lpips"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["num_views"] == 4 and evaluated["data_factor"] == 2
+    assert evaluated["settings_from"] == str(run / "config.yml")
+    assert evaluated["psnr"] == pytest.approx(trained["psnr"], abs=1e-4)
+
+
+def test_eval_of_a_loose_ply_says_it_uses_the_defaults(factor2_run, tmp_path, capsys):
+    import shutil
+
+    loose = shutil.copy(factor2_run / "run" / "point_cloud.ply", tmp_path / "scene.ply")
+    assert main(["eval", "--ply", str(loose), "--data-dir", str(factor2_run / "scene"), "--device", "cpu",
+                 "--no-lpips"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["settings_from"] == "defaults"
+    assert "defaults --data-factor 1 --test-every 8" in captured.err and "error" not in captured.err
+
+
+def test_eval_refuses_another_scene(factor2_run, tmp_path, capsys):
+    from gspruner.data import ensure_demo_scene
+
+    other = ensure_demo_scene(tmp_path / "other", width=24, height=18, n_views=12, n_points=100, seed=1)
+    ckpt = factor2_run / "run" / "ckpt" / "last.pt"
+    assert main(["eval", "--ckpt", str(ckpt), "--data-dir", str(other), "--device", "cpu", "--no-lpips"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and str(ckpt) in err[0] and "another scene" in err[0], err

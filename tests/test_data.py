@@ -89,6 +89,21 @@ def test_colmap_round_trip(tmp_path, writer):
     assert_same_model(model, colmap.read_model(tmp_path))
 
 
+def test_images_txt_with_or_without_observation_lines(tmp_path):
+    """COLMAP writes two lines per image, the second (observations) possibly empty; some writers leave it out.
+    Neither way may swallow an image."""
+    model = make_model(np.random.default_rng(5), n_images=5)
+    colmap.write_colmap_text(tmp_path, model)
+    path = tmp_path / "images.txt"
+    image_lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    names = [im.name for im in model.images]
+    path.write_text("\n".join(image_lines) + "\n")  # no observation lines at all
+    assert [im.name for im in colmap.read_images_text(path)] == names
+    observations = "12 34.5 -1 56 7.25 3 100.5 20.0 4"  # 3 (x, y, point id) triples, the first x a whole number
+    path.write_text("# comment\n" + "".join(f"{line}\n{observations}\n" for line in image_lines))
+    assert [im.name for im in colmap.read_images_text(path)] == names
+
+
 def test_binary_preferred_and_sparse_fallback(tmp_path):
     model = make_model(np.random.default_rng(2))
     colmap.write_colmap_text(tmp_path / "sparse", model)
@@ -138,7 +153,8 @@ def test_data_factor_2_and_png_cache(demo_copy):
     assert (cam2.width, cam2.height) == (8, 6)
     np.testing.assert_allclose(cam2.K[:2].numpy(), cam.K[:2].numpy() / 2, rtol=1e-6)
     cache = demo_copy / "images_2_png"
-    assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in (demo_copy / "images").iterdir())
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [p.name + ".png" for p in (demo_copy / "images").iterdir()] + ["sources.json"])
     assert cam2.image_path.parent == cache
     assert half.image(cam2).shape == (6, 8, 3)
     expected = cv2.resize(full.image(cam).numpy(), (8, 6), interpolation=cv2.INTER_AREA)
@@ -153,7 +169,7 @@ def test_read_only_data_dir_caches_in_home(demo_copy, tmp_path, monkeypatch):
     finally:
         os.chmod(demo_copy, 0o755)
     assert not (demo_copy / "images_2_png").exists()
-    cached = list((tmp_path / "home" / ".cache" / "gspruner").glob("*/images_2_png/*.png"))
+    cached = list((tmp_path / "home" / ".cache" / "gspruner").glob("*/images_2_png/*.png.png"))
     assert len(cached) == 10 and scene.train[0].image_path in cached
     assert scene.image(scene.train[0]).shape == (6, 8, 3)
 
@@ -370,6 +386,103 @@ def test_ingp_loader(tmp_path):
     cam = undistorted.train[0]
     assert cam.K[0, 0] < 12 and undistorted.image(cam).shape == (cam.height, cam.width, 3)
     assert undistorted.scene_scale > 0 and not np.allclose(undistorted.transform, np.eye(4))
+
+
+def test_transforms_frames_without_w_h_take_their_own_image_size(tmp_path):
+    """instant-ngp / NeRF-synthetic without "w"/"h": each frame its own image's size, never the first one's."""
+    frames = []
+    for k, (w, h) in enumerate([(10, 10), (20, 10), (10, 10)]):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((h, w, 3), 60 * k, np.uint8))
+        frames.append({"file_path": f"{k}.png", "transform_matrix": look_at_origin_opengl([3, k, 1.0]).tolist()})
+    (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    scene = load_scene(tmp_path, test_every=0, normalize=False)
+    cams = {c.name: c for c in scene.train}
+    assert (cams["1.png"].width, cams["1.png"].height) == (20, 10) and (cams["0.png"].width, cams["0.png"].height) == (10, 10)
+    assert cams["1.png"].K[0, 0] == pytest.approx(2 * cams["0.png"].K[0, 0]) and cams["1.png"].K[0, 2] == 10
+    np.testing.assert_allclose(scene.image(cams["1.png"]).numpy(), 60 / 255)
+
+
+def write_point_cloud(path, xyz, rgb=None, nan=False, drop=None):
+    import plyfile
+
+    fields = [("x", "f4"), ("y", "f4"), ("z", "f4")] + ([("red", "u1"), ("green", "u1"), ("blue", "u1")] if rgb is not None else [])
+    fields = [f for f in fields if f[0] != drop]
+    records = np.zeros(len(xyz), dtype=fields)
+    for i, axis in enumerate("xyz"):
+        if axis != drop:
+            records[axis] = xyz[:, i]
+    if rgb is not None:
+        for i, c in enumerate(("red", "green", "blue")):
+            records[c] = rgb[:, i]
+    if nan:
+        records["x"][1] = np.nan
+    plyfile.PlyData([plyfile.PlyElement.describe(records, "vertex")]).write(str(path))
+
+
+def write_nerfstudio(root, n=6, **top):
+    """A nerfstudio-style transforms.json: OPENCV with k1, k2, k3, p1, p2, per-frame intrinsics on frame 2,
+    masks per frame, a sparse point cloud."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    frames = []
+    for k in range(n):
+        cv2.imwrite(str(root / "images" / f"frame_{k:05d}.jpg"), np.full((24, 32, 3), 100, np.uint8))
+        mask = np.full((24, 32), 255, np.uint8)
+        mask[:, :8] = 0
+        cv2.imwrite(str(root / "masks" / f"frame_{k:05d}.png"), mask)
+        a = 2 * math.pi * k / n
+        frame = {"file_path": f"images/frame_{k:05d}.jpg", "mask_path": f"masks/frame_{k:05d}.png",
+                 "transform_matrix": look_at_origin_opengl([3 * math.cos(a), 3 * math.sin(a), 1.0]).tolist()}
+        if k == 2:
+            frame.update(fl_x=40.0, fl_y=41.0, cx=16.5, cy=12.5)
+        frames.append(frame)
+    rng = np.random.default_rng(0)
+    xyz, rgb = rng.normal(size=(50, 3)) * 0.3, rng.integers(0, 256, (50, 3)).astype(np.uint8)
+    write_point_cloud(root / "sparse_pc.ply", xyz, rgb)
+    meta = {"camera_model": "OPENCV", "fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 12.0, "w": 32, "h": 24,
+            "k1": 0.0, "k2": 0.0, "k3": 0.0, "p1": 0.0, "p2": 0.0, "ply_file_path": "sparse_pc.ply", "frames": frames,
+            **top}
+    (root / "transforms.json").write_text(json.dumps(meta))
+    return xyz, rgb
+
+
+def test_nerfstudio_transforms(tmp_path):
+    xyz, rgb = write_nerfstudio(tmp_path)
+    scene = load_scene(tmp_path, test_every=0)
+    cams = {c.name: c for c in scene.train}
+    assert cams["images/frame_00002.jpg"].K[0, 0] == 40 and cams["images/frame_00002.jpg"].K[1, 2] == 12.5
+    assert cams["images/frame_00000.jpg"].K[0, 0] == 30
+    # ply_file_path: the initial points, in the frames' world, normalized with the cameras
+    np.testing.assert_allclose(scene.points, transform_points(scene.transform, xyz.astype(np.float32).astype(np.float64)),
+                               atol=1e-5)
+    np.testing.assert_array_equal(scene.points_rgb, rgb)
+    # mask_path: the left quarter masked out
+    mask = scene.mask(cams["images/frame_00001.jpg"])[..., 0].numpy()
+    assert scene.masked and mask[:, :8].sum() == 0 and mask[:, 8:].min() == 1
+    # k3 reaches the undistortion (OpenCV's r^6 term)
+    write_nerfstudio(tmp_path / "k3", k3=0.05)
+    distorted = load_scene(tmp_path / "k3", test_every=0)
+    cam = distorted.train[0]
+    assert distorted.recipes[cam.image_path].undistortion is not None and cam.K[0, 0] != 30
+
+
+@pytest.mark.parametrize("change,message", [({"camera_model": "OPENCV_FISHEYE", "k4": 0.01}, "OPENCV_FISHEYE"),
+                                            ({"camera_model": "EQUIRECTANGULAR"}, "EQUIRECTANGULAR"),
+                                            ({"k4": 0.01}, "k4"),
+                                            ({"fl_x": 0.0}, "fl_x"),
+                                            ({"ply_file_path": "nothing.ply"}, "nothing.ply")])
+def test_nerfstudio_refusals(tmp_path, change, message):
+    write_nerfstudio(tmp_path, **change)
+    text = assert_input_error(tmp_path / "transforms.json", load_scene, tmp_path)
+    assert message in text
+
+
+def test_zero_determinant_pose_is_refused(tmp_path):
+    write_nerfstudio(tmp_path)
+    meta = json.loads((tmp_path / "transforms.json").read_text())
+    meta["frames"][3]["transform_matrix"] = [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    assert "frame 3" in assert_input_error(tmp_path / "transforms.json", load_scene, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------- bad inputs

@@ -194,3 +194,35 @@ def test_shards_split_and_merge_per_gaussian_state_only():
     merged = merge_shards(parts, [26, 25])
     assert torch.equal(merged["exp_avg"], state["exp_avg"]) and torch.equal(merged["grad2d"], state["grad2d"])
     assert torch.equal(merged["binoms"], state["binoms"]) and merged["step"] == 7 and merged["groups"] == state["groups"]
+
+
+def test_torchrun_refuses_images_of_different_sizes_up_front(tmp_path):
+    """Every rank renders its camera at one size shared by all ranks: a scene with several sizes is refused
+    before anything is written, with one error line (no traceback from the first collective)."""
+    import json
+    import math
+
+    import cv2
+    import numpy as np
+
+    scene = tmp_path / "scene"
+    (scene / "images").mkdir(parents=True)
+    frames = []
+    for k in range(10):
+        w = 16 if k % 2 else 20
+        cv2.imwrite(str(scene / "images" / f"{k}.png"), np.full((12, w, 3), 20 * k, np.uint8))
+        a = 2 * math.pi * k / 10
+        c2w = np.eye(4)
+        back = np.array([3 * math.cos(a), 3 * math.sin(a), 1.0])
+        back /= np.linalg.norm(back)
+        right = np.cross([0, 0, 1.0], back)
+        right /= np.linalg.norm(right)
+        c2w[:3, :3], c2w[:3, 3] = np.stack([right, np.cross(back, right), back], 1), 3 * back
+        frames.append({"file_path": f"images/{k}.png", "transform_matrix": c2w.tolist()})
+    (scene / "transforms.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    r = tmp_path / "run"
+    proc = _torchrun("--data-dir", str(scene), "--result-dir", str(r), "--max-steps", "10", "--no-progress",
+                     "--device", "cpu", "--init-num-pts", "200", timeout=120)
+    assert proc.returncode != 0 and not r.exists()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "training images of different sizes (16x12, 20x12)" in errors[0], proc.stderr[-2000:]

@@ -251,3 +251,28 @@ def test_checkpoint_unpickler_refuses_code():
     arrays = {"k": np.arange(6, dtype=np.float32).reshape(2, 3)}
     loaded = metrics._NumpyOnlyUnpickler(io.BytesIO(pickle.dumps(arrays))).load()
     assert np.array_equal(loaded["k"], arrays["k"])
+
+
+# ------------------------------------------------------------------------------------------------ masks
+
+
+def test_masked_pixels_take_no_part_in_l1_psnr_and_ssim():
+    """Whatever the masked pixels hold, L1 / PSNR / SSIM are the same; PSNR is the MSE over the kept pixels;
+    L1's gradient is zero there; an all-ones mask is no mask."""
+    gt = structured_image(32, 40)
+    img = (gt + 0.05 * torch.randn(gt.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    mask = torch.ones(32, 40, 1)
+    mask[8:20, 10:30] = 0
+    garbage = img.clone()
+    garbage[8:20, 10:30] = 1 - garbage[8:20, 10:30]
+    assert psnr(garbage, gt, mask) == pytest.approx(psnr(img, gt, mask), abs=1e-12)
+    assert float(ssim(garbage[None], gt[None], mask[None])) == pytest.approx(float(ssim(img[None], gt[None], mask[None])), abs=1e-6)
+    assert float(metrics.l1(garbage, gt, mask)) == pytest.approx(float(metrics.l1(img, gt, mask)), abs=1e-7)
+    kept = mask[..., 0].bool()
+    mse = float(((img.double() - gt.double())[kept] ** 2).mean())
+    assert psnr(img, gt, mask) == pytest.approx(-10 * math.log10(mse), abs=1e-9)
+    assert psnr(img, gt, torch.ones(32, 40, 1)) == pytest.approx(psnr(img, gt), abs=1e-9)
+    assert float(ssim(img[None], gt[None], torch.ones(1, 32, 40, 1))) == pytest.approx(float(ssim(img[None], gt[None])), abs=1e-6)
+    x = img.clone().requires_grad_(True)
+    metrics.l1(x, gt, mask).backward()
+    assert x.grad[8:20, 10:30].abs().sum() == 0 and x.grad[:8].abs().sum() > 0

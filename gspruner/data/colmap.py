@@ -291,11 +291,25 @@ def _read_cameras_text(path: Path, lines: list[str]) -> dict[int, ColmapCamera]:
     return cameras
 
 
+def _is_observation_line(fields: list[str]) -> bool:
+    """The POINTS2D[] line of an image: empty, or (X, Y, POINT3D_ID) triples of numbers. An image line never is
+    one: its name is not a number (and an image line of 3k numeric fields would need a numeric name)."""
+    if len(fields) % 3:
+        return False
+    try:
+        [float(v) for v in fields]
+    except ValueError:
+        return False
+    return True
+
+
 @_text
 def _read_images_text(path: Path, lines: list[str]) -> list[ColmapImage]:
+    """Image lines, each followed by its observations line (which may be empty, or left out altogether, as
+    some writers do: a line that is not observations is the next image)."""
     images = []
     i = 0
-    while i < len(lines):  # two lines per image; the second (observations) may be empty
+    while i < len(lines):
         line = lines[i]
         i += 1
         if not line.strip() or line.lstrip().startswith("#"):
@@ -306,7 +320,8 @@ def _read_images_text(path: Path, lines: list[str]) -> list[ColmapImage]:
         values = [float(v) for v in fields[1:8]]
         name = " ".join(fields[9:])
         images.append(ColmapImage(int(fields[0]), name, int(fields[8]), np.array(values[:4]), np.array(values[4:])))
-        i += 1  # skip the observations line
+        if i < len(lines) and not lines[i].lstrip().startswith("#") and _is_observation_line(lines[i].split()):
+            i += 1  # this image's observations
     return images
 
 

@@ -3,32 +3,33 @@
 `load_scene(data_dir)` detects the format:
 - `sparse/0/` or `sparse/` holding a COLMAP model, images in `images/`  -> kind "colmap"
 - `transforms_train.json` (+ `transforms_test.json`)                     -> "blender", or "dnerf" with "time"
-- `transforms.json`                                                      -> "ingp" (instant-ngp)
+- `transforms.json`                                                      -> "ingp" (instant-ngp / nerfstudio)
 - `poses_bounds.npy` + `cam*.mp4` videos (Neural 3D Video, see n3v.py)    -> "n3v"
-Every bad input raises `InputError` (one line naming the file) before anything is written.
+Every bad input raises `InputError` (one line naming the file) before anything is written. How a file's
+pixels become a camera's image (orientation, the size check, resizing, the cache, masks): images.py.
+
+Masks: a COLMAP scene may hold `masks/` beside `images/` (nerfstudio's and OpenSplat's layout: the image's
+name with .png for its extension, white = keep); a transforms.json frame may name its `mask_path`. A camera
+carries its mask file; `Scene.mask(cam)` gives [H,W,1] (1 = keep) or None, and the loss and the metrics take
+it from there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import sys
-import tempfile
-import threading
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-import PIL.Image
 import torch
-from tqdm import tqdm
 
 from gspruner.errors import InputError
 from gspruner.data import colmap
+from gspruner.data.images import ImageRecipe, Undistortion, check_image, downsampled_images, has_alpha, load_mask, load_pixels
+# the cache helpers n3v.py (and evaluation's renders) use, where they have always been imported from
+from gspruner.data.images import downsample_cache_dir, is_fresh as _is_fresh, writable as _writable, write_png_atomic  # noqa: F401
 from gspruner.data.normalize import camera_extent, normalize_world
-from gspruner.data.transforms import Frame, read_frames
+from gspruner.data.transforms import Frame, read_frames, read_frames_points
 
 SUPPORTED_COLMAP_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
@@ -42,6 +43,7 @@ class Camera:
     height: int
     image_path: Path  # the file the pixels come from
     time: float | None = None  # D-NeRF time in [0, 1]; None for static scenes
+    mask_path: Path | None = None  # white = keep; None: every pixel counts
 
     @property
     def viewmat(self) -> torch.Tensor:  # [4,4] world-to-camera (c2w is rigid)
@@ -50,23 +52,6 @@ class Camera:
         w2c[:3, :3] = R.T
         w2c[:3, 3] = -R.T @ t
         return w2c
-
-
-@dataclass
-class Undistortion:
-    """cv2.remap maps at the loaded size, then a crop to the valid region."""
-
-    mapx: np.ndarray  # [h,w] float32
-    mapy: np.ndarray  # [h,w] float32
-    roi: tuple[int, int, int, int]  # x, y, width, height
-
-
-@dataclass
-class ImageRecipe:
-    """How a file's pixels become a camera's image: resize to `size`, then undistort."""
-
-    size: tuple[int, int]  # (width, height) before undistortion
-    undistortion: Undistortion | None = None
 
 
 @dataclass
@@ -82,8 +67,9 @@ class Scene:
     # The colour a scene with alpha (an object on a transparent background) is evaluated on; None for opaque
     # images. The same rule for every loader: images with alpha make an object-centric scene.
     background: tuple[float, float, float] | None
-    recipes: dict[Path, ImageRecipe] = field(default_factory=dict, repr=False)  # image_path -> recipe
+    recipes: dict[Path, ImageRecipe] = field(default_factory=dict, repr=False)  # image_path / mask_path -> recipe
     _images: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,4] premultiplied
+    _masks: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,1] 1 = keep
     _composited: dict[Path, torch.Tensor] = field(default_factory=dict, repr=False)  # [H,W,3] on `background`
 
     @property
@@ -97,23 +83,47 @@ class Scene:
         """Images with alpha: train on random backgrounds, evaluate on `background`."""
         return self.background is not None
 
+    @property
+    def masked(self) -> bool:
+        """Whether any camera has a mask."""
+        return any(cam.mask_path is not None for cam in self.train + self.test)
+
     def check_images(self) -> None:
-        """Every image of both splits opens and its header is whole (a PNG's chunks checksummed) before a run
-        writes anything: a bad file is found in seconds, not when evaluation first reads it. A file that passes
-        and still fails to decode is an InputError when it is read."""
+        """Every image (and mask) of both splits opens, its header is whole (a PNG's chunks checksummed) and its
+        shape fits its camera, before a run writes anything: a bad file is found in seconds, not when
+        evaluation first reads it. A file that passes and still fails to decode is an InputError when it is read."""
         for cam in self.train + self.test:
-            check_image_header(Path(cam.image_path))
+            for path in (cam.image_path, cam.mask_path):
+                if path is not None:
+                    check_image(Path(path), self.recipes.get(Path(path)))
+
+    def _recipe(self, path: Path, cam: Camera) -> ImageRecipe:
+        return self.recipes.get(path) or ImageRecipe((cam.width, cam.height))
 
     def rgba(self, cam: Camera) -> torch.Tensor:
         """[H,W,4] float32: RGB premultiplied by alpha, and alpha (1 for opaque images); cached after first load."""
         key = Path(cam.image_path)
         if key not in self._images:
-            recipe = self.recipes.get(key) or ImageRecipe((cam.width, cam.height))
-            pixels = load_pixels(key, recipe)
+            pixels = load_pixels(key, self._recipe(key, cam))
             if pixels.shape[:2] != (cam.height, cam.width):
                 raise InputError(f"{key}: image is {pixels.shape[1]}x{pixels.shape[0]}, camera expects {cam.width}x{cam.height}")
             self._images[key] = torch.from_numpy(pixels)
         return self._images[key]
+
+    def mask(self, cam: Camera) -> torch.Tensor | None:
+        """[H,W,1] float32, 1 where the pixel counts (loss and metrics) and 0 where it is masked out; None for a
+        camera without a mask. Cached after first load."""
+        if cam.mask_path is None:
+            return None
+        key = Path(cam.mask_path)
+        if key not in self._masks:
+            mask = load_mask(key, self._recipe(key, cam))
+            if mask.shape[:2] != (cam.height, cam.width):
+                raise InputError(f"{key}: mask is {mask.shape[1]}x{mask.shape[0]}, camera expects {cam.width}x{cam.height}")
+            if not mask.any():
+                raise InputError(f"{key}: the mask keeps no pixel (white = keep, black = ignore)")
+            self._masks[key] = torch.from_numpy(np.ascontiguousarray(mask))
+        return self._masks[key]
 
     def image(self, cam: Camera, background: torch.Tensor | tuple | None = None) -> torch.Tensor:
         """[H,W,3] float32 in [0,1]: the image composited on `background` (default: the scene's; ignored for
@@ -128,90 +138,20 @@ class Scene:
         return rgba[..., :3] + bg * (1.0 - rgba[..., 3:])
 
 
-# ------------------------------------------------------------------------------------------------ pixels
-
-def check_image_header(path: Path) -> None:
-    """InputError unless `path` is an image whose header reads (Pillow's verify: format, size, PNG checksums);
-    a format Pillow does not know passes when OpenCV recognises its signature."""
-    try:
-        with PIL.Image.open(path) as im:
-            im.verify()
-    except PIL.UnidentifiedImageError:
-        if not cv2.haveImageReader(str(path)):
-            raise InputError(f"{path}: unreadable image (not an image format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable image ({exc})") from None
-
-
-def read_image(path: Path) -> np.ndarray:  # [H,W,C] uint8/uint16 as stored (BGR / BGRA / gray)
-    with _native_stderr() as decoder_says:  # libpng / libjpeg print their complaints there
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        reason = " ".join(decoder_says()).strip()
-        raise InputError(f"{path}: unreadable image" + (f" ({reason})" if reason else ""))
-    for line in decoder_says():  # a warning on an image that did decode: passed on
-        print(line, file=sys.stderr)
-    return image
-
-
-_STDERR_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _native_stderr():
-    """Capture what C libraries write to file descriptor 2 inside the block; yields a function returning the
-    lines, so a decoder's complaint becomes part of one error line instead of a second line of its own.
-    One block at a time (the lock): descriptor 2 is process-wide."""
-    sys.stderr.flush()
-    captured: list[str] = []
-    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lambda: captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
-
-
-def load_pixels(path: Path, recipe: ImageRecipe) -> np.ndarray:
-    """[H,W,4] float32 in [0,1]: RGB premultiplied by alpha (alpha 1 for images without one), resized and
-    undistorted (both linear filters, so on premultiplied colour they do not bleed the hidden colour of
-    transparent pixels into the edges)."""
-    raw = read_image(path)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(raw.dtype, 1.0)
-    image = raw.astype(np.float32) / scale
-    if image.ndim == 2:
-        image = image[..., None]
-    channels = image.shape[2]
-    rgb = np.repeat(image[..., :1], 3, axis=2) if channels < 3 else image[..., 2::-1]  # BGR -> RGB
-    alpha = image[..., 3:4] if channels == 4 else image[..., 1:2] if channels == 2 else np.ones_like(rgb[..., :1])
-    rgba = np.concatenate([rgb * alpha, alpha], axis=-1)
-    if (rgba.shape[1], rgba.shape[0]) != recipe.size:
-        shrink = recipe.size[0] < rgba.shape[1]
-        rgba = cv2.resize(rgba, recipe.size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    if recipe.undistortion is not None:
-        u = recipe.undistortion
-        rgba = cv2.remap(rgba, u.mapx, u.mapy, cv2.INTER_LINEAR)
-        x, y, w, h = u.roi
-        rgba = rgba[y:y + h, x:x + w]
-    rgba = np.clip(rgba, 0.0, 1.0)
-    rgba[..., :3] = np.minimum(rgba[..., :3], rgba[..., 3:])  # premultiplied: colour ≤ alpha
-    return np.ascontiguousarray(rgba, dtype=np.float32)
-
+# ------------------------------------------------------------------------------------------------ cameras
 
 def fit_camera(K: np.ndarray, width: int, height: int, dist: np.ndarray | None, factor: int):
-    """Intrinsics at 1/factor resolution, undistorted as gsplat does when `dist` (k1,k2,p1,p2) is given.
+    """Intrinsics at 1/factor resolution, undistorted as gsplat does when `dist` (OpenCV's k1, k2, p1, p2[, k3])
+    is given. Returns (K [3,3] float64, (width, height) loaded, ImageRecipe); the recipe expects files of the
+    camera's shape (width x height at any resolution)."""
+    import cv2
 
-    Returns (K [3,3] float64, (width, height) loaded, ImageRecipe)."""
     w, h = max(1, int(round(width / factor))), max(1, int(round(height / factor)))
     K = K.astype(np.float64).copy()
     K[0] *= w / width  # actual ratios, not 1/factor: rounding can change them slightly
     K[1] *= h / height
     if dist is None:
-        return K, (w, h), ImageRecipe((w, h))
+        return K, (w, h), ImageRecipe((w, h), camera_size=(int(width), int(height)))
     dist = np.asarray(dist, np.float64)
     K_new, (x, y, rw, rh) = cv2.getOptimalNewCameraMatrix(K, dist, (w, h), 0)
     mapx, mapy = cv2.initUndistortRectifyMap(K, dist, None, K_new, (w, h), cv2.CV_32FC1)
@@ -219,46 +159,7 @@ def fit_camera(K: np.ndarray, width: int, height: int, dist: np.ndarray | None, 
         x, y, rw, rh = 0, 0, w, h
     K_new[0, 2] -= x
     K_new[1, 2] -= y
-    return K_new, (rw, rh), ImageRecipe((w, h), Undistortion(mapx, mapy, (x, y, rw, rh)))
-
-
-# --------------------------------------------------------------------------- downsampled image cache
-
-def _writable(path: Path) -> bool:  # mode bits too: root may write anywhere, but should not here
-    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
-
-
-def _is_fresh(target: Path, source: Path) -> bool:
-    return target.is_file() and target.stat().st_mtime >= source.stat().st_mtime
-
-
-def downsample_cache_dir(data_dir: Path, factor: int, sources: dict[Path, Path], name: str | None = None) -> Path:
-    """`data_dir/{name or images_{factor}_png}/` if complete or writable, else a per-data-dir user cache."""
-    local = data_dir / (name or f"images_{factor}_png")
-    if all(_is_fresh(local / rel, src) for rel, src in sources.items()) or _writable(data_dir):
-        return local
-    digest = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:16]
-    return Path.home() / ".cache" / "gspruner" / digest / local.name
-
-
-def write_png_atomic(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"{tmp}: cv2.imwrite failed")
-    os.replace(tmp, path)
-
-
-def downsampled_images(data_dir: Path, factor: int, sources: dict[str, Path], sizes: dict[str, tuple[int, int]]):
-    """name -> PNG of `sources[name]` resized (cv2.INTER_AREA) to `sizes[name]`, cached on disk."""
-    rel = {name: Path(name).with_suffix(".png") for name in sources}
-    out_dir = downsample_cache_dir(data_dir, factor, {rel[n]: sources[n] for n in sources})
-    targets = {name: out_dir / rel[name] for name in sources}
-    todo = [name for name in sources if not _is_fresh(targets[name], sources[name])]
-    for name in tqdm(todo, desc=f"downsampling x{factor} -> {out_dir}", unit="img", disable=not todo):
-        small = cv2.resize(read_image(sources[name]), sizes[name], interpolation=cv2.INTER_AREA)
-        write_png_atomic(targets[name], small)
-    return targets
+    return K_new, (rw, rh), ImageRecipe((w, h), Undistortion(mapx, mapy, (x, y, rw, rh)), (int(width), int(height)))
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -320,11 +221,16 @@ def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, 
     missing = [im.name for im in model.images if not (image_dir / im.name).is_file()]
     if missing:
         raise InputError(f"{images_file}: names {len(missing)} image(s) not found in {image_dir}, e.g. {missing[0]!r}")
+    check_unique([im.name for im in model.images], images_file)
     for im in model.images:
         if im.camera_id not in model.cameras:
             raise InputError(f"{images_file}: image {im.name!r} uses camera {im.camera_id}, not in {cameras_file}")
+        if not (np.isfinite(im.qvec).all() and np.isfinite(im.tvec).all()) or np.linalg.norm(im.qvec) < 1e-12:
+            raise InputError(f"{images_file}: image {im.name!r} has no valid pose (quaternion {im.qvec.tolist()}, "
+                             f"translation {im.tvec.tolist()})")
     used = sorted({im.camera_id for im in model.images})
     intrinsics = {cid: _colmap_intrinsics(model.cameras[cid], cameras_file) for cid in used}
+    masks = colmap_masks(data_dir, [im.name for im in model.images])
 
     images = sorted(model.images, key=lambda im: im.name)
     c2w = np.linalg.inv(np.stack([im.world_to_camera() for im in images]))  # [N,4,4]
@@ -337,24 +243,54 @@ def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, 
         cam = model.cameras[cid]
         fitted[cid] = fit_camera(intrinsics[cid][0], cam.width, cam.height, intrinsics[cid][1], factor)
     paths = {im.name: image_dir / im.name for im in images}
+    recipes = {}
     if factor > 1:  # from the full-resolution images, never a JPEG images_N/ folder
-        sizes = {im.name: fitted[im.camera_id][2].size for im in images}
-        paths = downsampled_images(data_dir, factor, paths, sizes)
+        paths = downsampled_images(data_dir, factor, paths, {im.name: fitted[im.camera_id][2] for im in images})
+        # the cached files are made to the loaded size: no shape to check, the undistortion still to apply
+        recipes = {paths[im.name]: dataclasses.replace(fitted[im.camera_id][2], camera_size=None) for im in images}
 
-    cameras, recipes = [], {}
+    cameras = []
     for im, pose in zip(images, c2w):
         K, (w, h), recipe = fitted[im.camera_id]
-        cameras.append(_camera(im.name, K, pose, w, h, paths[im.name]))
-        recipes[paths[im.name]] = recipe
+        cameras.append(_camera(im.name, K, pose, w, h, paths[im.name], mask_path=masks.get(im.name)))
+        recipes.setdefault(paths[im.name], recipe)
+        if im.name in masks:
+            recipes[masks[im.name]] = recipe
     train, test = split_every(cameras, test_every)
     return Scene(train, test, points.astype(np.float32), model.points.rgb.astype(np.uint8), train_extent(train),
-                 transform, data_dir, "colmap", scene_background(train[0].image_path if train else None, background),
+                 transform, data_dir, "colmap", scene_background([image_dir / im.name for im in images], background),
                  recipes)
 
 
-def _camera(name, K, c2w, width, height, image_path, time=None) -> Camera:
+def check_unique(names: list[str], listed_in: Path) -> None:
+    """InputError naming the first image listed twice."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"{listed_in}: image {name!r} is listed more than once")
+        seen.add(name)
+
+
+def colmap_masks(data_dir: Path, names: list[str]) -> dict[str, Path]:
+    """name -> its mask in `data_dir/masks/` (`a.jpg`: `masks/a.jpg.png`, else `masks/a.png`), none without the
+    folder; with the folder, every image needs its mask (InputError naming the first one without)."""
+    mask_dir = data_dir / "masks"
+    if not mask_dir.is_dir():
+        return {}
+    masks = {}
+    for name in names:
+        candidates = (mask_dir / (name + ".png"), mask_dir / Path(name).with_suffix(".png"))
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise InputError(f"{mask_dir}: no mask for image {name!r} (looked for {candidates[1].name} and "
+                             f"{candidates[0].name}); a masks/ folder needs one per image")
+        masks[name] = found
+    return masks
+
+
+def _camera(name, K, c2w, width, height, image_path, time=None, mask_path=None) -> Camera:
     return Camera(name, torch.tensor(K, dtype=torch.float32), torch.tensor(c2w, dtype=torch.float32),
-                  int(width), int(height), Path(image_path), time)
+                  int(width), int(height), Path(image_path), time, None if mask_path is None else Path(mask_path))
 
 
 def _cameras_from_frames(frames: list[Frame], c2w: np.ndarray, factor: int, recipes: dict) -> list[Camera]:
@@ -365,7 +301,9 @@ def _cameras_from_frames(frames: list[Frame], c2w: np.ndarray, factor: int, reci
         if key not in fitted:
             fitted[key] = fit_camera(frame.K, frame.width, frame.height, frame.dist, factor)
         K, (w, h), recipes[frame.image_path] = fitted[key]
-        cameras.append(_camera(frame.name, K, pose, w, h, frame.image_path, frame.time))
+        if frame.mask_path is not None:
+            recipes[frame.mask_path] = fitted[key][2]
+        cameras.append(_camera(frame.name, K, pose, w, h, frame.image_path, frame.time, frame.mask_path))
     return cameras
 
 
@@ -374,12 +312,12 @@ def train_extent(train: list[Camera]) -> float:
     return camera_extent(np.stack([c.c2w.double().numpy() for c in train])) if train else 1.0
 
 
-def scene_background(image_path: Path | None, background) -> tuple[float, float, float] | None:
-    """One rule for every loader: a scene whose images have alpha is evaluated on `background`; None when opaque."""
-    if image_path is None or background is None:
+def scene_background(image_paths, background) -> tuple[float, float, float] | None:
+    """One rule for every loader: a scene any of whose images has alpha is evaluated on `background` (the opaque
+    ones, alpha 1, composite to themselves); None when all are opaque. Read from the files' headers."""
+    if background is None or not has_alpha(image_paths):
         return None
-    image = read_image(Path(image_path))
-    return tuple(float(c) for c in background) if image.ndim == 3 and image.shape[2] in (2, 4) else None
+    return tuple(float(c) for c in background)
 
 
 def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> Scene:
@@ -399,16 +337,22 @@ def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> S
     else:
         train, test = split_every(train, test_every)
     return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), train_extent(train),
-                 np.eye(4), data_dir, kind, scene_background(train_frames[0].image_path, background), recipes)
+                 np.eye(4), data_dir, kind, scene_background([f.image_path for f in train_frames + test_frames],
+                                                             background), recipes)
 
 
 def _load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
-    """instant-ngp transforms.json: frames sorted by name, split every `test_every`, cameras-only normalization."""
-    frames = sorted(read_frames(data_dir / "transforms.json", data_dir), key=lambda f: f.name)
+    """instant-ngp / nerfstudio transforms.json: frames sorted by name, split every `test_every`; the world is
+    normalized from the cameras, and the initial points (nerfstudio's `ply_file_path`, in the frames' world)
+    come along."""
+    json_path = data_dir / "transforms.json"
+    frames = sorted(read_frames(json_path, data_dir), key=lambda f: f.name)
+    check_unique([f.name for f in frames], json_path)
+    points, rgb = read_frames_points(json_path)
     c2w, transform = np.stack([f.c2w for f in frames]), np.eye(4)
     if normalize:
-        c2w, _, transform = normalize_world(c2w, np.zeros((0, 3)))
+        c2w, points, transform = normalize_world(c2w, points)
     recipes = {}
     train, test = split_every(_cameras_from_frames(frames, c2w, factor, recipes), test_every)
-    return Scene(train, test, np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), train_extent(train),
-                 transform, data_dir, "ingp", scene_background(frames[0].image_path, background), recipes)
+    return Scene(train, test, points.astype(np.float32), rgb, train_extent(train),
+                 transform, data_dir, "ingp", scene_background([f.image_path for f in frames], background), recipes)

@@ -152,7 +152,7 @@ def read_ply(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     n = len(data)
     f_rest = stack([f"f_rest_{i}" for i in range(3 * num_rest)]) if num_rest else torch.zeros(n, 0)
-    return {
+    splats = {
         "means": stack(["x", "y", "z"]),
         "scales": stack([f"scale_{i}" for i in range(3)]),
         "quats": stack([f"rot_{i}" for i in range(4)]),
@@ -160,3 +160,10 @@ def read_ply(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         "sh0": stack([f"f_dc_{i}" for i in range(3)]).reshape(n, 1, 3),
         "shN": f_rest.reshape(n, 3, num_rest).transpose(1, 2).contiguous(),  # [N,K-1,3]
     }
+    bad = torch.zeros(n, dtype=torch.bool)
+    for value in splats.values():
+        bad |= ~torch.isfinite(value.reshape(n, -1)).all(dim=1)
+    if bad.any():
+        names = [k for k, v in splats.items() if not torch.isfinite(v).all()]
+        raise InputError(f"{path}: {int(bad.sum())} of {n} Gaussians hold NaN or infinite values ({', '.join(names)})")
+    return splats
