@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--matcher", default="auto")
     parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="render the capture and stop (time `process` later, on an idle machine)")
     args = parser.parse_args(argv)
 
     photos = args.out_dir / f"photos_{args.views}_{args.width}x{args.height}{'_shuffled' if args.shuffle else ''}"
@@ -45,13 +46,15 @@ def main(argv: list[str] | None = None) -> dict:
     if not marker.exists():
         shutil.rmtree(photos, ignore_errors=True)
         tic = time.perf_counter()
-        synthetic.write_capture(photos, args.views, args.width, args.height, seed=0)
+        synthetic.write_capture(photos, args.views, args.width, args.height, seed=0, supersample=1)
         for k in range(args.views):
             (photos / f"view_{k:03d}.jpg").rename(photos / f"tmp_{k:03d}.jpg")
         for name, k in names.items():
             (photos / f"tmp_{k:03d}.jpg").rename(photos / name)
         print(f"rendered {args.views} views at {args.width}x{args.height} in {time.perf_counter() - tic:.0f} s", flush=True)
         marker.write_text("")  # beside the photos: `process` would list a non-image inside as skipped
+    if args.render_only:
+        return {}
     scene = args.out_dir / "scene"
     shutil.rmtree(scene, ignore_errors=True)
     tic = time.perf_counter()

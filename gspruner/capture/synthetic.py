@@ -95,7 +95,8 @@ def render(c2w: np.ndarray, width: int, height: int, focal: float, supersample: 
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def write_capture(folder: Path, n: int, width: int, height: int, seed: int = 0, arc_deg: float = 240.0):
+def write_capture(folder: Path, n: int, width: int, height: int, seed: int = 0, arc_deg: float = 240.0,
+                  supersample: int = 2):
     """`folder/view_000.jpg ...` of `n` arc cameras; returns (names, c2w [n,4,4], focal)."""
     import cv2
 
@@ -105,7 +106,7 @@ def write_capture(folder: Path, n: int, width: int, height: int, seed: int = 0, 
     names = []
     for k, c2w in enumerate(poses):
         name = f"view_{k:03d}.jpg"
-        cv2.imwrite(str(folder / name), render(c2w, width, height, focal)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(folder / name), render(c2w, width, height, focal, supersample)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         names.append(name)
     return names, poses, focal
 
