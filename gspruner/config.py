@@ -14,7 +14,7 @@ from .errors import InputError
 from .pruning.base import NoPruneConfig, PrunerConfig
 from .pruning.oneshot import LightGaussianConfig
 from .strategies.base import StrategyConfig
-from .strategies.default import DefaultConfig
+from .strategies.auto import AutoConfig
 
 
 DEMO_DIR = Path("data/demo")
@@ -32,8 +32,8 @@ class TrainConfig:
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json), D-NeRF (transforms_*.json whose frames carry "time") or Neural 3D Video (poses_bounds.npy + cam*.mp4). A scene with time trains a 4D Gaussian model (Yang et al. 4DGS). Omit to train the built-in demo scene (generated into data/demo on first use)."""
     result_dir: Path = Path("results/demo")
     """Where metrics.json, config.yml, log.jsonl, ckpt/, point_cloud.ply and renders/ go."""
-    strategy: StrategyConfig = field(default_factory=DefaultConfig)
-    """Densification (`strategy:NAME --strategy.OPTION`): default (ADC, gsplat's DefaultStrategy), mcmc, fastgs or none; each strategy's options in `gspruner train strategy:NAME --help`."""
+    strategy: StrategyConfig = field(default_factory=AutoConfig)
+    """Densification (`strategy:NAME --strategy.OPTION`): auto (the default: fastgs for real captures, i.e. opaque photos; default for objects on a transparent background, 4D scenes and sharded runs; docs/strategies.md), default (ADC, gsplat's DefaultStrategy), mcmc, fastgs or none; each strategy's options in `gspruner train strategy:NAME --help`."""
     prune: PrunerConfig = field(default_factory=NoPruneConfig)
     """Pruning (`prune:NAME --prune.OPTION`; each pruner's options in `gspruner train prune:NAME --help`)."""
     batch_size: Optional[int] = None

@@ -69,7 +69,7 @@ class Trainer:
         self.background = self.scene.background  # evaluation background: None for opaque images
         self.model = model_family(self.scene)  # 3D, or 4D when the frames carry a time
         # strategy:auto picks by the scene; config.yml records what it picked (a copy: the caller's stays as it is)
-        self.cfg = cfg = dataclasses.replace(cfg, strategy=cfg.strategy.for_scene(self.scene.has_alpha, self.model.name))
+        self.cfg = cfg = dataclasses.replace(cfg, strategy=cfg.strategy.for_scene(self.scene.has_alpha, self.model.name, self.sharded))
         if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
             # the demo's 128x96 images: its own growth threshold
             self.cfg = cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, grow_grad2d=DEMO_GROW_GRAD2D))

@@ -4,7 +4,8 @@
   multi-view consistent pruning removes the Gaussians that few views agree on, the floaters that ADC leaves
   between the cameras and the scene, and it wins on the usual and the off-path test views of every such scene
   measured, with a tenth of the Gaussians in less time.
-- An object on a transparent background (images with alpha: NeRF-synthetic) and 4D scenes: ADC (gsplat's
+- An object on a transparent background (images with alpha: NeRF-synthetic), 4D scenes and runs sharded
+  over several processes (torchrun): ADC (gsplat's
   DefaultStrategy with working opacity resets): there the random backgrounds already leave no free space to
   fill, and ADC is ahead on the object scenes measured.
 Either way the resolved strategy is what config.yml records (`strategy: {name: fastgs, ...}`), so a rerun or a
@@ -25,11 +26,11 @@ class AutoConfig(StrategyConfig):
 
     models: ClassVar[tuple[str, ...]] = ("3d", "4d")
 
-    def for_scene(self, has_alpha: bool, model: str) -> StrategyConfig:
+    def for_scene(self, has_alpha: bool, model: str, sharded: bool = False) -> StrategyConfig:
         from .default import DefaultConfig
         from .fastgs import FastGSConfig
 
-        if model == "3d" and not has_alpha:
+        if model == "3d" and not has_alpha and not sharded:  # FastGS's views are not sharded yet
             return FastGSConfig()
         return DefaultConfig()
 

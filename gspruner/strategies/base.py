@@ -93,8 +93,9 @@ class StrategyConfig:
     scale_reg: float = 0.0
     """Weight of mean(scale) in the loss (gsplat's MCMC preset: 0.01)."""
 
-    def for_scene(self, has_alpha: bool, model: str) -> StrategyConfig:
-        """The config to train this scene with (images with alpha or not; model family "3d" / "4d"): itself,
+    def for_scene(self, has_alpha: bool, model: str, sharded: bool = False) -> StrategyConfig:
+        """The config to train this scene with (images with alpha or not; model family "3d" / "4d"; a run
+        sharded over several processes or not): itself,
         except for a strategy that chooses by the scene (strategies/auto.py)."""
         return self
 
