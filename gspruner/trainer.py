@@ -16,6 +16,7 @@ import time
 import numpy as np
 import torch
 import yaml
+from pathlib import Path
 from tqdm import tqdm
 
 from . import parallel
@@ -68,8 +69,10 @@ class Trainer:
         self.scene.check_images()  # before anything is written
         self.background = self.scene.background  # evaluation background: None for opaque images
         self.model = model_family(self.scene)  # 3D, or 4D when the frames carry a time
-        # strategy:auto picks by the scene; config.yml records what it picked (a copy: the caller's stays as it is)
-        self.cfg = cfg = dataclasses.replace(cfg, strategy=cfg.strategy.for_scene(self.scene.has_alpha, self.model.name, self.sharded))
+        # strategy:auto picks by the scene; config.yml records what it picked (a copy: the caller's stays as it is),
+        # and a resumed run keeps what it picked when it started (a sharded run resumed in one process, say)
+        strategy = recorded_strategy(cfg.result_dir, cfg.strategy) if cfg.resume else cfg.strategy
+        self.cfg = cfg = dataclasses.replace(cfg, strategy=strategy.for_scene(self.scene.has_alpha, self.model.name, self.sharded))
         if cfg.data_dir is None and isinstance(cfg.strategy, DefaultConfig) and cfg.strategy.grow_grad2d is None:
             # the demo's 128x96 images: its own growth threshold
             self.cfg = cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, grow_grad2d=DEMO_GROW_GRAD2D))
@@ -461,6 +464,22 @@ class Trainer:
             data_dir=self.scene.data_dir, data_factor=c.data_factor, ply=r / "point_cloud.ply")
         write_text_atomic(r / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
+
+
+def recorded_strategy(result_dir: Path, requested):
+    """For --resume with strategy:auto: the strategy config.yml in `result_dir` recorded, else `requested`."""
+    from .strategies import STRATEGIES, AutoConfig
+
+    config_file = Path(result_dir) / "config.yml"
+    if type(requested) is not AutoConfig or not config_file.is_file():
+        return requested
+    recorded = (yaml.safe_load(config_file.read_text()) or {}).get("strategy")
+    if not isinstance(recorded, dict) or recorded.get("name") not in STRATEGIES:
+        return requested
+    config = STRATEGIES[recorded["name"]]
+    fields = {f.name: f.type for f in dataclasses.fields(config)}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields}
+    return config(**options)
 
 
 def _to_device(obj, device):

@@ -170,7 +170,9 @@ def test_one_rank_run_is_the_one_process_run(tmp_path, tiny_scene):
     checkpoint) and trains exactly what one process trains: same Gaussians, same PSNR."""
     from gspruner.cli import main
 
-    args = ["--data-dir", str(tiny_scene), "--max-steps", "80", "--no-progress", "--device", "cpu", "--no-lpips"]
+    # strategy:default named: auto picks ADC for a sharded run and FastGS for one process
+    args = ["--data-dir", str(tiny_scene), "--max-steps", "80", "--no-progress", "--device", "cpu", "--no-lpips",
+            "strategy:default"]
     proc = _torchrun(*args, "--result-dir", str(tmp_path / "rank1"), nproc=1, threads=torch.get_num_threads())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main(["train", *args, "--result-dir", str(tmp_path / "plain")]) in (0, None)

@@ -20,8 +20,10 @@ def _ctx(max_steps=30_000, densify_stop=15_000, views=()):
 
 
 def _cfg(scene, result_dir, **kw):
+    from gspruner.strategies import DefaultConfig
+
     base = dict(data_dir=scene, result_dir=result_dir, max_steps=90, device="cpu", progress=False, lpips=False,
-                log_every=10, save_renders=False)
+                log_every=10, save_renders=False, strategy=DefaultConfig())  # ADC: the counts below are its
     base.update(kw)
     return TrainConfig(**base)
 

@@ -2,6 +2,8 @@ import dataclasses
 import math
 
 import pytest
+
+from gspruner.strategies import DefaultConfig  # the pruner tests count on ADC (auto would pick FastGS, which prunes too)
 import torch
 
 from gspruner.cli import main
@@ -142,7 +144,7 @@ def test_remove_keeps_optimizer_and_strategy_state_in_sync():
 
 
 def test_ratio_pruner_in_training(tiny_scene, tmp_path):
-    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
+    cfg = TrainConfig(strategy=DefaultConfig(), data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
                       lpips=False, prune=LightGaussianConfig(ratio=0.5))
     t = Trainer(cfg)
     m = t.train()
@@ -167,7 +169,7 @@ def test_rounds_split_the_ratio_over_evenly_spaced_prunes(tiny_scene, tmp_path):
     assert p.steps == [15_000, 18_000, 21_000] and p.ratio == pytest.approx(0.5) and p.score == "removal"
     assert RoundsConfig().at_start().setup(ctx).steps[0] == 15_000  # never before densification stops
 
-    cfg = TrainConfig(data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
+    cfg = TrainConfig(strategy=DefaultConfig(), data_dir=tiny_scene, result_dir=tmp_path / "r", max_steps=120, device="cpu", progress=False,
                       lpips=False, prune=RoundsConfig(ratio=0.875, rounds=3, score="lightgaussian"))
     t = Trainer(cfg)
     m = t.train()
@@ -405,7 +407,7 @@ def test_a_new_pruner_is_one_config_and_one_registration(tiny_scene, tmp_path, m
     monkeypatch.setitem(PRUNERS, "every-other", None)  # restored after the test
     register_pruner("every-other", EveryOtherConfig)
     r = tmp_path / "r"
-    assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "prune:every-other", "--prune.offset",
+    assert main(["train", "--data-dir", str(tiny_scene), "--result-dir", str(r), "strategy:default", "prune:every-other", "--prune.offset",
                  "1", "--max-steps", "40", "--device", "cpu", "--no-progress", "--no-lpips", "--no-save-renders"]) == 0
     m = json.loads((r / "metrics.json").read_text())
     n = m["num_gaussians_before_prune"]

@@ -147,8 +147,10 @@ def test_checkpoint_from_before_method_configs_resumes(tiny_scene, tmp_path, cap
     pruner that cannot be matched to one is refused with one error line."""
     from gspruner.cli import main
 
+    from gspruner.strategies import DefaultConfig
+
     r = tmp_path / "old"
-    Trainer(_cfg(tiny_scene, r, max_steps=20, save_every=10)).train()
+    Trainer(_cfg(tiny_scene, r, max_steps=20, save_every=10, strategy=DefaultConfig())).train()  # ADC, as then
     ck = load_checkpoint(r / "ckpt" / "step_000010.pt")
     ck["config"].update(strategy="default", prune="none", prune_ratio=None, strategy_cfg={"absgrad": False})
     torch.save(ck, r / "ckpt" / "last.pt")
