@@ -91,7 +91,8 @@ def write() -> list[Path]:
     changed = []
     for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text()
-        new = MARKER.sub(lambda m: m.group(0).replace(m["body"], render(m["kind"], DOCS / m["file"])), text)
+        new = MARKER.sub(lambda m: f"<!-- table: {m['file']} kind={m['kind']} -->\n{render(m['kind'], DOCS / m['file'])}"
+                               "<!-- end table -->", text)
         if new != text:
             page.write_text(new)
             changed.append(page)

@@ -52,11 +52,14 @@ def test_a_changed_results_file_is_caught(tmp_path, monkeypatch):
     results = {"command": "cmd", "commit": "abc", "machine": "m", "date": "d",
                "rows": [{"scene": "fox", "label": "auto", "metrics": {"psnr": 32.1, "num_gaussians": 1000}}]}
     (docs / "results" / "r.json").write_text(json.dumps(results))
-    (docs / "page.md").write_text("# P\n\n<!-- table: results/r.json kind=runs -->\nold\n<!-- end table -->\n")
+    (docs / "page.md").write_text("# P\n\n<!-- table: results/r.json kind=runs -->\n<!-- end table -->\n")  # empty
     monkeypatch.setattr(docs_tables, "DOCS", docs)
     assert docs_tables.check() == ["docs/page.md: results/r.json"]
     docs_tables.write()
-    assert docs_tables.check() == [] and "| fox | auto | 32.10 |" in (docs / "page.md").read_text()
+    text = (docs / "page.md").read_text()
+    assert docs_tables.check() == [] and text.count("| fox | auto | 32.10 |") == 1 and text.count("<!--") == 2
+    docs_tables.write()
+    assert (docs / "page.md").read_text() == text  # writing twice changes nothing
     results["rows"][0]["metrics"]["psnr"] = 31.0
     (docs / "results" / "r.json").write_text(json.dumps(results))
     assert docs_tables.check() == ["docs/page.md: results/r.json"]
