@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.demo import camera_looking_at
+
 ROOM = (np.array([-6.0, -6.0, 0.0]), np.array([6.0, 6.0, 5.0]))  # inside faces are seen
 CUBE = (np.array([-0.7, -0.7, 0.0]), np.array([0.7, 0.7, 1.4]))
 SPHERE = (np.array([1.4, -1.1, 0.6]), 0.6)
@@ -61,15 +63,8 @@ def trace(o: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def look_at(eye: np.ndarray, target: np.ndarray = TARGET) -> np.ndarray:
-    """[4,4] OpenCV camera-to-world (x right, y down, z forward) at `eye` looking at `target`, z up."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, down, forward], axis=1)
-    c2w[:3, 3] = eye
-    return c2w
+    """[4,4] OpenCV camera-to-world at `eye` looking at `target` (default: the scene's centre), z up."""
+    return camera_looking_at(eye, target)
 
 
 def arc_cameras(n: int, arc_deg: float = 240.0, radius: float = 3.6, seed: int = 0) -> np.ndarray:

@@ -173,13 +173,19 @@ def look_at(target, distance: float, azimuth: float, elevation: float) -> np.nda
     target = np.asarray(target, float)
     position = target + distance * np.array(
         [math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
-    forward = (target - position) / np.linalg.norm(target - position)
+    return camera_looking_at(position, target)
+
+
+def camera_looking_at(eye, target) -> np.ndarray:
+    """[4,4] OpenCV camera-to-world (x right, y down, z forward) at `eye` looking at `target`, z up."""
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    forward = (target - eye) / np.linalg.norm(target - eye)
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     down = np.cross(forward, right)
     c2w = np.eye(4)
     c2w[:3, :3] = np.stack([right, down, forward], axis=1)
-    c2w[:3, 3] = position
+    c2w[:3, 3] = eye
     return c2w
 
 
