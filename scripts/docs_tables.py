@@ -12,7 +12,8 @@ A table in a docs page sits between two markers naming its results file and its 
 
 Results files live in docs/results/ and carry the command that made them, the commit and the machine.
 Kinds: `runs` (training runs: PSNR / SSIM / LPIPS on the usual and the off-path test views, the few-view
-floater share, Gaussians, train time), `process` (`gspruner process` pose checks).
+floater share, Gaussians, train time), `dynamic` (4D runs: PSNR over all test frames and inside / outside
+the training time span), `process` (`gspruner process` pose checks).
 """
 
 from __future__ import annotations
@@ -60,6 +61,18 @@ def runs_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def dynamic_table(results: dict) -> str:
+    rows = ["| scene | run | PSNR | in span | out of span | SSIM | LPIPS | Gaussians | rasterized / frame | train s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        m = r["metrics"]
+        rows.append(f"| {r['scene']} | {r['label']} | {_num(m.get('psnr'), 2)} | {_num(m.get('psnr_in_span'), 2)} "
+                    f"| {_num(m.get('psnr_out_of_span'), 2)} | {_num(m.get('ssim'), 3)} | {_num(m.get('lpips'), 3)} "
+                    f"| {_num(m.get('num_gaussians'), 0)} | {_num(m.get('mean_rasterized'), 0)} "
+                    f"| {_num(m.get('train_seconds'), 0)} |")
+    return "\n".join(rows)
+
+
 def process_table(results: dict) -> str:
     rows = ["| capture | registered | median rotation error | median centre error | matcher (pairs) | wall time |",
             "|---|---:|---:|---:|---|---:|"]
@@ -70,7 +83,7 @@ def process_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-KINDS = {"runs": runs_table, "process": process_table}
+KINDS = {"runs": runs_table, "dynamic": dynamic_table, "process": process_table}
 
 
 def render(kind: str, results_file: Path) -> str:

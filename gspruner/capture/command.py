@@ -37,7 +37,7 @@ class ProcessConfig:
     camera_mode: Literal["shared", "per-image", "single"] = "shared"
     """shared: one camera (intrinsics) per image size, right for one phone or camera without zoom; per-image: intrinsics per photo (zoom, mixed cameras of the same size); single: one for all (all images one size)."""
     matcher: Literal["auto", "exhaustive", "sequential", "retrieval"] = "auto"
-    """Which image pairs to match. auto: exhaustive up to 80 photos, retrieval above; sequential for a video. exhaustive: every pair (n²: ~76 s for 50 phone photos, ~10 min for 150 on 2 cores). sequential: each image with its --overlap successors and those 2^k ahead (capture order = name order). retrieval: sequential plus each image's --retrieval-neighbors most similar images (VLAD of its SIFT descriptors), for large or unordered photo sets."""
+    """Which image pairs to match. auto: exhaustive up to 80 images (photos or video frames), retrieval above (its sequential pairs follow the capture order of video frames and named photos; the retrieved ones close loops). exhaustive: every pair (n²: ~76 s for 50 phone photos, ~10 min for 150 on 2 cores). sequential: each image with its --overlap successors and those 2^k ahead (capture order = name order). retrieval: sequential plus each image's --retrieval-neighbors most similar images (VLAD of its SIFT descriptors), for large or unordered photo sets."""
     mapper: Literal["incremental", "global"] = "incremental"
     """incremental: COLMAP's incremental mapper (robust, the default of COLMAP and nerfstudio). global: COLMAP's global mapper (GLOMAP; faster on large sets)."""
     max_image_size: int = 1600
@@ -157,7 +157,9 @@ def _reconstruct(cfg: ProcessConfig, pictures, input_dir: Path, dataset: Path, w
     pycolmap = reconstruct.pycolmap_module()
     matcher = cfg.matcher
     if matcher == "auto":
-        matcher = "sequential" if video else ("exhaustive" if len(pictures.names) <= reconstruct.EXHAUSTIVE_MAX_IMAGES else "retrieval")
+        # COLMAP's automatic reconstructor: exhaustive for small sets; above, sequential pairs (name order is capture
+        # order, for video frames too) with loop closure by retrieval, as COLMAP's sequential matcher's loop detection
+        matcher = "exhaustive" if len(pictures.names) <= reconstruct.EXHAUSTIVE_MAX_IMAGES else "retrieval"
     options = reconstruct.SfmOptions(camera_model=cfg.camera_model, camera_mode=cfg.camera_mode, matcher=matcher,
                                      mapper=cfg.mapper, max_image_size=cfg.max_image_size, max_features=cfg.max_features,
                                      overlap=cfg.overlap, retrieval_neighbors=cfg.retrieval_neighbors)
