@@ -12,7 +12,7 @@ import tyro
 
 from .errors import InputError
 from .pruning.base import NoPruneConfig, PrunerConfig
-from .pruning.oneshot import LightGaussianConfig
+from .pruning.configs import LightGaussianConfig
 from .strategies.base import StrategyConfig
 from .strategies.auto import AutoConfig
 
@@ -112,14 +112,6 @@ class TrainConfig:
 
     def steps(self) -> int:
         return self.max_steps if self.max_steps is not None else (DEMO_MAX_STEPS if self.data_dir is None else 30_000)
-
-
-def subcommand_union(configs: dict[str, type]):
-    """Union[Annotated[C, tyro.conf.subcommand(NAME)], ...]: tyro's subcommands `FIELD:NAME` choosing one config
-    (each with its own field defaults; a default instance would turn values its `__post_init__` fills into flags)."""
-    from typing import Union
-
-    return Union[tuple(Annotated[c, tyro.conf.subcommand(name)] for name, c in configs.items())]
 
 
 def with_registered_methods(cls: type, unions: dict[str, tuple]) -> type:
