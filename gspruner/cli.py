@@ -9,30 +9,45 @@ import sys
 from .errors import InputError
 
 
-def _command(name: str):
-    """(config type for tyro, run function) of a subcommand; imported only when that command runs."""
-    if name == "export":
-        from .export import ExportConfig, run_export
-
-        return ExportConfig, run_export
-    if name == "view":
-        from .viewer import ViewConfig, run_view
-
-        return ViewConfig, run_view
+def config_type(name: str) -> type:
+    """The config tyro parses a subcommand's options into. Only configs load here, no torch: `--help` builds this
+    and nothing else."""
     if name == "process":
-        from .capture.command import ProcessConfig, run_process
+        from .capture.command import ProcessConfig
 
-        return ProcessConfig, run_process
-    from . import commands, config, quantize
+        return ProcessConfig
+    from . import config
 
-    return {
-        "train": (config.train_cli_type(), commands.run_train),  # the registered methods, at parse time
-        "prune": (config.prune_cli_type(), commands.run_prune),
-        "eval": (config.EvalConfig, commands.run_eval),
-        "distill-sh": (config.DistillConfig, commands.run_distill),
-        "quantize-sh": (config.QuantizeConfig, quantize.run_quantize),
-        "report": (config.ReportConfig, commands.run_report),
-    }[name]
+    if name == "train":
+        return config.train_cli_type()  # the registered methods, at parse time
+    if name == "prune":
+        return config.prune_cli_type()
+    return {"eval": config.EvalConfig, "export": config.ExportConfig, "view": config.ViewConfig,
+            "distill-sh": config.DistillConfig, "quantize-sh": config.QuantizeConfig, "report": config.ReportConfig}[name]
+
+
+def run_function(name: str):
+    """What a subcommand does with its parsed config; its module (and torch) is imported only now."""
+    if name == "export":
+        from .export.command import run_export
+
+        return run_export
+    if name == "view":
+        from .viewer.server import run_view
+
+        return run_view
+    if name == "process":
+        from .capture.command import run_process
+
+        return run_process
+    if name == "quantize-sh":
+        from .quantize import run_quantize
+
+        return run_quantize
+    from . import commands
+
+    return {"train": commands.run_train, "prune": commands.run_prune, "eval": commands.run_eval,
+            "distill-sh": commands.run_distill, "report": commands.run_report}[name]
 
 
 # name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)
@@ -67,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    cls, run = _command(name)
     try:
-        cfg = parse(cls, rest, prog=f"gspruner {name}")
-        run(cfg)
+        cfg = parse(config_type(name), rest, prog=f"gspruner {name}")
+        run_function(name)(cfg)
     except InputError as exc:
         message = str(exc)
         if name == "prune":  # the method's options are --score.* here, --prune.* under `train`

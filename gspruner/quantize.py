@@ -15,21 +15,17 @@ metrics.json adds the file's bytes, its ratio to the INRIA PLY of the input chec
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+
+import torch
 
 from .config import QuantizeConfig
 from .errors import InputError
-
-if TYPE_CHECKING:
-    import torch
 
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
 def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> torch.Tensor:
     """shN [N, K-1, 3] with every row replaced by its k-means palette entry (the SOG writer's clustering)."""
-    import torch
-
     from .export.sog import kmeans, sh_points, sh_rows
 
     centroids, labels = kmeans(sh_points(shN.numpy()), palette, iterations, seed)
@@ -37,7 +33,6 @@ def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> t
 
 
 def run_quantize(cfg: QuantizeConfig) -> dict:
-    """`gspruner quantize-sh`; torch, the trainer and the SOG writer load here, not when the command line is built."""
     from .checkpoint import load_checkpoint, splats_from_state, trained_scene
     from .commands import fine_tune_config, run_train
     from .device import resolve_device
