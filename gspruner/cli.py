@@ -50,6 +50,40 @@ def run_function(name: str):
             "distill-sh": commands.run_distill, "report": commands.run_report}[name]
 
 
+# the subcommand fields whose method was an option's value before it became a subcommand (`--strategy fastgs`)
+OLD_METHOD_OPTIONS = {"train": ("strategy", "prune"), "prune": ("score",)}
+
+
+def method_names(field: str) -> list[str]:
+    """The registered methods `FIELD:NAME` takes: strategies, pruners, or (score) the post-hoc pruners."""
+    from .pruning import PRUNERS
+    from .strategies import STRATEGIES
+
+    if field == "strategy":
+        return list(STRATEGIES)
+    return [name for name, config in PRUNERS.items() if field == "prune" or config.post_hoc]
+
+
+def old_method_options(name: str, args: list[str]) -> str | None:
+    """The one-line error for a method chosen the old way (`train --strategy fastgs --prune=lp3dgs`, `prune --score
+    radsplat`), naming the subcommand to write instead (`strategy:fastgs`); None when `args` holds none."""
+    fixes = []
+    for i, arg in enumerate(args):
+        for field in OLD_METHOD_OPTIONS.get(name, ()):
+            if arg == f"--{field}":
+                value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else None
+                old = arg if value is None else f"{arg} {value}"
+            elif arg.startswith(f"--{field}="):
+                value = arg.partition("=")[2]
+                old = arg
+            else:
+                continue
+            names = method_names(field)
+            new = f"'{field}:{value}'" if value in names else f"'{field}:NAME' (NAME: {', '.join(names)})"
+            fixes.append(f"'{old}' is the old spelling, use {new} instead")
+    return "; ".join(fixes) or None
+
+
 # name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)
 COMMANDS = {
     "process": "Turn your own photos or a video into a scene `train` reads (COLMAP / Mip-NeRF 360 layout): frames, SIFT features, matching and mapping with pycolmap on the CPU, undistortion, images_2/4/8, process.json.",
@@ -83,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
+        old = old_method_options(name, rest)
+        if old is not None:
+            raise InputError(old)
         cfg = parse(config_type(name), rest, prog=f"gspruner {name}")
         run_function(name)(cfg)
     except InputError as exc:

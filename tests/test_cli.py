@@ -119,6 +119,25 @@ def test_command_help_builds_without_importing_torch():
         assert out.returncode == 0 and "--help" in out.stdout, f"gspruner {name} --help: {out.stderr[-2000:]}"
 
 
+@pytest.mark.parametrize("command,args,new", [
+    ("train", ["--strategy", "fastgs"], "use 'strategy:fastgs' instead"),
+    ("train", ["--strategy=mcmc"], "use 'strategy:mcmc' instead"),
+    ("train", ["--prune", "lp3dgs"], "use 'prune:lp3dgs' instead"),
+    ("train", ["--prune", "rounds", "--prune.ratio", "0.5"], "use 'prune:rounds' instead"),
+    ("train", ["--strategy", "bogus"], "use 'strategy:NAME' (NAME: auto, default, mcmc, fastgs, none) instead"),
+    ("prune", ["--score", "radsplat"], "use 'score:radsplat' instead"),
+])
+def test_old_method_options_name_the_subcommand(tmp_path, capsys, command, args, new):
+    """The spellings from before the methods became subcommands (`--strategy fastgs`) are one error line that says
+    what to write now, exit 2, nothing written; not tyro's list of unrecognized options."""
+    r = tmp_path / "out"
+    where = ["--data-dir", str(tmp_path)] if command == "train" else ["--ckpt", str(tmp_path / "last.pt")]
+    assert main([command, *where, "--result-dir", str(r), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and new in err[0] and "nrecognized" not in err[0], err
+    assert not r.exists()
+
+
 def test_unknown_command_is_one_line_exit_2(capsys):
     assert main(["trian"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
