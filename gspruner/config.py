@@ -1,4 +1,5 @@
-"""Typed run configurations; tyro turns them into the command line (`gspruner train --help`)."""
+"""Typed run configurations; tyro turns them into the command line (`gspruner train --help`). This module and
+what it imports load no torch: every command's `--help` is built from these alone (tests/test_cli.py)."""
 
 from __future__ import annotations
 
