@@ -1,4 +1,5 @@
-"""Typed run configurations; tyro turns them into the command line (`gspruner train --help`)."""
+"""Typed run configurations; tyro turns them into the command line (`gspruner train --help`). This module and
+what it imports load no torch: every command's `--help` is built from these alone (tests/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tyro
 
 from .errors import InputError
 from .pruning.base import NoPruneConfig, PrunerConfig
-from .pruning.oneshot import LightGaussianConfig
+from .pruning.configs import LightGaussianConfig
 from .strategies.base import StrategyConfig
 from .strategies.auto import AutoConfig
 
@@ -112,14 +113,6 @@ class TrainConfig:
 
     def steps(self) -> int:
         return self.max_steps if self.max_steps is not None else (DEMO_MAX_STEPS if self.data_dir is None else 30_000)
-
-
-def subcommand_union(configs: dict[str, type]):
-    """Union[Annotated[C, tyro.conf.subcommand(NAME)], ...]: tyro's subcommands `FIELD:NAME` choosing one config
-    (each with its own field defaults; a default instance would turn values its `__post_init__` fills into flags)."""
-    from typing import Union
-
-    return Union[tuple(Annotated[c, tyro.conf.subcommand(name)] for name, c in configs.items())]
 
 
 def with_registered_methods(cls: type, unions: dict[str, tuple]) -> type:
@@ -289,3 +282,51 @@ class ReportConfig:
 
     result_dir: Annotated[Path, tyro.conf.Positional]
     """A training result dir (metrics.json, log.jsonl -> metrics and loss / PSNR / Gaussian curves), a benchmark scene folder (benchmark.json, from scripts/benchmark.py) or a benchmark root holding scene folders (average over scenes). report.md and its PNGs are written inside it."""
+
+
+@dataclass
+class ExportConfig:
+    """Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY)."""
+
+    ckpt: Optional[Path] = None
+    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt) to export. Give this or --ply."""
+    ply: Optional[Path] = None
+    """Or a scene file to convert: .ply, .sog, .spz, .glb, .compressed.ply or .splat (format detected from the name and content)."""
+    format: Literal["ply", "sog", "spz", "glb", "compressed-ply", "splat", "all"] = "all"
+    """ply: INRIA PLY, lossless (248 B/splat at SH degree 3). sog: PlayCanvas SOG (SuperSplat's current format; WebP images, SH as a k-means palette; the smallest). spz: Niantic SPZ v4 (zstd), full 8-bit SH, PLY axes declared in the file (see --spz-axes). glb: glTF 2.0 binary with KHR_gaussian_splatting, float32 (+Y up as glTF requires; see the README). compressed-ply: legacy PlayCanvas chunked PLY (~16 B/splat + 45 B for SH3; SOG replaces it). splat: antimatter15, 32 B/splat, drops SH. all: every format."""
+    out: Optional[Path] = None
+    """Output file; for --format all an existing folder or a stem (exports/scene -> exports/scene.ply, scene.compressed.ply, scene.spz, scene.splat). Default: beside the input, named after it."""
+    sh_degree: Optional[int] = None
+    """Keep SH bands up to this degree only (0: view-independent colour, the smallest files). Default: all the input has."""
+    spz_version: Literal[2, 3, 4] = 4
+    """SPZ version: 4 is zstd-compressed (what SuperSplat, splat-transform and the PlayCanvas engine write and read; the engine reads only 4); 3 is gzip with smallest-three rotations; 2 gzip with xyz rotations (coarser, for old readers)."""
+    spz_axes: Literal["ply", "rub"] = "ply"
+    """SPZ axes: ply stores the PLY's own axes and (v4) names them in an SPZ_ADOBE_coordinate_system record: upright wherever our .ply is (SuperSplat, splat-transform, PlayCanvas) and in extension-aware SPZ readers (Niantic's reference built with extensions, @adobe/spz in Babylon.js). rub converts to the SPZ spec's RUB default without a record, for SPZ readers that convert from RUB but do not read extensions (those tools then show it upside down)."""
+    spz_sh_bits: tuple[int, int] = (8, 8)
+    """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
+    sog_palette: Optional[int] = None
+    """SOG: entries of the SH palette (k-means over the splats' SH, 1..65536). Default: the reference's rule, min(64, 2^⌊log2(N/1024)⌋)·1024 (32768 for 50k splats, where the palette is most of the file); 4096 or 1024 give a much smaller file at a small cost in view-dependent colour (see the README's fox table)."""
+    sh_rounding: Literal["views", "nearest"] = "views"
+    """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
+    data_dir: Optional[Path] = None
+    """The scene whose training cameras guide --sh-rounding views (default: the one recorded in the checkpoint; with --ply it must be given, else nearest)."""
+    time: Optional[float] = None
+    """4D checkpoints (dynamic scenes): export the 3D snapshot at this time (the scene's time units, D-NeRF / N3V: [0, 1]): the Gaussians alive then (and in the key-frame filter, if the model was pruned with one), their conditional means and covariances, opacity × temporal marginal."""
+
+
+@dataclass
+class ViewConfig:
+    """Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider."""
+
+    ckpt: Optional[Path] = None
+    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt), 3D or 4D. Give exactly one of --ckpt and --ply."""
+    ply: Optional[Path] = None
+    """A splat file: INRIA 3DGS .ply, .sog, .spz, .glb, .compressed.ply or .splat (format from the name and content). Give exactly one of --ckpt and --ply."""
+    host: str = "127.0.0.1"
+    """Interface to bind. The default serves this machine only; 0.0.0.0 serves every interface (anyone on the network can connect)."""
+    port: int = 8080
+    """TCP port for the page and its websocket; 0 picks a free port. A port already in use is an error."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to render: auto = CUDA (gsplat kernels) when available, else our CPU rasterizer."""
+    max_render_res: Optional[int] = None
+    """Cap on the long side of a rendered frame, in pixels (default: 256 on CPU, uncapped on CUDA; 0 = uncapped)."""

@@ -34,7 +34,7 @@ def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> t
 
 def run_quantize(cfg: QuantizeConfig) -> dict:
     from .checkpoint import load_checkpoint, splats_from_state, trained_scene
-    from .cli import fine_tune_config, run_train
+    from .commands import fine_tune_config, run_train
     from .device import resolve_device
     from .evaluation import evaluate
     from .export.formats import read_splats, sh_degree_of, write_splats

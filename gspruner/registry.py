@@ -3,6 +3,10 @@ table whose entries the command line turns into tyro subcommands (`strategy:NAME
 
 from __future__ import annotations
 
+from typing import Annotated, Union
+
+import tyro
+
 
 class Registry(dict):
     """name -> config class, all subclasses of `base`."""
@@ -28,7 +32,7 @@ class Registry(dict):
         raise KeyError(f"{type(config).__name__} is not registered")
 
     def union(self, keep=lambda config: True):
-        """The tyro type choosing one of the registered configs that `keep` accepts (subcommands FIELD:NAME)."""
-        from .config import subcommand_union
-
-        return subcommand_union({name: cls for name, cls in self.items() if keep(cls)})
+        """The tyro type choosing one of the registered configs that `keep` accepts: Union[Annotated[C,
+        tyro.conf.subcommand(NAME)], ...], tyro's subcommands `FIELD:NAME` (each with its own field defaults; a
+        default instance would turn values its `__post_init__` fills into flags)."""
+        return Union[tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in self.items() if keep(cls))]

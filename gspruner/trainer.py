@@ -37,7 +37,8 @@ from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .rundir import (check_resumable, check_result_dir, check_same_scene, config_dict, metrics_record,
                      run_writes, scene_fingerprint, write_text_atomic)
-from .strategies import DefaultConfig, MCMCConfig, ViewSampler, strategy_name
+from .strategies import DefaultConfig, MCMCConfig, strategy_name
+from .strategies.views import ViewSampler
 
 
 class Trainer:

@@ -28,7 +28,8 @@ import torch
 
 from gspruner.checkpoint import load_checkpoint, save_checkpoint
 from gspruner.config import TrainConfig
-from gspruner.pruning import PRUNERS, LP3DGSConfig, MaskPruner, PruneContext, STEMaskConfig
+from gspruner.pruning import PRUNERS, LP3DGSConfig, PruneContext, STEMaskConfig
+from gspruner.pruning.lp3dgs import MaskPruner
 from gspruner.strategies import STRATEGIES, make_strategy
 from gspruner.rundir import config_dict
 from gspruner.trainer import Trainer

@@ -826,7 +826,7 @@ def test_we_read_splat_transform_files(tmp_path, splat_transform):
 def trained_tiny(tiny_scene, tmp_path_factory):
     """A short SH3 run on the tiny scene without densification (its 1,500 SfM points: splat-transform's CPU k-means
     for SOG takes minutes on the ~50k a default run grows): (splats, scene, psnr(splats) on the test views)."""
-    from gspruner.strategies.base import NoStrategyConfig
+    from gspruner.strategies import NoStrategyConfig
     from gspruner.data import load_scene
     from gspruner.evaluation import evaluate
     from gspruner.trainer import TrainConfig, Trainer

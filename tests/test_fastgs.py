@@ -14,8 +14,10 @@ from gspruner.metrics import ssim
 from gspruner.model import create_optimizers
 from gspruner.render.stats import contribution_stats
 from gspruner.render.torch_raster import ALPHA_THRESHOLD, MAX_ALPHA, T_MIN, project
-from gspruner.strategies import FastGSConfig, FastGSStrategy, ViewSampler, make_strategy
-from gspruner.strategies.fastgs import error_mask, masked_hit_count, max_visibility, multiview_scores, photometric_loss
+from gspruner.strategies import FastGSConfig, make_strategy
+from gspruner.strategies.fastgs import (FastGSStrategy, error_mask, masked_hit_count, max_visibility, multiview_scores,
+                                        photometric_loss)
+from gspruner.strategies.views import ViewSampler
 from gspruner.trainer import Trainer
 
 W = H = 32

@@ -9,8 +9,8 @@ from gspruner.checkpoint import load_checkpoint
 from gspruner.cli import main
 from gspruner.config import TrainConfig
 from gspruner.errors import InputError
-from gspruner.pruning import PRUNERS, MaskPruner, PruneContext
-from gspruner.pruning.lp3dgs import MASK, gumbel_sigmoid, ste_mask
+from gspruner.pruning import PRUNERS, PruneContext
+from gspruner.pruning.lp3dgs import MASK, MaskPruner, gumbel_sigmoid, ste_mask
 from gspruner.trainer import Trainer
 
 

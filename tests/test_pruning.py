@@ -10,10 +10,10 @@ from gspruner.cli import main
 from gspruner.config import TrainConfig
 from gspruner.model import create_optimizers
 from gspruner.errors import InputError
-from gspruner.pruning import (LightGaussianConfig, Pruner, PrunerConfig, RadSplatConfig, keep_by_ratio,
-                              keep_by_threshold, remove_gaussians)
+from gspruner.pruning import LightGaussianConfig, Pruner, PrunerConfig, RadSplatConfig, remove_gaussians
 from gspruner.pruning.base import PruneContext
 from gspruner.pruning.importance import importance_from_stats, lightgaussian_volume_factor
+from gspruner.pruning.oneshot import keep_by_ratio, keep_by_threshold
 from gspruner.render import project
 from gspruner.render.stats import contribution_stats
 from gspruner.render.torch_raster import tile_ranges
@@ -158,7 +158,7 @@ def test_ratio_pruner_in_training(tiny_scene, tmp_path):
 def test_rounds_split_the_ratio_over_evenly_spaced_prunes(tiny_scene, tmp_path):
     """prune:rounds removes `ratio` in all, in `rounds` equal prunes from densification's end to `end`."""
     from gspruner.pruning import RoundsConfig
-    from gspruner.pruning.oneshot import per_round_ratio, round_fractions
+    from gspruner.pruning.configs import per_round_ratio, round_fractions
 
     assert per_round_ratio(0.85, 3) == pytest.approx(1 - 0.15 ** (1 / 3))
     assert (1 - per_round_ratio(0.9, 2)) ** 2 == pytest.approx(0.1)

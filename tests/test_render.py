@@ -463,7 +463,7 @@ def test_mcmc_strategy_runs_on_cpu_info():
     loader. gspruner.strategies.cpu_ops.install() routes CPU tensors to torch versions; with it, MCMC
     (relocation, growth up to cap_max, noise) runs on our CPU renders."""
     cpu_ops = pytest.importorskip("gspruner.strategies.cpu_ops")
-    from gspruner.strategies import MCMCStrategy  # gsplat's, adapted to the trainer's protocol
+    from gspruner.strategies.mcmc import MCMCStrategy  # gsplat's, adapted to the trainer's protocol
 
     cpu_ops.install()
     params, optimizers = _splats()

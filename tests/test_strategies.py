@@ -4,7 +4,10 @@ import pytest
 import torch
 from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy, MCMCStrategy
 
-from gspruner.strategies import Default4DStrategy, DefaultStrategy, make_strategy, scale_schedule
+from gspruner.strategies import make_strategy
+from gspruner.strategies.default import DefaultStrategy
+from gspruner.strategies.default4d import Default4DStrategy
+from gspruner.strategies.schedule import scale_schedule
 from gspruner.strategies.cpu_ops import relocation_torch
 
 

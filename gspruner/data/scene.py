@@ -1,10 +1,6 @@
-"""Scenes: cameras with K / pose / size / time, lazily loaded images, the train/test split, normalization.
-
-`load_scene(data_dir)` detects the format:
-- `sparse/0/` or `sparse/` holding a COLMAP model, images in `images/`  -> kind "colmap"
-- `transforms_train.json` (+ `transforms_test.json`)                     -> "blender", or "dnerf" with "time"
-- `transforms.json`                                                      -> "ingp" (instant-ngp / nerfstudio)
-- `poses_bounds.npy` + `cam*.mp4` videos (Neural 3D Video, see n3v.py)    -> "n3v"
+"""Scenes: cameras with K / pose / size / time, lazily loaded images, the train/test split, normalization, and
+the readers of COLMAP (kind "colmap"), NeRF-synthetic / D-NeRF ("blender" / "dnerf") and instant-ngp ("ingp")
+folders; n3v.py reads Neural 3D Video, and load.py's `load_scene(data_dir)` picks the reader a folder needs.
 Every bad input raises `InputError` (one line naming the file) before anything is written. How a file's
 pixels become a camera's image (orientation, the size check, resizing, the cache, masks): images.py.
 
@@ -162,31 +158,7 @@ def fit_camera(K: np.ndarray, width: int, height: int, dist: np.ndarray | None, 
     return K_new, (rw, rh), ImageRecipe((w, h), Undistortion(mapx, mapy, (x, y, rw, rh)), (int(width), int(height)))
 
 
-# ------------------------------------------------------------------------------------------------ loading
-
-def load_scene(data_dir, data_factor: int = 1, test_every: int = 8, normalize: bool = True,
-               background: tuple[float, float, float] | None = (1.0, 1.0, 1.0),
-               frame_step: int = 1, max_frames: int | None = None) -> Scene:
-    """`frame_step` (every k-th frame) and `max_frames` (the first n kept) apply to video scenes (n3v) only."""
-    from gspruner.data import n3v  # n3v builds Scenes: imported here, not at the top (circular)
-
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: data directory does not exist")
-    if int(data_factor) != data_factor or data_factor < 1:
-        raise InputError(f"{data_dir}: data_factor must be a positive integer, got {data_factor}")
-    if n3v.is_n3v(data_dir):
-        return n3v.load_n3v(data_dir, int(data_factor), normalize, frame_step, max_frames)
-    model_dir = colmap.find_model_dir(data_dir)
-    if model_dir is not None:
-        return _load_colmap(data_dir, model_dir, int(data_factor), test_every, normalize, background)
-    if (data_dir / "transforms_train.json").is_file():
-        return _load_blender(data_dir, int(data_factor), test_every, background)
-    if (data_dir / "transforms.json").is_file():
-        return _load_ingp(data_dir, int(data_factor), test_every, normalize, background)
-    raise InputError(f"{data_dir}: no COLMAP model (sparse/0/, sparse/), transforms_train.json, transforms.json "
-                     f"or poses_bounds.npy with cam*.mp4 videos")
-
+# ------------------------------------------------------------------------------------------------ readers
 
 def split_every(cameras: list[Camera], test_every: int) -> tuple[list[Camera], list[Camera]]:
     """Mip-NeRF 360 / gsplat split: indices i % test_every == 0 are test; test_every <= 0: all train."""
@@ -212,7 +184,7 @@ def _colmap_intrinsics(cam: colmap.ColmapCamera, path: Path) -> tuple[np.ndarray
     return K, (dist if np.any(dist != 0) else None)
 
 
-def _load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
+def load_colmap(data_dir: Path, model_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
     cameras_file, images_file, _ = colmap.model_files(model_dir)
     model = colmap.read_model(model_dir)
     if not model.images:
@@ -320,7 +292,7 @@ def scene_background(image_paths, background) -> tuple[float, float, float] | No
     return tuple(float(c) for c in background)
 
 
-def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> Scene:
+def load_blender(data_dir: Path, factor: int, test_every: int, background) -> Scene:
     """NeRF-synthetic / D-NeRF in the given world (centred, radius ~4); test = transforms_test.json (else every
     `test_every`-th train frame); val is ignored."""
     train_frames = read_frames(data_dir / "transforms_train.json", data_dir)
@@ -341,7 +313,7 @@ def _load_blender(data_dir: Path, factor: int, test_every: int, background) -> S
                                                              background), recipes)
 
 
-def _load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
+def load_ingp(data_dir: Path, factor: int, test_every: int, normalize: bool, background) -> Scene:
     """instant-ngp / nerfstudio transforms.json: frames sorted by name, split every `test_every`; the world is
     normalized from the cameras, and the initial points (nerfstudio's `ply_file_path`, in the frames' world)
     come along."""

@@ -1,13 +1,15 @@
-"""The export command: a checkpoint (or a scene file) -> ply / sog / spz / glb / compressed-ply / splat, with a size table."""
+"""The export command: a checkpoint (or a scene file) -> ply / sog / spz / glb / compressed-ply / splat, with a size table.
+Its options, `ExportConfig`, live in gspruner/config.py with the other commands' (the command line reads them without
+loading torch)."""
 
 from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
+from gspruner.config import ExportConfig
 from gspruner.errors import InputError
 from gspruner.export.formats import FORMATS, drop_sh_bands, read_splats, sh_degree_of, write_splats
 from gspruner.export.formats import writer_options
@@ -26,36 +28,6 @@ _ACCEPTED_SUFFIXES = {
 }
 # every scene-file suffix, longest first (.compressed.ply is stripped before .ply)
 _SUFFIXES = tuple(sorted({x for xs in _ACCEPTED_SUFFIXES.values() for x in xs}, key=lambda x: (-len(x), x)))
-
-
-@dataclass
-class ExportConfig:
-    """Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY)."""
-
-    ckpt: Optional[Path] = None
-    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt) to export. Give this or --ply."""
-    ply: Optional[Path] = None
-    """Or a scene file to convert: .ply, .sog, .spz, .glb, .compressed.ply or .splat (format detected from the name and content)."""
-    format: Literal["ply", "sog", "spz", "glb", "compressed-ply", "splat", "all"] = "all"
-    """ply: INRIA PLY, lossless (248 B/splat at SH degree 3). sog: PlayCanvas SOG (SuperSplat's current format; WebP images, SH as a k-means palette; the smallest). spz: Niantic SPZ v4 (zstd), full 8-bit SH, PLY axes declared in the file (see --spz-axes). glb: glTF 2.0 binary with KHR_gaussian_splatting, float32 (+Y up as glTF requires; see the README). compressed-ply: legacy PlayCanvas chunked PLY (~16 B/splat + 45 B for SH3; SOG replaces it). splat: antimatter15, 32 B/splat, drops SH. all: every format."""
-    out: Optional[Path] = None
-    """Output file; for --format all an existing folder or a stem (exports/scene -> exports/scene.ply, scene.compressed.ply, scene.spz, scene.splat). Default: beside the input, named after it."""
-    sh_degree: Optional[int] = None
-    """Keep SH bands up to this degree only (0: view-independent colour, the smallest files). Default: all the input has."""
-    spz_version: Literal[2, 3, 4] = 4
-    """SPZ version: 4 is zstd-compressed (what SuperSplat, splat-transform and the PlayCanvas engine write and read; the engine reads only 4); 3 is gzip with smallest-three rotations; 2 gzip with xyz rotations (coarser, for old readers)."""
-    spz_axes: Literal["ply", "rub"] = "ply"
-    """SPZ axes: ply stores the PLY's own axes and (v4) names them in an SPZ_ADOBE_coordinate_system record: upright wherever our .ply is (SuperSplat, splat-transform, PlayCanvas) and in extension-aware SPZ readers (Niantic's reference built with extensions, @adobe/spz in Babylon.js). rub converts to the SPZ spec's RUB default without a record, for SPZ readers that convert from RUB but do not read extensions (those tools then show it upside down)."""
-    spz_sh_bits: tuple[int, int] = (8, 8)
-    """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
-    sog_palette: Optional[int] = None
-    """SOG: entries of the SH palette (k-means over the splats' SH, 1..65536). Default: the reference's rule, min(64, 2^⌊log2(N/1024)⌋)·1024 (32768 for 50k splats, where the palette is most of the file); 4096 or 1024 give a much smaller file at a small cost in view-dependent colour (see the README's fox table)."""
-    sh_rounding: Literal["views", "nearest"] = "views"
-    """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
-    data_dir: Optional[Path] = None
-    """The scene whose training cameras guide --sh-rounding views (default: the one recorded in the checkpoint; with --ply it must be given, else nearest)."""
-    time: Optional[float] = None
-    """4D checkpoints (dynamic scenes): export the 3D snapshot at this time (the scene's time units, D-NeRF / N3V: [0, 1]): the Gaussians alive then (and in the key-frame filter, if the model was pruned with one), their conditional means and covariances, opacity × temporal marginal."""
 
 
 def _strip_suffix(name: str) -> str:

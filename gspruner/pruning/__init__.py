@@ -1,21 +1,19 @@
 """Pruning: importance scores, one-shot pruning, learned masks — each a `Pruner` the trainer hooks in, built by
-its `PrunerConfig` (the pruner's options as a dataclass) and registered here by name.
+its `PrunerConfig` (the pruner's options as a dataclass, configs.py) and registered here by name.
 
 `gspruner train prune:NAME --prune.OPTION VALUE` selects one (tyro subcommands built from `PRUNERS`);
-`gspruner prune score:NAME` applies a post-hoc one to a trained checkpoint.
+`gspruner prune score:NAME` applies a post-hoc one to a trained checkpoint. This package and its configs load
+no torch: the pruners themselves (oneshot.py, lp3dgs.py, spatiotemporal.py, importance.py) are imported from
+their modules, and a config's `setup` imports its pruner.
 """
 
 from __future__ import annotations
 
 from ..registry import Registry
 from .base import NoPruneConfig, Pruner, PruneContext, PrunerConfig, remove_gaussians
-from .importance import SCORES, compute_importance
-from .lp3dgs import LP3DGSConfig, MaskPruner, STEMaskConfig
-from .oneshot import (LightGaussianConfig, MiniSplattingAreaConfig, MiniSplattingConfig, OpacityConfig,
-                      PUPConfig, PUPScaleConfig, RadSplatConfig, RemovalConfig, RemovalSumConfig,
-                      RoundsConfig, ScorePruner,
-                      ScorePrunerConfig, keep_by_ratio, keep_by_threshold)
-from .spatiotemporal import DEFAULT_FILTER_MIN_WEIGHT, SpatioTemporalConfig, SpatioTemporalPruner, TemporalFilter
+from .configs import (DEFAULT_FILTER_MIN_WEIGHT, SCORES, LightGaussianConfig, LP3DGSConfig, MiniSplattingAreaConfig,
+                      MiniSplattingConfig, OpacityConfig, PUPConfig, PUPScaleConfig, RadSplatConfig, RemovalConfig,
+                      RemovalSumConfig, RoundsConfig, ScorePrunerConfig, SpatioTemporalConfig, STEMaskConfig)
 
 # name -> its config class (the defaults of a fresh instance are the method's); one line per pruner
 PRUNERS = Registry(PrunerConfig, {
@@ -43,10 +41,9 @@ def pruner_union(post_hoc: bool = False):
     return PRUNERS.union(lambda config: config.post_hoc or not post_hoc)
 
 
-__all__ = ["DEFAULT_FILTER_MIN_WEIGHT", "PRUNERS", "LP3DGSConfig", "LightGaussianConfig", "MaskPruner",
+__all__ = ["DEFAULT_FILTER_MIN_WEIGHT", "PRUNERS", "LP3DGSConfig", "LightGaussianConfig",
            "MiniSplattingAreaConfig", "MiniSplattingConfig", "NoPruneConfig", "OpacityConfig", "PUPConfig", "PUPScaleConfig", "RadSplatConfig",
            "RemovalConfig", "RemovalSumConfig", "RoundsConfig",
            "STEMaskConfig", "SpatioTemporalConfig", "Pruner", "PruneContext",
-           "PrunerConfig", "SCORES", "ScorePruner", "ScorePrunerConfig", "SpatioTemporalPruner", "TemporalFilter",
-           "compute_importance", "keep_by_ratio", "keep_by_threshold", "pruner_name", "pruner_union",
-           "register_pruner", "remove_gaussians"]
+           "PrunerConfig", "SCORES", "ScorePrunerConfig", "pruner_name", "pruner_union", "register_pruner",
+           "remove_gaussians"]

@@ -1,18 +1,20 @@
 """The pruner interface: hooks the trainer calls at fixed points of every step, so any pruner stacks on
 any densification strategy (design contract 3). A pruner's schedule is given as fractions of max_steps.
+
+Nothing here loads torch (the configs built on `PrunerConfig` are read by `--help`); `remove_gaussians`
+imports gsplat's op when it runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
-
-import torch
-from torch import Tensor
-
-from gsplat.strategy.ops import remove
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 @dataclass
@@ -116,6 +118,9 @@ def remove_gaussians(params, optimizers: dict, strategy_state: dict, remove_mask
     gsplat's `ops.remove` slices every tensor in the state; MCMC's state also holds a binomial table,
     so only per-Gaussian entries are handed to it.
     """
+    from gsplat.strategy.ops import remove
+    from torch import Tensor
+
     n = remove_mask.shape[0]
     per_gaussian = {
         k: v for k, v in strategy_state.items() if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == n and k != "binoms"

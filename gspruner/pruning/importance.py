@@ -1,4 +1,5 @@
-"""Per-Gaussian importance scores, accumulated over all training views in one pass per view.
+"""Per-Gaussian importance scores, accumulated over all training views in one pass per view (their names:
+configs.py's SCORES, which `--prune.score` chooses from).
 
 All come from the rasterizer's hit statistics (gspruner/render/stats.py): a pixel is "hit" by Gaussian i
 when alpha >= 1/255 and i is composited before the pixel's T < 1e-4 stop; w = alpha T.
@@ -6,7 +7,7 @@ when alpha >= 1/255 and i is composited before the pixel's T < 1e-4 stop; w = al
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -16,10 +17,6 @@ from ..render.stats import ContributionStats, contribution_stats
 from .removal import removal_error
 from .sensitivity import fisher, scale_invariant_offset, sensitivity
 
-ScoreName = Literal["lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup", "pup-scale",
-                    "removal", "removal-sum"]
-SCORES: tuple[str, ...] = ("lightgaussian", "radsplat", "minisplatting", "minisplatting-area", "opacity", "pup",
-                           "pup-scale", "removal", "removal-sum")
 LIGHTGAUSSIAN_BETA = 0.1  # v_pow of LightGaussian's prune.py
 
 
@@ -68,7 +65,7 @@ def importance_from_stats(name: str, stats: ContributionStats, splats) -> Tensor
         return torch.where(stats.max_count > 0, per_area, torch.zeros_like(per_area))
     if name == "opacity":
         return opacity  # the naive baseline
-    raise ValueError(f"unknown importance score {name!r}; choose from {', '.join(SCORES)}")
+    raise ValueError(f"unknown importance score {name!r}")
 
 
 def compute_importance(name: str, splats, views: Iterable, near_plane: float = 0.01, far_plane: float = 1e10,

@@ -11,19 +11,22 @@ densification / pruning op of any strategy (gsplat's `strategy.ops`) then keeps 
 Gaussians, and checkpoints inside the window carry it.
 
 Schedule (paper, 30k steps): mask created at 19.5k, prune at 20k, score recomputed over all training views
-every 20 steps. Scaled to max_steps; see `MaskPruner.__init__` for the short-run rules.
+every 20 steps. Scaled to max_steps; see `MaskPruner.__init__` for the short-run rules. The options:
+configs.py's LP3DGSConfig and STEMaskConfig.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Literal, Optional
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from .base import Pruner, PruneContext, PrunerConfig, check_fractions, remove_gaussians
+from .base import Pruner, PruneContext, remove_gaussians
 from .importance import accumulate_stats
+
+if TYPE_CHECKING:
+    from .configs import Estimator
 
 REFERENCE_STEPS = 30_000
 MASK = "mask_logit"
@@ -38,8 +41,6 @@ SPARSITY_WEIGHT = 5e-4  # lambda_m; R_mask = mean(sigmoid(m)) as the code (the p
 # Compact-3DGS (Lee et al. 2024): mask lr 0.01, keep where sigmoid(m) > 0.01, mask-only pruning from 15k
 STE_MASK_LR = 0.01
 STE_THRESHOLD = 0.01
-
-Estimator = Literal["gumbel", "ste"]
 
 
 def gumbel_sigmoid(logits: Tensor, temperature: float, generator: torch.Generator | None = None) -> Tensor:
@@ -231,42 +232,3 @@ class MaskPruner(Pruner):
         self.coverage = state.get("coverage", 1.0)
         imp = state.get("importance")
         self.importance = None if imp is None else imp.to(self.ctx.device)
-
-
-@dataclass
-class MaskPrunerConfig(PrunerConfig):
-    """A learned mask trained for a window, then one hard prune at `at` (the ratio is learned, not an option)."""
-
-    estimator: ClassVar[Estimator] = "gumbel"
-
-    at: Optional[tuple[float, ...]] = None
-    """The hard prune, as a fraction of --max-steps (default 2/3: LP-3DGS's 20k of 30k); never before densification stops plus the mask window."""
-
-    def __post_init__(self) -> None:
-        check_fractions(self.at)
-
-    def mask_score(self) -> str:
-        """The importance score the mask multiplies (LP-3DGS); the STE mask uses none."""
-        return "radsplat"
-
-    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
-        kw = {} if self.at is None else {"prune_fraction": self.at[0]}
-        return MaskPruner(ctx, self.estimator, score=self.mask_score(), seed=seed, **kw)
-
-
-@dataclass
-class LP3DGSConfig(MaskPrunerConfig):
-    """LP-3DGS (Zhang et al. 2024): a Gumbel-sigmoid mask gs(m·S) on an importance score S, trained for a short window under a sparsity loss, then one hard prune; the ratio is learned."""
-
-    score: Literal["radsplat", "minisplatting"] = "radsplat"
-    """The importance score S in the mask gs(m·S): radsplat (max α·T) or minisplatting (Σ α·T), over all training views."""
-
-    def mask_score(self) -> str:
-        return self.score
-
-
-@dataclass
-class STEMaskConfig(MaskPrunerConfig):
-    """Compact-3DGS's straight-through mask (Lee et al. 2024) on opacity and scale, trained from the end of densification, then one hard prune; the ratio is learned."""
-
-    estimator: ClassVar[Estimator] = "ste"

@@ -21,33 +21,27 @@ timestamp": every camera of a multi-view video frame, the one camera of a monocu
 every training camera rendered at the key-frame's time (`"all"`, a wider set for monocular data; `"auto"`, the
 default, picks "all" when every training time has one camera — a monocular mask holds only what that one camera
 saw, and novel views of the object lose the rest — and "timestamp" for multi-view video), of the
-Gaussians that blend into a pixel with alpha T above `DEFAULT_FILTER_MIN_WEIGHT` (0.05, our choice: the paper does
-not define visible); a frame at time t rasterizes only the union of the masks of its two
+Gaussians that blend into a pixel with alpha T above `DEFAULT_FILTER_MIN_WEIGHT` (configs.py; 0.05, our choice:
+the paper does not define visible); a frame at time t rasterizes only the union of the masks of its two
 nearest key-frames. Built right after the prune and
 used during the fine-tune (which recovers what the filter loses) and at evaluation.
+The pruner's options: configs.py's SpatioTemporalConfig.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, replace
-from typing import ClassVar, Literal, Optional
 
 import torch
 from torch import Tensor
 
 from ..model.gaussians4d import covariance_4d, snapshot
 from ..render.stats import contribution_stats
-from ..errors import InputError
-from .base import Pruner, PruneContext, PrunerConfig, check_fractions, check_ratio, remove_gaussians
+from .base import Pruner, PruneContext, remove_gaussians
 from .importance import lightgaussian_volume_factor
 from .oneshot import keep_by_ratio
 
-DEFAULT_RATIO_4D = 0.8  # 4DGS-1K: 80 % on N3V (85 % on D-NeRF)
 DEFAULT_KEYFRAMES = 6  # 4DGS-1K on D-NeRF: 6 key-frames in all (N3V: one every 20 frames)
-# visible at a key-frame: blends into some pixel of its views with alpha T above this. Ours (the paper does not say),
-# the best of 0, 1/255, 0.03, 0.05 on dnerf_lego: 2.6x fewer Gaussians per frame than "any pixel" (0), 18.95 vs 18.73 dB
-DEFAULT_FILTER_MIN_WEIGHT = 0.05
 
 
 @torch.no_grad()
@@ -140,10 +134,10 @@ class SpatioTemporalPruner(Pruner):
 
     name = "spatiotemporal"
 
-    def __init__(self, ctx: PruneContext, frame_times: Tensor, ratio: float | None = None, at_fraction: float = 2 / 3,
+    def __init__(self, ctx: PruneContext, frame_times: Tensor, ratio: float, at_fraction: float = 2 / 3,
                  use_filter: bool = True, keyframe_every: int | None = None, filter_views: str = "auto",
-                 filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT):
-        self.ctx, self.ratio = ctx, DEFAULT_RATIO_4D if ratio is None else ratio
+                 filter_min_weight: float = 0.0):
+        self.ctx, self.ratio = ctx, ratio
         self.frame_times = torch.unique(frame_times.float()).to(ctx.device)
         if filter_views == "auto":  # monocular: one training camera per time
             filter_views = "all" if len(self.frame_times) == len(frame_times) else "timestamp"
@@ -193,40 +187,3 @@ class SpatioTemporalPruner(Pruner):
             self.num_before, self.num_removed = state["num_before"], state["num_removed"]
             if state.get("filter") is not None:
                 self.filter = TemporalFilter.from_state(state["filter"], self.ctx.device)
-
-
-@dataclass
-class SpatioTemporalConfig(PrunerConfig):
-    """4DGS-1K (Yuan et al. 2025), 4D models only: one prune of the lowest --prune.ratio by the spatio-temporal variation score after densification stops, then the key-frame temporal filter."""
-
-    models: ClassVar[tuple[str, ...]] = ("4d",)
-    post_hoc: ClassVar[bool] = True
-
-    ratio: float = DEFAULT_RATIO_4D
-    """Fraction of Gaussians to remove, in (0, 1) (4DGS-1K: 0.8 on N3V, 0.85 on D-NeRF)."""
-    at: tuple[float, ...] = (2 / 3,)
-    """When to prune, as a fraction of --max-steps (never before densification stops)."""
-    temporal_filter: bool = True
-    """After the prune, each frame rasterizes only the Gaussians visible at its two nearest key-frames (4DGS-1K), during the fine-tune and at evaluation."""
-    filter_views: Literal["auto", "timestamp", "all"] = "auto"
-    """Temporal filter: a key-frame's mask is the union over the training views at its time (timestamp, 4DGS-1K: all cameras of a multi-view video frame, the single camera of a monocular D-NeRF frame) or over every training camera rendered at its time (all: the Gaussians novel views of a monocular scene need); auto: all when each training time has one camera (monocular), else timestamp."""
-    keyframe_every: Optional[int] = None
-    """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
-    filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT
-    """Temporal filter: a Gaussian is visible at a key-frame when its largest blending weight α·T on a pixel of those views exceeds this (0: any pixel it reaches). On dnerf_lego 0.05 rasterizes 2.6× fewer Gaussians per frame than 0, at 0.2 dB higher PSNR after the fine-tune (README)."""
-
-    def __post_init__(self) -> None:
-        check_ratio(self.ratio)
-        check_fractions(self.at)
-        if self.keyframe_every is not None and self.keyframe_every < 1:
-            raise InputError(f"--prune.keyframe-every must be ≥ 1 (got {self.keyframe_every})")
-        if not 0.0 <= self.filter_min_weight < 1.0:
-            raise InputError(f"--prune.filter-min-weight must be in [0, 1) (got {self.filter_min_weight})")
-
-    def setup(self, ctx: PruneContext, seed: int = 0) -> Pruner:
-        return SpatioTemporalPruner(ctx, ctx.frame_times, ratio=self.ratio, at_fraction=self.at[0],
-                                    use_filter=self.temporal_filter, keyframe_every=self.keyframe_every,
-                                    filter_views=self.filter_views, filter_min_weight=self.filter_min_weight)
-
-    def at_start(self) -> "SpatioTemporalConfig":
-        return replace(self, at=(0.0,))

@@ -5,23 +5,23 @@ gsplat's MCMCStrategy, FastGS, and the 4D ADC — each built by its `StrategyCon
 30k steps; each config's `setup` scales them to `max_steps` (see `schedule.scale_schedule`), so a short CPU run
 has the 30k schedule's shape: the same opacity resets at the same fractions of the run, densification stopping
 at the same fraction.
+
+This package and its configs (configs.py, auto.py, base.py) load neither torch nor gsplat: the strategies
+themselves (default.py, default4d.py, mcmc.py, fastgs.py, none.py) are imported from their modules, and a
+config's `setup` imports its strategy.
 """
 
 from __future__ import annotations
 
-from ..model.gaussians import REFERENCE_STEPS  # gsplat's schedules are written for 30k steps
-from ..registry import Registry
-from . import cpu_ops
-from .auto import AutoConfig
-from .base import NoStrategy, NoStrategyConfig, StrategyConfig, StrategyHooks, TrainingStrategy
-from .default import DefaultConfig, DefaultStrategy
-from .default4d import Default4DStrategy
-from .fastgs import FASTGS_LRS, FastGSConfig, FastGSStrategy
-from .mcmc import MCMCConfig, MCMCStrategy
-from .schedule import MIN_REFINE_EVERY, MIN_RESET_EVERY, scale_schedule
-from .views import ViewSampler
+from typing import TYPE_CHECKING
 
-cpu_ops.install()
+from ..registry import Registry
+from .auto import AutoConfig
+from .base import StrategyConfig, StrategyHooks, TrainingStrategy
+from .configs import FASTGS_LRS, DefaultConfig, FastGSConfig, MCMCConfig, NoStrategyConfig
+
+if TYPE_CHECKING:
+    from .views import ViewSampler
 
 # name -> its config class (a fresh instance holds the method's defaults); one line per strategy
 STRATEGIES = Registry(StrategyConfig, {
@@ -42,7 +42,6 @@ def make_strategy(name: str, max_steps: int, views: ViewSampler | None = None,
     return STRATEGIES[name]().setup(max_steps, views=views, duration=duration)
 
 
-__all__ = ["AutoConfig", "DefaultConfig", "DefaultStrategy", "Default4DStrategy", "FASTGS_LRS", "FastGSConfig", "FastGSStrategy",
-           "MCMCConfig", "MCMCStrategy", "MIN_REFINE_EVERY", "MIN_RESET_EVERY", "NoStrategy", "NoStrategyConfig",
-           "REFERENCE_STEPS", "STRATEGIES", "StrategyConfig", "StrategyHooks", "TrainingStrategy", "ViewSampler",
-           "make_strategy", "register_strategy", "scale_schedule", "strategy_name", "strategy_union"]
+__all__ = ["AutoConfig", "DefaultConfig", "FASTGS_LRS", "FastGSConfig", "MCMCConfig", "NoStrategyConfig", "STRATEGIES",
+           "StrategyConfig", "StrategyHooks", "TrainingStrategy", "make_strategy", "register_strategy", "strategy_name",
+           "strategy_union"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 from .base import StrategyConfig, TrainingStrategy
+from .configs import DefaultConfig, FastGSConfig
 
 
 @dataclass
@@ -27,9 +28,6 @@ class AutoConfig(StrategyConfig):
     models: ClassVar[tuple[str, ...]] = ("3d", "4d")
 
     def for_scene(self, has_alpha: bool, model: str, sharded: bool = False) -> StrategyConfig:
-        from .default import DefaultConfig
-        from .fastgs import FastGSConfig
-
         if model == "3d" and not has_alpha and not sharded:  # FastGS's views are not sharded yet
             return FastGSConfig()
         return DefaultConfig()

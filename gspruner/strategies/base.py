@@ -3,15 +3,14 @@
 gsplat's `Strategy` interface (`initialize_state`, `check_sanity`, `step_pre_backward`, `step_post_backward`) plus
 the few things a strategy may want of the training loop, declared here with their defaults instead of probed
 with `getattr`: Adam learning rates, optimizers whose step it holds back, options for the training render, the
-step densification stops, and extra arguments of `step_post_backward`.
+step densification stops, and extra arguments of `step_post_backward`. Nothing here loads torch or gsplat (the
+command line reads the configs for `--help`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional, Protocol, Set, runtime_checkable
-
-from gsplat.strategy import Strategy
 
 Center = tuple  # (x, y, z): the training cameras' centroid
 
@@ -70,13 +69,6 @@ class StrategyHooks:
         return 0
 
 
-class NoStrategy(Strategy, StrategyHooks):
-    """A fixed set of Gaussians: no densification, no pruning (gsplat's base `Strategy`)."""
-
-    def initialize_state(self, scene_scale: float = 1.0, scene_center: Center = (0.0, 0.0, 0.0)) -> Dict[str, Any]:
-        return {}
-
-
 @dataclass
 class StrategyConfig:
     """A strategy's options as one dataclass whose `setup` builds it, with the model initialisation and loss
@@ -103,13 +95,3 @@ class StrategyConfig:
         """The strategy for a run of `max_steps` (schedules scaled from 30k); `views`: the trainer's ViewSampler;
         `duration`: the time span of a 4D model (None: static)."""
         raise NotImplementedError
-
-
-@dataclass
-class NoStrategyConfig(StrategyConfig):
-    """No densification: a fixed set of Gaussians (fine-tuning, `gspruner prune`)."""
-
-    models: ClassVar[tuple[str, ...]] = ("3d", "4d")
-
-    def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
-        return NoStrategy()

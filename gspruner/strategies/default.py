@@ -8,7 +8,8 @@ Without resets, low-opacity floaters are never culled and the "too big in world 
 after `reset_every`) is the only floater control.
 
 This class owns `step_post_backward` (the same statistics, clone/split and prune calls as gsplat's), so each
-reset step resets exactly once whether the installed gsplat has the bug or the fix.
+reset step resets exactly once whether the installed gsplat has the bug or the fix. Its options: configs.py's
+`DefaultConfig`, which builds the 4D variant (default4d.py) for a 4D model.
 
 "Too big in world space" (3DGS: max scale > 0.1 × extent) is measured against the Gaussian's distance from the
 training cameras' centroid once that exceeds the scene scale: inside the cameras' sphere the rule is gsplat's,
@@ -31,14 +32,15 @@ Call order (gsplat's):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
 
 import torch
 from gsplat.strategy import DefaultStrategy as GsplatDefaultStrategy
 from gsplat.strategy.ops import remove, reset_opa
 
-from .base import StrategyConfig, StrategyHooks, TrainingStrategy
-from .schedule import scale_schedule
+from . import cpu_ops
+from .base import StrategyHooks
+
+cpu_ops.install()  # gsplat's split on CPU tensors
 
 
 @dataclass
@@ -102,39 +104,3 @@ class DefaultStrategy(GsplatDefaultStrategy, StrategyHooks):
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-
-
-GSPLAT_GROW_GRAD2D = 0.0002
-
-
-@dataclass
-class DefaultConfig(StrategyConfig):
-    """Adaptive density control (3DGS): gsplat's DefaultStrategy with working opacity resets; the 4D variant for a 4D model."""
-
-    models: ClassVar[tuple[str, ...]] = ("3d", "4d")
-
-    absgrad: bool = False
-    """Grow by the absolute 2D gradient (AbsGS); pair with --strategy.grow-grad2d 0.0006."""
-    grow_grad2d: Optional[float] = None
-    """2D gradient threshold for clone/split (default 0.0002 as gsplat; 0.0015 for the low-resolution demo scene)."""
-    prune_opa: float = 0.005
-    """Prune Gaussians below this opacity."""
-    prune_far_by_distance: bool = True
-    """Too big = max scale > 0.1 × max(scene scale, distance from the training cameras' centroid); off: gsplat's 0.1 × scene scale everywhere."""
-    time_split: bool = False
-    """4D models: also split Gaussians long in time whose mean |dL/d mu_t| exceeds --strategy.grow-grad-t (the official 4DGS code accumulates this time gradient but never uses it; see strategies/default4d.py)."""
-    grow_grad_t: float = 0.0002 / 40
-    """4D models with --strategy.time-split: the time-gradient threshold (4DGS's densify_grad_t_threshold; on lego at 100x100 it grows 16x the Gaussians in 200 steps)."""
-
-    def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
-        grow = self.grow_grad2d if self.grow_grad2d is not None else GSPLAT_GROW_GRAD2D
-        if duration is not None:
-            from .default4d import Default4DStrategy
-
-            strategy = Default4DStrategy(grow_grad2d=grow, prune_opa=self.prune_opa, verbose=False,
-                                         prune_far_by_distance=self.prune_far_by_distance,
-                                         time_split=self.time_split, grow_grad_t=self.grow_grad_t, duration=duration)
-        else:
-            strategy = DefaultStrategy(absgrad=self.absgrad, grow_grad2d=grow, prune_opa=self.prune_opa,
-                                       prune_far_by_distance=self.prune_far_by_distance, verbose=False)
-        return scale_schedule(strategy, max_steps)

@@ -9,7 +9,7 @@ Every refinement scores each Gaussian on K sampled training views (Sec. 3.2):
 then clones / splits (gradient and AbsGS criteria, gated by s_d), prunes a multinomial sample of
 the usual candidates, and caps opacity at 0.8. After densification, final VCP removes
 opacity < 0.1 or s_p > 0.9 at 18k/21k/24k/27k, and (not in FastGS) Gaussians hidden in every training
-view (`max_visibility`). Step-valued fields are for 30k steps; `make_strategy`
+view (`max_visibility`). Step-valued fields are for 30k steps; configs.py's `FastGSConfig` (the options)
 scales them. The views come from a `ViewSampler` the trainer hands over (design contract 2).
 
 The K views of a refinement are the training renders of the K steps before it (`recent_views`; the
@@ -23,7 +23,7 @@ stats kernel. The official code renders twice (render, then a counting pass).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor
@@ -31,13 +31,14 @@ from torch import Tensor
 from gsplat.strategy import Strategy
 from gsplat.strategy.ops import _multinomial_sample, duplicate, remove, reset_opa, split
 
-from ..errors import InputError
 from ..metrics import ssim
 from ..pruning.importance import accumulate_stats
 from ..render.stats import contribution_stats
-from .base import Center, StrategyConfig, StrategyHooks, TrainingStrategy
-from .schedule import scale_schedule
+from . import cpu_ops
+from .base import Center, StrategyHooks
 from .views import ViewSampler
+
+cpu_ops.install()  # gsplat's split on CPU tensors
 
 GAUSSIAN_PARAMS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 _RUNNING = ("grad2d", "absgrad2d", "count", "radii")  # per-Gaussian sums since the last refinement
@@ -326,52 +327,3 @@ def max_visibility(params, cameras) -> Tensor:
     """
     h = accumulate_stats(params, ((cam, None) for cam in cameras)).weight_max  # max over views and pixels of alpha T
     return h / torch.sigmoid(params["opacities"])
-
-
-# FastGS's Adam learning rates (its `training_setup`: opacity_lr, lowfeature_lr, highfeature_lr / 20)
-FASTGS_LRS = {"opacities": 0.025, "sh0": 0.0025, "shN": 0.005 / 20}
-
-
-@dataclass
-class FastGSConfig(StrategyConfig):
-    """FastGS (Ren et al. 2025): multi-view consistent densification and pruning, sparse optimizer steps."""
-
-    models: ClassVar[tuple[str, ...]] = ("3d",)
-
-    views: int = 10
-    """K, training views sampled (without replacement) per multi-view score."""
-    loss_thresh: float = 0.1
-    """τ, a pixel is high-error where its min-max normalised L1 error exceeds this (0.06 for garden)."""
-    densify_score: float = 5.0
-    """τ_d, clone/split only Gaussians whose mean masked hit count over the K views, floored, exceeds this."""
-    grad_thresh: float = 0.0002
-    """Clone where the mean 2D gradient (3DGS NDC units) reaches this and max scale ≤ dense·extent."""
-    grad_abs_thresh: float = 0.0012
-    """Split where the mean absolute (AbsGS) 2D gradient reaches this and max scale > dense·extent (0.0006–0.002 per scene)."""
-    dense: float = 0.001
-    """Clone/split scale boundary as a fraction of the scene extent (0.003–0.015 per scene)."""
-    prune_score: float = 0.9
-    """τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
-    prune_visibility: float = 0.02
-    """The final VCP also removes Gaussians that every training view shows at less than this share of their opacity (max α·T / opacity, RadSplat's score per unit opacity): hidden Gaussians, fitted to no view (not in FastGS: README, FastGS); 0 = off."""
-    optimizer_schedule: bool = True
-    """Step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
-    lrs: bool = True
-    """Its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
-    recent_views: bool = True
-    """Score each refinement on the training renders of the K steps before it (free) instead of K extra sampled renders (the official code; the same cost as training itself in a short run): README, FastGS."""
-    compact_box: float = 1.0
-    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult` = 0.5, 0.7 for T&T); 1 = off, the default: our CPU rasterizer cuts single pixels where FastGS cuts 16×16 tiles, which trains a model that loses 0.2–1.1 dB rendered plain (README, FastGS). CPU rasterizer only; evaluation and export render without it."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.prune_visibility < 1.0:
-            raise InputError(f"--strategy.prune-visibility must be in [0, 1), got {self.prune_visibility}")
-
-    def setup(self, max_steps: int, views=None, duration: Optional[float] = None) -> TrainingStrategy:
-        strategy = FastGSStrategy(
-            views=views, num_views=self.views, loss_thresh=self.loss_thresh, densify_score_thresh=self.densify_score,
-            grad_thresh=self.grad_thresh, grad_abs_thresh=self.grad_abs_thresh, dense=self.dense,
-            final_prune_score=self.prune_score, final_prune_visibility=self.prune_visibility, optimizer_schedule=self.optimizer_schedule,
-            compact_box_beta=self.compact_box, recent_views=self.recent_views, learning_rates=dict(FASTGS_LRS) if self.lrs else None, verbose=False,
-        )
-        return scale_schedule(strategy, max_steps)

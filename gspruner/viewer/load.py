@@ -1,37 +1,21 @@
-"""Loading what the viewer shows: a checkpoint (3D or 4D, with its temporal filter) or a scene file."""
+"""Loading what the viewer shows: a checkpoint (3D or 4D, with its temporal filter) or a scene file. `gspruner view`'s
+options, `ViewConfig`, live in gspruner/config.py with the other commands' (the command line reads them without
+loading torch)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
-
+from ..config import ViewConfig
 from ..errors import InputError
 
 
 OBJECT_KINDS = ("blender", "dnerf")  # checkpoints without a recorded background: these kinds were rendered over it
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 SPLAT_KEYS_4D = ("times", "scales_t", "quats_r")  # a 4D model (dynamic scene) has these as well
-
-
-@dataclass
-class ViewConfig:
-    """Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider."""
-
-    ckpt: Optional[Path] = None
-    """A gspruner checkpoint (RESULT_DIR/ckpt/last.pt), 3D or 4D. Give exactly one of --ckpt and --ply."""
-    ply: Optional[Path] = None
-    """A splat file: INRIA 3DGS .ply, .sog, .spz, .glb, .compressed.ply or .splat (format from the name and content). Give exactly one of --ckpt and --ply."""
-    host: str = "127.0.0.1"
-    """Interface to bind. The default serves this machine only; 0.0.0.0 serves every interface (anyone on the network can connect)."""
-    port: int = 8080
-    """TCP port for the page and its websocket; 0 picks a free port. A port already in use is an error."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Where to render: auto = CUDA (gsplat kernels) when available, else our CPU rasterizer."""
-    max_render_res: Optional[int] = None
-    """Cap on the long side of a rendered frame, in pixels (default: 256 on CPU, uncapped on CUDA; 0 = uncapped)."""
 
 
 # -- loading ---------------------------------------------------------------------------------------------
