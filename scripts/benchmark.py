@@ -1,412 +1,62 @@
 #!/usr/bin/env python
-r"""Benchmark methods side by side: every method trains on the same scene(s), then is exported and reported.
+r"""The benchmarks, one entry point: `python scripts/benchmark.py BENCHMARK [OPTIONS]`.
 
-    python scripts/benchmark.py --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000 \
-        --methods default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs
+    python scripts/benchmark.py                          # the benchmarks, one line each
+    python scripts/benchmark.py BENCHMARK --help         # one benchmark's options and what it writes
+    python scripts/benchmark.py methods --data-dir ../shared/data/fox --data-factor 8 --max-steps 3000
+    python scripts/benchmark.py render --compare
 
-A method is `strategy[+pruner[@ratio][:option=value]...]`: `gspruner train strategy:STRATEGY [prune:PRUNER
-[--prune.ratio RATIO] [--prune.OPTION VALUE]...]` (without @ratio a pruner that takes a ratio gets --prune-ratio,
-or its own default), e.g. `fastgs+rounds@0.8:stop-db=0.1`. Each runs as its own
-`python -m gspruner.cli train` process, one after another, into OUT/<scene>/<method>/ (the process' peak RSS
-is measured with os.wait4), then its checkpoint is exported to ply / compressed-ply / spz
-(OUT/<scene>/<method>/exports/). A method whose metrics.json exists is not re-run unless --rerun; one that
-fails is recorded with its error (last stderr line) and the benchmark goes on. OUT/<scene>/report.md holds
-the table (the `default` method is the reference row) and PNG plots; with several scenes (--data-dir A B …
-or --scenes-root) OUT/report.md averages over every scene folder under OUT, and prints the published
-Mip-NeRF 360 numbers beside ours when the scenes are Mip-NeRF 360 scenes (see scripts/mipnerf360.sh).
-
-Scenes with their own image factor: `--scene SPEC` (repeatable), SPEC = `demo` (the built-in scene),
-`object-demo` (the procedural object scene of gspruner/data/object_demo.py, generated at 128x128 into
-OUT/_data/object-demo), or `PATH[:FACTOR]`. The issue's four-scene benchmark:
-
-    python scripts/benchmark.py --out results/bench4 --max-steps 3000 --prune-ratio 0.85 \
-        --scene demo --scene object-demo --scene ../shared/data/fox:8 --scene ../shared/data/chair_blender:2 \
-        --methods default,fastgs,default+lp3dgs,default+lightgaussian,default+rounds,fastgs+rounds@0.66
-
-`mcmc` gets a Gaussian budget (--strategy.cap-max): by default the final count of this scene's
-`default` run, so both spend the same number of Gaussians (gsplat's 1,000,000 when there is no default run).
-Without --data-dir the built-in demo scene is used (scene name "demo").
+Each benchmark is a module of scripts/bench/ holding only what is its own (options, runs, tables); what they
+share (the scene / steps / device / output options, TrainConfig, reusing a finished run unless --rerun,
+`gspruner` subprocesses, the table and JSON files) is scripts/bench/common.py. Options with no benchmark
+name before them are `methods`' (`python scripts/benchmark.py --data-dir D --methods ...`, the form from
+before the sub-benchmarks).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import contextlib
-import io
-import json
-import os
-import re
-import shlex
-import signal
+import ast
+import importlib
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from gspruner.cli import box_text
-from gspruner.export.formats import format_suffix
-from gspruner.report import (
-    BENCHMARK_FILE, EXPORT_FORMATS, METHOD_RUN_FILE, REFERENCE_METHOD, read_json, write_aggregate_report,
-    write_scene_report,
-)
+SCRIPTS = Path(__file__).resolve().parent
+if str(SCRIPTS) not in sys.path:  # run as a script it is there already; imported by a test it is not
+    sys.path.insert(0, str(SCRIPTS))
 
-DEFAULT_METHODS = "default,mcmc,fastgs,default+lightgaussian,default+lp3dgs,fastgs+lp3dgs"
+BENCHMARKS = ("methods", "render", "export", "pruning", "lp3dgs", "distributed", "process", "spread")
+BARE = "methods"  # what options without a benchmark name run
 
 
-@dataclass
-class MethodSpec:
-    """`strategy[+pruner[@ratio][:option=value]...]` as written on the command line (@ratio: this method's
-    --prune.ratio; each option=value: --prune.option value)."""
-
-    name: str
-    strategy: str
-    pruner: str | None
-    ratio: float | None = None
-    options: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> "MethodSpec":
-        head, *option_texts = text.strip().split(":")
-        options = []
-        for option in option_texts:
-            key, eq, value = option.partition("=")
-            if not (eq and value and re.fullmatch(r"[a-z][a-z0-9-]*", key)):
-                raise ValueError(f"method {text!r}: expected :option=value after the pruner, got {option!r}")
-            options.append((key, value))
-        body, at, ratio_text = head.partition("@")
-        parts = [p.strip() for p in body.split("+")]
-        if len(parts) > 2 or not all(parts):
-            raise ValueError(f"method {text!r}: expected strategy, strategy+pruner or strategy+pruner@ratio")
-        ratio = None
-        if at:
-            try:
-                ratio = float(ratio_text)
-            except ValueError:
-                ratio = -1.0
-            if len(parts) != 2 or not 0.0 < ratio < 1.0:
-                raise ValueError(f"method {text!r}: @ratio follows a pruner and lies in (0, 1)")
-        if options and len(parts) != 2:
-            raise ValueError(f"method {text!r}: :option=value follows a pruner")
-        name = "+".join(parts) + (f"@{ratio_text.strip()}" if at else "") + "".join(f":{k}={v}" for k, v in options)
-        return cls(name=name, strategy=parts[0], pruner=parts[1] if len(parts) == 2 else None, ratio=ratio,
-                   options=tuple(options))
+def load(name: str):
+    """The module of benchmark `name` (scripts/bench/<name>.py); its main(argv) returns the exit status."""
+    return importlib.import_module(f"bench.{name}")
 
 
-def scene_name(data_dir: Path | None) -> str:
-    """The scene folder's name (links not followed: data/garden -> a cache still reports "garden")."""
-    return "demo" if data_dir is None else Path(os.path.normpath(Path(data_dir).absolute())).name
+def summary(name: str) -> str:
+    """The first line of a benchmark's docstring, read without importing it (torch, the trainer)."""
+    doc = ast.get_docstring(ast.parse((SCRIPTS / "bench" / f"{name}.py").read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-GENERATED_SCENES = ("object-demo",)  # --scene names generated into OUT/_data/
+def usage() -> str:
+    width = max(map(len, BENCHMARKS))
+    lines = ["usage: benchmark.py BENCHMARK [OPTIONS]   (BENCHMARK --help: its options)", "", "benchmarks:"]
+    lines += [f"  {name:<{width}}  {summary(name)}" for name in BENCHMARKS]
+    lines += ["", f"Options without a benchmark name go to `{BARE}`."]
+    return "\n".join(lines)
 
 
-@dataclass
-class SceneArg:
-    """One `--scene`: where the data is (None: the built-in demo, or a generated scene) and its image factor."""
-
-    data_dir: Path | None
-    data_factor: int | None = None  # None: --data-factor
-    generated: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "SceneArg":
-        if text == "demo":
-            return cls(None)
-        if text in GENERATED_SCENES:
-            return cls(None, generated=text)
-        path, sep, factor = text.rpartition(":")
-        if sep and factor.isdigit() and path:
-            if int(factor) < 1:
-                raise ValueError(f"--scene {text!r}: the image factor must be at least 1")
-            return cls(Path(path), int(factor))
-        return cls(Path(text))
-
-    def resolve(self, out: Path) -> Path | None:
-        """The data folder to train on, generating a generated scene first (once)."""
-        if self.generated == "object-demo":
-            from gspruner.data import ensure_object_demo_scene
-
-            return ensure_object_demo_scene(out / "_data" / "object-demo", width=128, height=128, n_train=40, n_test=8)
-        return self.data_dir
-
-
-def is_scene_dir(path: Path) -> bool:
-    return (path / "sparse").is_dir() or any(path.glob("transforms*.json"))
-
-
-def failure_message(stderr: str) -> str:
-    """The line that says why a process failed: a Python exception's last line, the text of tyro's error
-    box (joined across its wrapped lines), or else the last non-empty line."""
-    lines = [line.rstrip() for line in stderr.splitlines()]
-    if any(line.startswith("Traceback (most recent call last)") for line in lines):
-        last = [line for line in lines if line.strip()]
-        return last[-1].strip() if last else "failed"
-    return box_text(stderr) if stderr.strip() else "failed (no error output)"
-
-
-def takes_ratio(pruner: str) -> bool:
-    """Whether the registered pruner has a `ratio` option (those that learn their ratio do not)."""
-    from gspruner.pruning import PRUNERS
-
-    return "ratio" in {f.name for f in dataclasses.fields(PRUNERS[pruner])}
-
-
-def train_command(spec: MethodSpec, data_dir: Path | None, result_dir: Path, a: argparse.Namespace,
-                  mcmc_cap: int | None, resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "gspruner.cli", "train", "--result-dir", str(result_dir),
-           f"strategy:{spec.strategy}", "--data-factor", str(a.data_factor), "--test-every", str(a.test_every),
-           "--device", a.device, "--no-progress", "--resume" if resume else "--overwrite"]
-    if data_dir is not None:
-        cmd += ["--data-dir", str(data_dir)]
-    if a.max_steps is not None:
-        cmd += ["--max-steps", str(a.max_steps)]
-    if spec.pruner is not None:
-        cmd += [f"prune:{spec.pruner}"]
-        ratio = spec.ratio if spec.ratio is not None else a.prune_ratio
-        if ratio is not None and takes_ratio(spec.pruner):  # learned-ratio pruners have no ratio option
-            cmd += ["--prune.ratio", str(ratio)]
-        for key, value in spec.options:
-            cmd += [f"--prune.{key}", value]
-    if spec.strategy == "mcmc" and mcmc_cap is not None:
-        cmd += ["--strategy.cap-max", str(mcmc_cap)]
-    if not a.lpips:
-        cmd.append("--no-lpips")
-    return cmd + shlex.split(a.train_args)
-
-
-def run_process(cmd: list[str], stdout_path: Path, stderr_path: Path, timeout_s: float | None) -> dict:
-    """Run `cmd` to completion with its output in files; returncode, the child's peak RSS (MB), wall seconds."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
-    import subprocess
-
-    tic = time.perf_counter()
-    with stdout_path.open("w") as out, stderr_path.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if timeout_s else 0)
-            if pid == proc.pid:
-                break
-            if timeout_s and time.perf_counter() - tic > timeout_s:
-                proc.send_signal(signal.SIGINT)  # the trainer saves ckpt/last.pt on Ctrl-C (resumable)
-                timed_out = True
-                try:
-                    pid, status, usage = _wait_for(proc.pid, 60)
-                except TimeoutError:
-                    proc.kill()
-                    pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.5)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
-    return {"returncode": proc.returncode, "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: ru_maxrss in KiB
-            "wall_seconds": time.perf_counter() - tic, "timed_out": timed_out}
-
-
-def _wait_for(pid: int, seconds: float):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        got, status, usage = os.wait4(pid, os.WNOHANG)
-        if got == pid:
-            return got, status, usage
-        time.sleep(0.2)
-    raise TimeoutError
-
-
-def mcmc_cap_for(scene_dir: Path, a: argparse.Namespace) -> tuple[int | None, str]:
-    """The --strategy.cap-max for mcmc, and a note saying where it came from."""
-    if a.mcmc_cap != "default":
-        return int(a.mcmc_cap), f"mcmc cap {int(a.mcmc_cap):,} (--mcmc-cap)"
-    ref = read_json(scene_dir / REFERENCE_METHOD / "metrics.json")
-    if ref and ref.get("num_gaussians"):
-        n = int(ref["num_gaussians"])
-        return n, f"mcmc cap {n:,} = the final Gaussian count of this scene's default run"
-    return None, "mcmc cap: gsplat's default 1,000,000 (no finished default run to match)"
-
-
-def export_method(method_dir: Path, scene: str, rerun: bool, record: dict) -> None:
-    """ply / compressed-ply / spz from ckpt/last.pt into method_dir/exports/, sizes into `record`."""
-    exports, errors = record.setdefault("exports", {}), {}
-    ckpt = method_dir / "ckpt" / "last.pt"
-    for fmt in EXPORT_FORMATS:
-        path = method_dir / "exports" / f"{scene}{format_suffix(fmt)}"
-        if not rerun and path.is_file() and fmt in exports:
-            continue
-        try:
-            from gspruner.export import ExportConfig, run_export
-
-            with contextlib.redirect_stdout(io.StringIO()):  # its size table: the report has the sizes
-                result = run_export(ExportConfig(ckpt=ckpt, format=fmt, out=path))
-            row = result["rows"][0]
-            exports[fmt] = {"path": row["path"], "mb": row["mb"], "bytes_per_splat": row["bytes_per_splat"]}
-        except Exception as exc:  # a broken exporter is one cell of the table, not the end of the benchmark
-            exports.pop(fmt, None)
-            errors[fmt] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    record["export_errors"] = errors
-
-
-def resumable(method_dir: Path, spec: MethodSpec, data_dir: Path | None, a: argparse.Namespace) -> bool:
-    """An interrupted run of this very configuration (its config.yml agrees) left a checkpoint to continue."""
-    import yaml
-
-    from gspruner.config import TrainConfig
-
-    if not (method_dir / "ckpt" / "last.pt").is_file():
-        return False
-    try:
-        saved = yaml.safe_load((method_dir / "config.yml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return False
-    steps = TrainConfig(data_dir=data_dir, max_steps=a.max_steps).steps()
-    expected = {"max_steps": steps, "data_factor": a.data_factor, "test_every": a.test_every}
-    names = {k: saved[k].get("name") if isinstance(saved.get(k), dict) else None for k in ("strategy", "prune")}
-    return all(saved.get(k) == v for k, v in expected.items()) and names == {"strategy": spec.strategy,
-                                                                             "prune": spec.pruner or "none"}
-
-
-def run_method(spec: MethodSpec, data_dir: Path | None, scene_dir: Path, a: argparse.Namespace) -> dict:
-    """Train (unless finished), export, and write method_dir/benchmark_run.json; returns that record."""
-    method_dir = scene_dir / spec.name
-    record_path = method_dir / METHOD_RUN_FILE
-    metrics_path = method_dir / "metrics.json"
-    old = read_json(record_path) or {}
-    finished = metrics_path.is_file()
-    if finished and not a.rerun:
-        record = {**old, "method": spec.name, "reused": True}
-        print(f"  {spec.name}: finished earlier (metrics.json present), not re-run", flush=True)
-    else:
-        if a.rerun and finished:
-            metrics_path.unlink()  # a rerun that fails must not leave the old metrics standing
-        method_dir.mkdir(parents=True, exist_ok=True)
-        mcmc_cap, cap_note = mcmc_cap_for(scene_dir, a) if spec.strategy == "mcmc" else (None, None)
-        resume = not a.rerun and resumable(method_dir, spec, data_dir, a)
-        cmd = train_command(spec, data_dir, method_dir, a, mcmc_cap, resume)
-        print(f"  {spec.name}: {'resuming' if resume else 'training'} ...", flush=True)
-        proc = run_process(cmd, method_dir / "train_stdout.log", method_dir / "train_stderr.log",
-                           a.timeout_minutes * 60 if a.timeout_minutes else None)
-        record = {"method": spec.name, "command": cmd[1:], "reused": False, **proc,
-                  "notes": [cap_note] if cap_note else []}
-        if proc["returncode"] == 0 and metrics_path.is_file():
-            record["error"] = None
-        else:
-            stderr = (method_dir / "train_stderr.log").read_text(errors="replace")
-            if proc["timed_out"]:
-                saved = (method_dir / "ckpt" / "last.pt").is_file()
-                record["error"] = f"timed out after {a.timeout_minutes:g} min" + (
-                    "; ckpt/last.pt saved, the same command resumes it" if saved else "")
-            else:
-                record["error"] = failure_message(stderr)
-    if metrics_path.is_file():
-        export_method(method_dir, scene_dir.name, a.rerun, record)
-        m = read_json(metrics_path) or {}
-        print(f"  {spec.name}: PSNR {m.get('psnr', float('nan')):.2f}, {m.get('num_gaussians')} Gaussians, "
-              f"{m.get('train_seconds', float('nan')):.0f} s", flush=True)
-    else:
-        print(f"  {spec.name}: FAILED: {record.get('error')}", flush=True)
-    method_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(record, indent=2))
-    return record
-
-
-def run_scene(data_dir: Path | None, specs: list[MethodSpec], a: argparse.Namespace) -> Path:
-    scene = scene_name(data_dir)
-    scene_dir = a.out / scene
-    scene_dir.mkdir(parents=True, exist_ok=True)
-    info = {"scene": scene, "data_dir": None if data_dir is None else str(data_dir), "data_factor": a.data_factor,
-            "test_every": a.test_every, "max_steps": a.max_steps, "device": a.device,
-            "methods": [s.name for s in specs], "reference": REFERENCE_METHOD}
-    (scene_dir / BENCHMARK_FILE).write_text(json.dumps(info, indent=2))
-    print(f"scene {scene}: {len(specs)} methods -> {scene_dir}", flush=True)
-    # the reference first: mcmc's default budget is its final Gaussian count
-    for spec in sorted(specs, key=lambda s: s.name != REFERENCE_METHOD):
-        run_method(spec, data_dir, scene_dir, a)
-    report = write_scene_report(scene_dir)
-    print(f"scene {scene}: {report}", flush=True)
-    return report
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, nargs="*", default=[],
-                    help="scene folder(s) (COLMAP / NeRF-synthetic / instant-ngp); none: the demo scene")
-    ap.add_argument("--scene", action="append", default=[], metavar="SPEC",
-                    help="a scene with its own image factor: demo, object-demo (generated) or PATH[:FACTOR]; repeatable")
-    ap.add_argument("--scenes-root", type=Path, help="benchmark every scene folder directly under this folder")
-    ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated strategy[+pruner[@ratio][:option=value]...] specs")
-    ap.add_argument("--max-steps", type=int, help="training steps per method (default: the trainer's)")
-    ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
-    ap.add_argument("--test-every", type=int, default=8, help="every N-th image is a test image")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
-    ap.add_argument("--out", type=Path, default=Path("results/benchmark"), help="output root")
-    ap.add_argument("--rerun", action="store_true", help="re-run methods that finished earlier")
-    ap.add_argument("--mcmc-cap", default="default",
-                    help="mcmc Gaussian budget: an integer, or 'default' (the default run's final count)")
-    ap.add_argument("--prune-ratio", type=float, help="--prune.ratio for every pruner that has one (default: each pruner's own)")
-    ap.add_argument("--no-lpips", dest="lpips", action="store_false", help="skip LPIPS")
-    ap.add_argument("--train-args", default="", help="extra `gspruner train` flags for every method (one string)")
-    ap.add_argument("--timeout-minutes", type=float, default=0,
-                    help="interrupt a method after this long (it saves a checkpoint; 0: no limit)")
-    ap.add_argument("--published", default="auto", choices=["auto", "mipnerf360", "none"],
-                    help="published numbers in the aggregate report (auto: when every scene is a Mip-NeRF 360 scene)")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the reports from the results under --out")
-    a = ap.parse_args(argv)
-    if a.mcmc_cap != "default":
-        try:
-            if int(a.mcmc_cap) < 1:
-                raise ValueError
-        except ValueError:
-            ap.error(f"--mcmc-cap: expected a positive integer or 'default', got {a.mcmc_cap!r}")
-    return a
-
-
-def main(argv=None) -> int:
-    a = parse_args(argv)
-    try:
-        specs = [MethodSpec.parse(m) for m in a.methods.split(",") if m.strip()]
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = (BARE, argv) if argv[0].startswith("-") else (argv[0], argv[1:])
+    if name not in BENCHMARKS:
+        print(f"error: no benchmark {name!r}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    try:
-        scenes = [SceneArg(d) for d in a.data_dir] + [SceneArg.parse(t) for t in a.scene]
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if a.scenes_root is not None:
-        if not a.scenes_root.is_dir():
-            print(f"error: {a.scenes_root}: --scenes-root is not a folder", file=sys.stderr)
-            return 2
-        scenes += [SceneArg(p) for p in sorted(a.scenes_root.iterdir()) if p.is_dir() and is_scene_dir(p)]
-    if not scenes:
-        scenes = [SceneArg(None)]
-    names = [s.generated or scene_name(s.data_dir) for s in scenes]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        print(f"error: several data dirs are named {', '.join(duplicates)}; scene folders are named after them",
-              file=sys.stderr)
-        return 2
-    missing = [s.data_dir for s in scenes if s.data_dir is not None and not s.data_dir.is_dir()]
-    if missing:
-        print(f"error: {missing[0]}: no such folder", file=sys.stderr)
-        return 2
-    from gspruner.published import MIPNERF360_SCENES
-    from gspruner.report import scene_dirs
-
-    a.out.mkdir(parents=True, exist_ok=True)
-    if a.report_only:  # rebuild from what is on disk; benchmark.json keeps the settings the runs had
-        for scene_dir in scene_dirs(a.out):
-            print(f"scene {scene_dir.name}: {write_scene_report(scene_dir)}")
-    else:
-        for scene in scenes:
-            per_scene = argparse.Namespace(**{**vars(a), "data_factor": scene.data_factor or a.data_factor})
-            run_scene(scene.resolve(a.out), specs, per_scene)
-    all_scenes = scene_dirs(a.out)
-    if not all_scenes:
-        print(f"error: {a.out}: no benchmark scene folders", file=sys.stderr)
-        return 2
-    if len(all_scenes) > 1 or a.published == "mipnerf360" or (
-            a.published == "auto" and all(s.name in MIPNERF360_SCENES for s in all_scenes)):
-        print(f"aggregate over {len(all_scenes)} scenes: {write_aggregate_report(a.out, a.published)}")
-    return 0
+    return load(name).main(rest) or 0
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("name")
     c.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR=scene:label")
     c.add_argument("--command", required=True)
-    p = sub.add_parser("collect-process", help="check_process.py / bench_process.py JSON files -> one results file")
+    p = sub.add_parser("collect-process", help="check_process.py / `benchmark.py process` JSON files -> one results file")
     p.add_argument("name")
     p.add_argument("files", nargs="+", help="CAPTURE_LABEL=FILE.json")
     p.add_argument("--command", required=True)

@@ -7,7 +7,7 @@
 #   METHODS=default,mcmc STEPS=7000 bash scripts/mipnerf360.sh       # other methods / a shorter schedule
 #
 # Resumable: finished methods are skipped on a second call (EXTRA="--rerun" re-runs them); get the data with
-# scripts/download_mipnerf360.sh. Any other scripts/benchmark.py flag can go in EXTRA.
+# scripts/download_mipnerf360.sh. Any other `scripts/benchmark.py methods` flag can go in EXTRA.
 set -euo pipefail
 DATA="${1:-data/360_v2}"
 OUT="${2:-results/mipnerf360}"
@@ -30,12 +30,12 @@ run_group() {  # factor scene...
     mapfile -t found < <(dirs "$@")
     [ "${#found[@]}" -gt 0 ] || return 0
     # shellcheck disable=SC2086  # EXTRA holds several flags
-    python scripts/benchmark.py --data-dir "${found[@]}" --data-factor "$factor" --test-every 8 \
+    python scripts/benchmark.py methods --data-dir "${found[@]}" --data-factor "$factor" --test-every 8 \
         --max-steps "$STEPS" --methods "$METHODS" --device "$DEVICE" --out "$OUT" --published mipnerf360 $EXTRA
 }
 
 run_group 4 "${OUTDOOR[@]}"
 run_group 2 "${INDOOR[@]}"
 # the aggregate over every scene folder under OUT (rewritten after each group; this is the final one)
-python scripts/benchmark.py --out "$OUT" --report-only --published mipnerf360
+python scripts/benchmark.py methods --out "$OUT" --report-only --published mipnerf360
 echo "report: $OUT/report.md"

@@ -1,8 +1,8 @@
-"""scripts/perturbation_spread.py: the perturbed start, the runs it prints, bad input."""
+"""`scripts/benchmark.py spread`: the perturbed start, the runs it prints, bad input."""
 
-import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -10,10 +10,8 @@ import torch
 from gspruner.config import TrainConfig
 from gspruner.render import compiled
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "perturbation_spread.py"
-_spec = importlib.util.spec_from_file_location("perturbation_spread", _SCRIPT)
-spread = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(spread)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from bench import spread  # noqa: E402
 
 
 def _cfg(scene, r):

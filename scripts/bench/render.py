@@ -1,15 +1,14 @@
-#!/usr/bin/env python
-"""Benchmark gspruner.render.rasterize: forward and forward+backward time per image.
+"""The rasterizer, gspruner.render.rasterize: forward and forward+backward time per image.
 
 Random Gaussians in front of one pinhole camera (fixed seed), scales chosen so each splat covers a few
 to tens of pixels, SH degree 3 colours. Prints the median of a few repeats, in milliseconds.
 
-    python scripts/bench_render.py                      # CPU (the chosen backend), 10k and 100k Gaussians at 256x256
-    python scripts/bench_render.py --compare            # both CPU backends side by side, 10k/100k at 128^2 and 256^2
-    python scripts/bench_render.py --device cuda        # the same through gsplat's CUDA kernels
-    python scripts/bench_render.py --sizes 10000 --repeats 5 --profile
-    python scripts/bench_render.py --stats              # the pruners' per-Gaussian statistics of one view, three ways
-    python scripts/bench_render.py --removal            # the `removal` score of one view, three ways
+    python scripts/benchmark.py render                 # CPU (the chosen backend), 10k and 100k Gaussians at 256x256
+    python scripts/benchmark.py render --compare       # both CPU backends side by side, 10k/100k at 128^2 and 256^2
+    python scripts/benchmark.py render --device cuda   # the same through gsplat's CUDA kernels
+    python scripts/benchmark.py render --sizes 10000 --repeats 5 --profile
+    python scripts/benchmark.py render --stats         # the pruners' per-Gaussian statistics of one view, three ways
+    python scripts/benchmark.py render --removal       # the `removal` score of one view, three ways
 
 --compare runs the PyTorch and the compiled rasterizer in one process, alternating their repeats so both
 see the same machine, and prints torch / compiled time ratios. --stats times render/stats.py's statistics of
@@ -22,13 +21,13 @@ idle machine.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
 
 import torch
 
+from bench import common
 from gspruner.render import rasterize
 
 
@@ -64,9 +63,9 @@ def run_once(scene, width, height, backward: bool, device: str):
     return time.perf_counter() - t0, info
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cpu: our PyTorch rasterizer; cuda: gsplat")
+def main(argv=None):
+    ap = common.parser(__name__, __doc__)
+    common.add_device(ap, "cpu", ("cpu", "cuda"), "cpu: our PyTorch rasterizer; cuda: gsplat")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="numbers of Gaussians")
     ap.add_argument("--width", type=int, default=256, help="image width in pixels")
     ap.add_argument("--height", type=int, default=256, help="image height in pixels")
@@ -89,7 +88,7 @@ def main():
     ap.add_argument("--no-keep-freed-memory", action="store_true",
                     help="leave glibc's allocator as it is (by default the benchmark runs with the setting that CPU "
                          "training uses, gspruner.device.keep_freed_memory, for both backends)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.device == "cpu" and not args.no_keep_freed_memory:
         from gspruner.device import keep_freed_memory
 
@@ -225,6 +224,3 @@ def compare_stats(args, removal: bool = False) -> None:
             med = {w: statistics.median(t) * 1e3 for w, t in times.items()}
             print(f"{n:>10} {f'{res}x{res}':>8}" + "".join(f" {med[w]:>15.1f} {med[w] / med['fused']:>5.1f}x"
                                                          for w in ways), flush=True)
-
-if __name__ == "__main__":
-    main()

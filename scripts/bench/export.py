@@ -1,5 +1,4 @@
-#!/usr/bin/env python
-"""Benchmark the scene exporters: file size and rendering quality of each format, read back.
+"""The scene exporters: file size and rendering quality of each format, read back.
 
 Exports the checkpoint's splats to every format (ply, sog, spz, glb, compressed-ply, splat), with all SH
 bands and with --sh-degree 0, reads each file back with our readers and evaluates it on the test views, next
@@ -14,20 +13,18 @@ as sog and spz at SH degree 0 (bands dropped). Every row gives its size ratio ag
 Prints one table, then the Pareto front (no other row both smaller and better), and optionally writes
 the table as JSON.
 
-    python scripts/bench_export.py --ckpt results/garden/ckpt/last.pt
-    python scripts/bench_export.py --ckpt C --pipeline-ckpt P1 P2 --out-dir /tmp/exports --json bench_export.json
-    python scripts/bench_export.py --ckpt C --formats ply --pipeline-ckpt P1 --sog-palettes 1024 4096
+    python scripts/benchmark.py export --ckpt results/garden/ckpt/last.pt
+    python scripts/benchmark.py export --ckpt C --pipeline-ckpt P1 P2 --out /tmp/exports --json bench_export.json
+    python scripts/benchmark.py export --ckpt C --formats ply --pipeline-ckpt P1 --sog-palettes 1024 4096
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from bench import common
 from gspruner.checkpoint import load_checkpoint, splats_from_state, trained_scene
 from gspruner.evaluation import evaluate
 from gspruner.export.command import training_centres
@@ -38,21 +35,19 @@ SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 REFERENCE_SPZ_BITS = (5, 4)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    ap = common.parser(__name__, __doc__)
     ap.add_argument("--ckpt", type=Path, required=True, help="the default-trained checkpoint (RESULT_DIR/ckpt/last.pt): the size and PSNR reference")
     ap.add_argument("--pipeline-ckpt", type=Path, nargs="*", default=[], help="pruned and/or SH-distilled checkpoints of the same scene, benched as compressed-ply and spz")
     ap.add_argument("--data-dir", type=Path, default=None, help="the scene (default: the one in the checkpoint)")
     ap.add_argument("--data-factor", type=int, default=None, help="image downsampling (default: the checkpoint's)")
     ap.add_argument("--test-every", type=int, default=None, help="test split (default: the checkpoint's)")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to render")
-    ap.add_argument("--out-dir", type=Path, default=None, help="keep the exported files here (default: a temp folder)")
+    common.add_runs(ap, None, "keep the exported files here", lpips=False, rerun=False, device_help="where to render")
     ap.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS), help="formats to bench for --ckpt")
     ap.add_argument("--spz-version", type=int, default=4, choices=[2, 3, 4], help="SPZ version to write")
     ap.add_argument("--sog-palettes", type=int, nargs="*", default=[4096], help="SH palette sizes to try for the pipeline's sog files, besides the reference's rule")
-    ap.add_argument("--lpips", action="store_true", help="also compute LPIPS (slower)")
     ap.add_argument("--json", type=Path, default=None, help="also write the table here as JSON")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
     ckpt = load_checkpoint(args.ckpt)
@@ -60,8 +55,7 @@ def main():
     scene = trained_scene(ckpt, args.data_dir, args.data_factor, args.test_every)
     split = "test" if scene.test else "train"
     centres = training_centres(scene)  # [C,3]: compressed-ply's view-aware SH rounding
-    out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_export_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = common.out_dir(args, "bench_export_")
     rows = []
 
     def evaluate_splats(s: dict, sh_degree: int) -> dict:
@@ -154,8 +148,5 @@ def main():
         print(f"  {r['size_ratio']:>7.1f}x  {r['delta_psnr']:>+7.3f} dB  {r['source']} {r['format']} SH{r['sh_degree']} ({r['mb']:.3f} MB)")
     print(f"files in {out_dir}")
     if args.json:
-        args.json.write_text(json.dumps({"ckpt": str(args.ckpt), "split": split, "inria_ply_bytes": inria, "rows": rows}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+        common.write_json(args.json, {"ckpt": str(args.ckpt), "split": split, "inria_ply_bytes": inria, "rows": rows})
+    return 0

@@ -1,7 +1,7 @@
 """`gspruner process` on a generated capture with known cameras: registered fraction, pose errors, wall time.
 
-    python scripts/bench_process.py OUT_DIR [--views 150] [--width 800] [--height 600] [--matcher auto]
-                                            [--shuffle]
+    python scripts/benchmark.py process OUT_DIR [--views 150] [--width 800] [--height 600] [--matcher auto]
+                                                [--shuffle] [--render-only]
 
 Renders the textured test capture (gspruner/capture/synthetic.py) once into OUT_DIR/photos_<n>_<w>x<h>
 (reused on a second run), runs `gspruner process` on it into OUT_DIR/scene, and writes OUT_DIR/result.json:
@@ -12,23 +12,23 @@ random order, so sequential pairs carry no information and the retrieval pairs m
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import common
 
-def main(argv: list[str] | None = None) -> dict:
+
+def main(argv: list[str] | None = None) -> int:
     from gspruner.capture import synthetic
     from gspruner.capture.align import pose_errors
     from gspruner.data.colmap import read_model
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__name__, __doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--views", type=int, default=150)
     parser.add_argument("--width", type=int, default=800)
@@ -54,18 +54,18 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"rendered {args.views} views at {args.width}x{args.height} in {time.perf_counter() - tic:.0f} s", flush=True)
         marker.write_text("")  # beside the photos: `process` would list a non-image inside as skipped
     if args.render_only:
-        return {}
+        return 0
     scene = args.out_dir / "scene"
     shutil.rmtree(scene, ignore_errors=True)
     tic = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gspruner.cli", "process", str(photos), "--out", str(scene),
-                    "--matcher", args.matcher], check=True)
+    subprocess.run(common.gspruner_command("process", str(photos), "--out", str(scene), "--matcher", args.matcher),
+                   check=True)
     wall = time.perf_counter() - tic
     summary = json.loads((scene / "process.json").read_text())
     model = read_model(scene / "sparse" / "0")
     recovered = {im.name: np.linalg.inv(im.world_to_camera()) for im in model.images}
-    common = sorted(recovered)
-    errors = pose_errors(np.stack([recovered[n] for n in common]), poses[[names[n] for n in common]])
+    found = sorted(recovered)
+    errors = pose_errors(np.stack([recovered[n] for n in found]), poses[[names[n] for n in found]])
     result = {
         "views": args.views, "size": [args.width, args.height], "shuffled": args.shuffle,
         "registered": len(recovered), "usable": summary["images_usable"],
@@ -77,9 +77,5 @@ def main(argv: list[str] | None = None) -> dict:
         "image_pairs": summary["image_pairs"], "points3D": summary["points3D"],
     }
     print(json.dumps(result, indent=2))
-    (args.out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-if __name__ == "__main__":
-    main()
+    common.write_json(args.out_dir / "result.json", result)
+    return 0

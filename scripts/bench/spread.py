@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """How far one training run moves when its start moves by a float rounding: the noise floor of a same-seed comparison.
 
 Trains the same run (same seed, same backend) several times; every run but the first multiplies the initial
@@ -9,16 +8,15 @@ rounding (the compiled and the PyTorch CPU backends) cannot be expected to end c
 its distance from run 0 beside the spread. Training options after `--` go to every run (`strategy:none`
 trains a fixed set of Gaussians: no densification decision can amplify a rounding).
 
-    python scripts/perturbation_spread.py                          # the demo, 1000 steps, eps 1e-7, 4 perturbed runs
-    python scripts/perturbation_spread.py --runs 2 --eps 1e-6 --data-dir D --data-factor 8 --max-steps 3000
-    python scripts/perturbation_spread.py --torch -- strategy:none # both backends, no densification
+    python scripts/benchmark.py spread                          # the demo, 1000 steps, eps 1e-7, 4 perturbed runs
+    python scripts/benchmark.py spread --runs 2 --eps 1e-6 --data-dir D --data-factor 8 --max-steps 3000
+    python scripts/benchmark.py spread --torch -- strategy:none # both backends, no densification
 
 Runs go one after another; results land in --out/<k>/ and --out/torch/ (rewritten).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -27,6 +25,7 @@ from unittest import mock
 
 import torch
 
+from bench import common
 from gspruner.cli import parse
 from gspruner.config import TrainConfig, train_cli_type
 from gspruner.errors import InputError
@@ -54,16 +53,14 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     train_args = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=None, help="scene directory (default: the built-in demo)")
-    ap.add_argument("--data-factor", type=int, default=1, help="image downsampling factor")
-    ap.add_argument("--max-steps", type=int, default=1000, help="training steps of every run")
+    ap = common.parser(__name__, __doc__)
+    common.add_scene(ap, max_steps=1000)
     ap.add_argument("--eps", type=float, default=1e-7, help="relative perturbation of the initial means (1e-7 ≈ one float32 ulp)")
     ap.add_argument("--runs", type=int, default=4, help="perturbed runs after the unperturbed one")
     ap.add_argument("--seed", type=int, default=0, help="the training seed, the same for every run")
     ap.add_argument("--torch", action="store_true",
                     help="also train the unperturbed run on the PyTorch CPU rasterizer and compare it with run 0")
-    ap.add_argument("--out", type=Path, default=Path("results/perturbation_spread"), help="run directories go here")
+    common.add_out(ap, Path("results/perturbation_spread"), "run directories go here")
     a = ap.parse_args(argv)
     try:
         if a.runs < 1:
@@ -76,7 +73,7 @@ def main(argv=None) -> int:
             return parse(train_cli_type(), train_args + scene + [
                 "--data-factor", str(a.data_factor), "--max-steps", str(a.max_steps), "--seed", str(a.seed),
                 "--result-dir", str(a.out / name), "--device", "cpu", "--no-progress", "--no-lpips", "--overwrite",
-                "--no-save-renders"], prog="perturbation_spread.py --")
+                "--no-save-renders"], prog="benchmark.py spread --")
 
         config("0")  # bad training options: one error line before anything runs
         rows = []
@@ -103,7 +100,3 @@ def main(argv=None) -> int:
         print(f"torch - run 0: {torch_run['psnr'] - psnrs[0]:+.3f} dB ({'inside' if inside else 'outside'} the "
               f"perturbed runs' range {min(psnrs):.4f}..{max(psnrs):.4f})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

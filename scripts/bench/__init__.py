@@ -1,0 +1,1 @@
+"""The benchmarks behind scripts/benchmark.py, one module each; common.py is what they share."""
