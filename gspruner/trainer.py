@@ -278,7 +278,7 @@ class Trainer:
         self.current_sh_degree, self.last_num_rays = sh_degree, sum(cam.width * cam.height for cam in cams)
         self.current_step = step
         self.step_gates = {"opacity_gate": self.pruner.opacity_gate(step), "scale_gate": self.pruner.scale_gate(step)}
-        frames, masks, loss = [], [], 0.0
+        frames, masks, frame_losses, loss = [], [], [], 0.0
         for cam in cams:
             background = self.training_background()
             gt = self.scene.image(cam, background).to(self.device)
@@ -288,8 +288,10 @@ class Trainer:
                 active=self.pruner.active_mask(cam.time), near_plane=c.near_plane, far_plane=c.far_plane,
                 **self.training_render_kwargs(),
             )
-            loss = loss + self._photometric_loss(rgb, gt, mask) / len(cams)  # 4DGS: loss / batch_size per frame
+            frame_loss = self._photometric_loss(rgb, gt, mask)
+            loss = loss + frame_loss / len(cams)  # 4DGS: loss / batch_size per frame
             frames.append((cam, gt, rgb, info))
+            frame_losses.append(frame_loss)
             masks.append(mask)
         loss = loss + self._regularization()
         info = frames[0][3] if len(frames) == 1 else [f[3] for f in frames]  # gsplat's strategies take one info
@@ -305,7 +307,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
         self.scheduler.step()
         if len(frames) == 1:
-            self.views.record(*frames[0])  # a strategy sampling views reuses this render
+            self.views.record(*frames[0], loss=frame_losses[0])  # a strategy sampling views reuses this render
         self.strategy.step_post_backward(
             self.splats, self.optimizers, self.strategy_state, step, info,
             **self.strategy.post_backward_kwargs(self.scheduler.get_last_lr()[0]),

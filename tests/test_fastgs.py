@@ -307,6 +307,26 @@ def test_refinement_scores_come_from_the_last_k_training_renders():
     assert len(rendered) == 2
 
 
+def test_score_step_takes_the_training_steps_own_loss():
+    """E_j of a recorded step is the loss the training step computed on that render (no second SSIM); without
+    one it is computed from the render."""
+    splats = _splats(LEFT + RIGHT, [0.2] * 6, [0.9] * 6)
+    strategy, optimizers, state, views, gt = _setup(splats, dense=0.15, num_views=2, refine_every=10,
+                                                    refine_start_iter=5)
+    cam = views.cameras[0]
+    rgb, info = views._render_fn(cam)
+    count = masked_hit_count(splats, cam, info, error_mask(rgb, gt, 0.1))
+    assert count.sum() > 0
+    views.record(cam, gt, rgb, info, loss=torch.tensor(3.5))  # the trainer's masked / weighted loss, say
+    strategy._score_step(splats, state, 19)
+    torch.testing.assert_close(state["recent_weighted"], 3.5 * count)
+    views.clear()
+    views.record(cam, gt, rgb, info)
+    strategy._score_step(splats, state, 20)
+    torch.testing.assert_close(state["recent_weighted"], (3.5 + photometric_loss(rgb, gt)) * count)
+    assert views.current_loss() is None
+
+
 def test_view_sampler_reuses_the_step_render():
     cams = _cams(5)
     calls = []

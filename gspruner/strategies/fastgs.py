@@ -74,10 +74,12 @@ def masked_hit_count(params, cam, info: dict, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def view_score_terms(params, cam, rgb: Tensor, gt: Tensor, info: dict, tau: float) -> tuple[Tensor, Tensor]:
-    """(count_ij [N], count_ij E_j [N]) of one view j from its render (FastGS Sec. 3.2)."""
+def view_score_terms(params, cam, rgb: Tensor, gt: Tensor, info: dict, tau: float,
+                     loss: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(count_ij [N], count_ij E_j [N]) of one view j from its render (FastGS Sec. 3.2); `loss`: E_j when the
+    caller has it already (the training step's own loss of this render), else computed here."""
     count = masked_hit_count(params, cam, info, error_mask(rgb, gt, tau))
-    return count, photometric_loss(rgb, gt) * count
+    return count, (photometric_loss(rgb, gt) if loss is None else loss) * count
 
 
 def scores_from_sums(count_sum: Tensor, weighted: Tensor, k: int, with_densify: bool = True):
@@ -236,7 +238,7 @@ class FastGSStrategy(Strategy, StrategyHooks):
             state["recent_count"], state["recent_weighted"] = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
             state["recent_views"] = 0
         cam, gt, rgb, info = cur
-        count, count_e = view_score_terms(params, cam, rgb, gt, info, self.loss_thresh)
+        count, count_e = view_score_terms(params, cam, rgb, gt, info, self.loss_thresh, self.views.current_loss())
         state["recent_count"] += count
         state["recent_weighted"] += count_e
         state["recent_views"] += 1

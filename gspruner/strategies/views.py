@@ -28,16 +28,22 @@ class ViewSampler:
         self.cameras = list(cameras)
         self._load_image, self._render_fn = load_image, render_fn
         self._current: tuple | None = None  # (camera, image, rgb, info) of this step's render
+        self._current_loss: Tensor | None = None  # its photometric loss, 0.8 L1 + 0.2 (1 - SSIM)
 
-    def record(self, cam, image: Tensor, rgb: Tensor, info: dict) -> None:
+    def record(self, cam, image: Tensor, rgb: Tensor, info: dict, loss: Tensor | None = None) -> None:
         self._current = (cam, image, rgb.detach(), info)
+        self._current_loss = None if loss is None else loss.detach()
 
     def current(self) -> tuple | None:
         """(camera, image [H,W,3], rgb [H,W,3], info) of this step's render, or None outside a step."""
         return self._current
 
+    def current_loss(self) -> Tensor | None:
+        """The photometric loss the training step computed on this step's render (a scalar), when it was recorded."""
+        return self._current_loss
+
     def clear(self) -> None:
-        self._current = None
+        self._current = self._current_loss = None
 
     def sample(self, k: int) -> list[tuple[object, Tensor]]:
         """min(k, #views) distinct training views, uniform (FastGS `sampling_cameras`): (camera, image [H,W,3]).
