@@ -50,27 +50,30 @@ def _num(value, digits: int, suffix: str = "") -> str:
     return "–" if value is None else f"{value:,.{digits}f}{suffix}"
 
 
-def runs_table(results: dict) -> str:
-    rows = ["| scene | strategy | PSNR | off-path PSNR | SSIM | LPIPS | few-view share | Gaussians | train s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+def metrics_table(columns: list[tuple[str, str, int]], results: dict, label: str = "strategy") -> str:
+    """Rows of training runs: scene, label, then one right-aligned column per (header, metrics key, digits)."""
+    rows = ["| scene | " + label + " | " + " | ".join(header for header, _, _ in columns) + " |",
+            "|---|---|" + "---:|" * len(columns)]
     for r in results["rows"]:
         m = r["metrics"]
-        rows.append(f"| {r['scene']} | {r['label']} | {_num(m.get('psnr'), 2)} | {_num(m.get('psnr_off_path'), 2)} "
-                    f"| {_num(m.get('ssim'), 3)} | {_num(m.get('lpips'), 3)} | {_num(m.get('few_view_fraction'), 3)} "
-                    f"| {_num(m.get('num_gaussians'), 0)} | {_num(m.get('train_seconds'), 0)} |")
+        rows.append(f"| {r['scene']} | {r['label']} | " + " | ".join(_num(m.get(key), digits) for _, key, digits in columns)
+                    + " |")
     return "\n".join(rows)
+
+
+RUNS = [("PSNR", "psnr", 2), ("off-path PSNR", "psnr_off_path", 2), ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3),
+        ("few-view share", "few_view_fraction", 3), ("Gaussians", "num_gaussians", 0), ("train s", "train_seconds", 0)]
+DYNAMIC = [("PSNR", "psnr", 2), ("in span", "psnr_in_span", 2), ("out of span", "psnr_out_of_span", 2),
+           ("SSIM", "ssim", 3), ("LPIPS", "lpips", 3), ("Gaussians", "num_gaussians", 0),
+           ("rasterized / frame", "mean_rasterized", 0), ("train s", "train_seconds", 0)]
+
+
+def runs_table(results: dict) -> str:
+    return metrics_table(RUNS, results)
 
 
 def dynamic_table(results: dict) -> str:
-    rows = ["| scene | run | PSNR | in span | out of span | SSIM | LPIPS | Gaussians | rasterized / frame | train s |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results["rows"]:
-        m = r["metrics"]
-        rows.append(f"| {r['scene']} | {r['label']} | {_num(m.get('psnr'), 2)} | {_num(m.get('psnr_in_span'), 2)} "
-                    f"| {_num(m.get('psnr_out_of_span'), 2)} | {_num(m.get('ssim'), 3)} | {_num(m.get('lpips'), 3)} "
-                    f"| {_num(m.get('num_gaussians'), 0)} | {_num(m.get('mean_rasterized'), 0)} "
-                    f"| {_num(m.get('train_seconds'), 0)} |")
-    return "\n".join(rows)
+    return metrics_table(DYNAMIC, results, label="run")
 
 
 def process_table(results: dict) -> str:
