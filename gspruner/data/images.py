@@ -341,7 +341,7 @@ def downsampled_images(data_dir: Path, factor: int, sources: dict[str, Path], re
     out_dir = downsample_cache_dir(data_dir, factor, {}, complete=complete)
     entries = _read_manifest(out_dir)
     todo = [name for name in sources if not fresh(out_dir, entries, name)]
-    for name in tqdm(todo, desc=f"downsampling x{factor} -> {out_dir}", unit="img", disable=not todo):
+    for name in tqdm(todo, desc=f"downsampling x{factor} -> {out_dir}", unit="img", disable=True if not todo else None):  # None: shown on a terminal only
         recipe = recipes[name]
         raw = read_image(sources[name])
         rgba = _resample(premultiplied(_oriented(sources[name], raw, recipe)), ImageRecipe(recipe.size))
