@@ -87,7 +87,7 @@ def old_method_options(name: str, args: list[str]) -> str | None:
 # name -> its config's docstring (`gspruner --help` lists them without importing torch; tests/test_cli.py keeps them equal)
 COMMANDS = {
     "process": "Turn your own photos or a video into a scene `train` reads (COLMAP / Mip-NeRF 360 layout): frames, SIFT features, matching and mapping with pycolmap on the CPU, undistortion, images_2/4/8, process.json.",
-    "train": "Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (README: Training over several processes).",
+    "train": "Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (docs/distributed.md).",
     "prune": "Prune a trained checkpoint by an importance score, fine-tune without densification, and evaluate.",
     "export": "Export a checkpoint (or convert a scene file) to PLY, SOG, SPZ, glTF (.glb), compressed PLY or .splat, and print a size table (bytes per splat, ratio to the INRIA PLY).",
     "view": "Serve a trained scene in the browser (viser + nerfview): orbit the camera, switch RGB / depth / alpha, background and SH degree; a 4D checkpoint (dynamic scene) gets a time slider.",

@@ -27,7 +27,7 @@ DEMO_GROW_GRAD2D = 0.0015
 
 @dataclass
 class TrainConfig:
-    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (README: Training over several processes)."""
+    """Train a 3D Gaussian Splatting scene (COLMAP / NeRF-synthetic / instant-ngp), a 4D one (D-NeRF, Neural 3D Video), or the built-in demo. Under `torchrun --nproc_per_node N -m gspruner.cli train ...` the Gaussians are sharded over N ranks (docs/distributed.md)."""
 
     data_dir: Optional[Path] = None
     """Scene folder: COLMAP (images/ + sparse/0), NeRF-synthetic (transforms_train.json), instant-ngp (transforms.json), D-NeRF (transforms_*.json whose frames carry "time") or Neural 3D Video (poses_bounds.npy + cam*.mp4). A scene with time trains a 4D Gaussian model (Yang et al. 4DGS). Omit to train the built-in demo scene (generated into data/demo on first use)."""
@@ -293,7 +293,7 @@ class ExportConfig:
     ply: Optional[Path] = None
     """Or a scene file to convert: .ply, .sog, .spz, .glb, .compressed.ply or .splat (format detected from the name and content)."""
     format: Literal["ply", "sog", "spz", "glb", "compressed-ply", "splat", "all"] = "all"
-    """ply: INRIA PLY, lossless (248 B/splat at SH degree 3). sog: PlayCanvas SOG (SuperSplat's current format; WebP images, SH as a k-means palette; the smallest). spz: Niantic SPZ v4 (zstd), full 8-bit SH, PLY axes declared in the file (see --spz-axes). glb: glTF 2.0 binary with KHR_gaussian_splatting, float32 (+Y up as glTF requires; see the README). compressed-ply: legacy PlayCanvas chunked PLY (~16 B/splat + 45 B for SH3; SOG replaces it). splat: antimatter15, 32 B/splat, drops SH. all: every format."""
+    """ply: INRIA PLY, lossless (248 B/splat at SH degree 3). sog: PlayCanvas SOG (SuperSplat's current format; WebP images, SH as a k-means palette; the smallest). spz: Niantic SPZ v4 (zstd), full 8-bit SH, PLY axes declared in the file (see --spz-axes). glb: glTF 2.0 binary with KHR_gaussian_splatting, float32 (+Y up as glTF requires; see docs/formats.md). compressed-ply: legacy PlayCanvas chunked PLY (~16 B/splat + 45 B for SH3; SOG replaces it). splat: antimatter15, 32 B/splat, drops SH. all: every format."""
     out: Optional[Path] = None
     """Output file; for --format all an existing folder or a stem (exports/scene -> exports/scene.ply, scene.compressed.ply, scene.spz, scene.splat). Default: beside the input, named after it."""
     sh_degree: Optional[int] = None
@@ -305,7 +305,7 @@ class ExportConfig:
     spz_sh_bits: tuple[int, int] = (8, 8)
     """SPZ: bits kept per SH byte for degree 1 and for degree ≥ 2. 8 8: full precision (every SPZ decoder reads all 8 bits); 5 4: the reference encoder's bucketing (half the size after gzip, −2.6 dB on fox at SH3)."""
     sog_palette: Optional[int] = None
-    """SOG: entries of the SH palette (k-means over the splats' SH, 1..65536). Default: the reference's rule, min(64, 2^⌊log2(N/1024)⌋)·1024 (32768 for 50k splats, where the palette is most of the file); 4096 or 1024 give a much smaller file at a small cost in view-dependent colour (see the README's fox table)."""
+    """SOG: entries of the SH palette (k-means over the splats' SH, 1..65536). Default: the reference's rule, min(64, 2^⌊log2(N/1024)⌋)·1024 (32768 for 50k splats, where the palette is most of the file); 4096 or 1024 give a much smaller file at a small cost in view-dependent colour (see docs/notes/readme-2026-12.md, fox table)."""
     sh_rounding: Literal["views", "nearest"] = "views"
     """compressed-ply SH bytes: views picks, between the two levels around each coefficient, those whose errors cancel as seen from the training cameras (needs the scene: the checkpoint's, or --data-dir); nearest rounds each alone (its decoder cannot store 0: −0.15 dB on fox at SH3)."""
     data_dir: Optional[Path] = None

@@ -180,7 +180,7 @@ def _reconstruct(cfg: ProcessConfig, pictures, input_dir: Path, dataset: Path, w
     if model is None or model.num_reg_images() < MIN_IMAGES:
         count = 0 if model is None else model.num_reg_images()
         raise InputError(f"{cfg.input}: structure from motion registered {count} of {len(pictures.names)} images; "
-                         "too few views overlap (see the README: your own capture, when images do not register)")
+                         "too few views overlap (see docs/capture.md: when images do not register)")
 
     registered = sorted(image.name for image in model.images.values() if image.has_pose)
     tic = time.perf_counter()

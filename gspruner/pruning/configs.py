@@ -51,7 +51,7 @@ class ScorePrunerConfig(PrunerConfig):
     at: Optional[tuple[float, ...]] = None
     """When to prune, as fractions of --max-steps (default 2/3, LP-3DGS's 20k of 30k; RadSplat's threshold mode 16/30 and 24/30). Never before densification stops."""
     passes: int = 1
-    """Ratio mode: remove the ratio in this many equal steps per prune, the score recomputed on the survivors before each, no training between (README: one-shot removal, 3 passes)."""
+    """Ratio mode: remove the ratio in this many equal steps per prune, the score recomputed on the survivors before each, no training between (docs/pruning.md)."""
 
     def __post_init__(self) -> None:
         if self.ratio is not None and self.threshold is not None:
@@ -118,7 +118,7 @@ class PUPConfig(ScorePrunerConfig):
 
 @dataclass
 class PUPScaleConfig(ScorePrunerConfig):
-    """PUP-3DGS with each mean measured in units of the Gaussian's own scale: log|F| + 2 Σ log s (ours; better than PUP on the demo and fox, worse on chair: see the README)."""
+    """PUP-3DGS with each mean measured in units of the Gaussian's own scale: log|F| + 2 Σ log s (ours; better than PUP on the demo and fox, worse on chair: see docs/notes/readme-2026-12.md, Pruning)."""
 
     score: ClassVar[str] = "pup-scale"
 
@@ -163,7 +163,7 @@ class RoundsConfig(PrunerConfig):
     post_hoc: ClassVar[bool] = True
 
     score: Literal[SCORES] = "removal"
-    """The importance score each round ranks by (README: Prune-then-fine-tune rounds; removal held best over four scenes)."""
+    """The importance score each round ranks by (docs/pruning.md; removal held best over four scenes)."""
     ratio: float = 0.85
     """Fraction of the Gaussians removed in all, in (0, 1); each round removes 1 - (1 - ratio)^(1/rounds) of those left."""
     rounds: int = 3
@@ -175,7 +175,7 @@ class RoundsConfig(PrunerConfig):
     stop_db: Optional[float] = None
     """Before each prune, render the training views; stop pruning for good once their mean PSNR is more than this many dB below its best before (--prune.ratio is then the most removed; default: off)."""
     means_lr_boost: float = 2.0
-    """After each prune the means' learning rate is multiplied by this (then decays on its schedule): the survivors move into the gaps the prune left (README: +0.1 to +0.25 dB on four scenes; 1 = off)."""
+    """After each prune the means' learning rate is multiplied by this (then decays on its schedule): the survivors move into the gaps the prune left (+0.1 to +0.25 dB on four scenes, docs/notes/readme-2026-12.md; 1 = off)."""
     passes: int = 1
     """Each round removes its share in this many steps, the score recomputed on the survivors before each (see the one-shot scores' --prune.passes)."""
 
@@ -267,7 +267,7 @@ class SpatioTemporalConfig(PrunerConfig):
     keyframe_every: Optional[int] = None
     """Temporal filter: a key-frame every this many training frames (default: 6 key-frames over the sequence, 4DGS-1K's D-NeRF setting; it uses 20 on Neural 3D Video)."""
     filter_min_weight: float = DEFAULT_FILTER_MIN_WEIGHT
-    """Temporal filter: a Gaussian is visible at a key-frame when its largest blending weight α·T on a pixel of those views exceeds this (0: any pixel it reaches). On dnerf_lego 0.05 rasterizes 2.6× fewer Gaussians per frame than 0, at 0.2 dB higher PSNR after the fine-tune (README)."""
+    """Temporal filter: a Gaussian is visible at a key-frame when its largest blending weight α·T on a pixel of those views exceeds this (0: any pixel it reaches). On dnerf_lego 0.05 rasterizes 2.6× fewer Gaussians per frame than 0, at 0.2 dB higher PSNR after the fine-tune (docs/notes/readme-2026-12.md)."""
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)

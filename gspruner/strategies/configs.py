@@ -102,15 +102,15 @@ class FastGSConfig(StrategyConfig):
     prune_score: float = 0.9
     """τ_p, the final VCP removes Gaussians whose prune score exceeds this (or opacity < 0.1)."""
     prune_visibility: float = 0.02
-    """The final VCP also removes Gaussians that every training view shows at less than this share of their opacity (max α·T / opacity, RadSplat's score per unit opacity): hidden Gaussians, fitted to no view (not in FastGS: README, FastGS); 0 = off."""
+    """The final VCP also removes Gaussians that every training view shows at less than this share of their opacity (max α·T / opacity, RadSplat's score per unit opacity): hidden Gaussians, fitted to no view (not in FastGS: docs/strategies.md, FastGS); 0 = off."""
     optimizer_schedule: bool = True
     """Step the SH-rest Adam every 16 steps, then all every 32 (15k–20k) and 64 steps (30k schedule, scaled); gradients accumulate in between."""
     lrs: bool = True
     """Its learning rates (opacity 0.025, sh0 0.0025, shN 0.005/20) instead of gsplat's."""
     recent_views: bool = True
-    """Score each refinement on the training renders of the K steps before it (free) instead of K extra sampled renders (the official code; the same cost as training itself in a short run): README, FastGS."""
+    """Score each refinement on the training renders of the K steps before it (free) instead of K extra sampled renders (the official code; the same cost as training itself in a short run): docs/strategies.md, FastGS."""
     compact_box: float = 1.0
-    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult` = 0.5, 0.7 for T&T); 1 = off, the default: our CPU rasterizer cuts single pixels where FastGS cuts 16×16 tiles, which trains a model that loses 0.2–1.1 dB rendered plain (README, FastGS). CPU rasterizer only; evaluation and export render without it."""
+    """β of the compact box in training renders: a Gaussian reaches only pixels with Mahalanobis d² ≤ β·2 ln(255 opacity) (FastGS's `mult` = 0.5, 0.7 for T&T); 1 = off, the default: our CPU rasterizer cuts single pixels where FastGS cuts 16×16 tiles, which trains a model that loses 0.2–1.1 dB rendered plain (docs/strategies.md, FastGS). CPU rasterizer only; evaluation and export render without it."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_visibility < 1.0:

@@ -325,7 +325,7 @@ def max_visibility(params, cameras) -> Tensor:
     view sees only through a surface in front of it has v near 0: its colour and opacity are fitted to no
     view. VCP removes Gaussians that sit in high-error regions; a hidden one carries no error, so nothing
     else removes it, and on an object captured from few views (chair_blender: 25 views, none below 8
-    degrees of elevation) such Gaussians under the seat are the floaters of the low test views (README, FastGS).
+    degrees of elevation) such Gaussians under the seat are the floaters of the low test views (docs/strategies.md, FastGS).
     """
     h = accumulate_stats(params, ((cam, None) for cam in cameras)).weight_max  # max over views and pixels of alpha T
     return h / torch.sigmoid(params["opacities"])
