@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gspruner.capture.align import pose_errors
-from gspruner.data.colmap import find_model_dir, read_model
+from gspruner.capture.align import error_summary, model_cameras, pose_errors
+from gspruner.data.colmap import find_model_dir
 
 
 def colmap_c2w(model_dir: Path) -> dict[str, np.ndarray]:
-    model = read_model(model_dir)
-    return {Path(im.name).stem: np.linalg.inv(im.world_to_camera()) for im in model.images}
+    return {Path(name).stem: c2w for name, c2w in model_cameras(model_dir).items()}
 
 
 def reference_c2w(reference: Path) -> dict[str, np.ndarray]:
@@ -60,10 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     errors = pose_errors(np.stack([recovered[n] for n in common]), np.stack([reference[n] for n in common]))
     result = {
         "registered": summary["images_registered"], "usable": summary["images_usable"],
-        "compared": len(common),
-        "median_rotation_deg": errors["median_rotation_deg"], "max_rotation_deg": float(errors["rotation_deg"].max()),
-        "median_centre_percent": 100 * errors["median_centre_fraction"],
-        "max_centre_percent": 100 * float(errors["centre_fraction"].max()),
+        "compared": len(common), **error_summary(errors),
         "process_seconds": summary["seconds"]["total"], "matcher": summary["matcher"], "image_pairs": summary["image_pairs"],
         "points3D": summary["points3D"], "mean_reprojection_error_px": summary["mean_reprojection_error_px"],
     }

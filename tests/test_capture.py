@@ -11,7 +11,7 @@ import pytest
 from PIL import Image  # before pycolmap (see gspruner/capture/reconstruct.py)
 
 from gspruner.capture import frames, synthetic
-from gspruner.capture.align import pose_errors, umeyama
+from gspruner.capture.align import model_cameras, pose_errors, umeyama
 from gspruner.cli import main
 from gspruner.data.colmap import read_model
 
@@ -37,7 +37,7 @@ def processed(capture, tmp_path_factory):
 
 
 def _recovered(out: Path) -> dict[str, np.ndarray]:
-    return {im.name: np.linalg.inv(im.world_to_camera()) for im in read_model(out / "sparse" / "0").images}
+    return model_cameras(out / "sparse" / "0")
 
 
 def test_umeyama_recovers_a_similarity():

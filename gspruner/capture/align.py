@@ -1,9 +1,18 @@
 """How close recovered cameras are to reference ones: a similarity (Sim(3)) fit of the camera centres, then
-per-camera rotation and centre errors. Used by the tests and `scripts/check_process.py`."""
+per-camera rotation and centre errors. Used by the tests, `scripts/check_process.py` and `benchmark.py process`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def model_cameras(model_dir: Path) -> dict[str, np.ndarray]:
+    """image name -> [4,4] OpenCV camera-to-world pose of each image of a COLMAP model folder."""
+    from ..data.colmap import read_model
+
+    return {im.name: np.linalg.inv(im.world_to_camera()) for im in read_model(model_dir).images}
 
 
 def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -35,3 +44,11 @@ def pose_errors(c2w_recovered: np.ndarray, c2w_reference: np.ndarray) -> dict:
     return {"rotation_deg": rotation_error, "centre_fraction": centre_error, "scale": scale,
             "median_rotation_deg": float(np.median(rotation_error)),
             "median_centre_fraction": float(np.median(centre_error))}
+
+
+def error_summary(errors: dict) -> dict:
+    """`pose_errors`' figures as the process checks report them: median / max rotation (degrees) and centre error
+    (% of the cameras' spread)."""
+    return {"median_rotation_deg": errors["median_rotation_deg"], "max_rotation_deg": float(errors["rotation_deg"].max()),
+            "median_centre_percent": 100 * errors["median_centre_fraction"],
+            "max_centre_percent": 100 * float(errors["centre_fraction"].max())}

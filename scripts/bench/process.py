@@ -25,8 +25,7 @@ from bench import common
 
 def main(argv: list[str] | None = None) -> int:
     from gspruner.capture import synthetic
-    from gspruner.capture.align import pose_errors
-    from gspruner.data.colmap import read_model
+    from gspruner.capture.align import error_summary, model_cameras, pose_errors
 
     parser = common.parser(__name__, __doc__)
     parser.add_argument("out_dir", type=Path)
@@ -62,17 +61,14 @@ def main(argv: list[str] | None = None) -> int:
                    check=True)
     wall = time.perf_counter() - tic
     summary = json.loads((scene / "process.json").read_text())
-    model = read_model(scene / "sparse" / "0")
-    recovered = {im.name: np.linalg.inv(im.world_to_camera()) for im in model.images}
+    recovered = model_cameras(scene / "sparse" / "0")
     found = sorted(recovered)
     errors = pose_errors(np.stack([recovered[n] for n in found]), poses[[names[n] for n in found]])
     result = {
         "views": args.views, "size": [args.width, args.height], "shuffled": args.shuffle,
         "registered": len(recovered), "usable": summary["images_usable"],
         "registered_fraction": len(recovered) / args.views, "process_seconds": summary["seconds"]["total"],
-        "median_rotation_deg": errors["median_rotation_deg"], "max_rotation_deg": float(errors["rotation_deg"].max()),
-        "median_centre_percent": 100 * errors["median_centre_fraction"],
-        "max_centre_percent": 100 * float(errors["centre_fraction"].max()),
+        **error_summary(errors),
         "wall_seconds": wall, "seconds": summary["seconds"], "matcher": summary["matcher"],
         "image_pairs": summary["image_pairs"], "points3D": summary["points3D"],
     }
