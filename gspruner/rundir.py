@@ -53,6 +53,24 @@ def config_dict(cfg: TrainConfig) -> dict:
     return d
 
 
+def recorded_strategy(result_dir: Path, requested):
+    """For --resume with strategy:auto: the strategy `config_dict` recorded in `result_dir`'s config.yml (its name
+    and options), else `requested`."""
+    import yaml
+
+    from .strategies import STRATEGIES, AutoConfig
+
+    config_file = Path(result_dir) / "config.yml"
+    if type(requested) is not AutoConfig or not config_file.is_file():
+        return requested
+    recorded = (yaml.safe_load(config_file.read_text()) or {}).get("strategy")
+    if not isinstance(recorded, dict) or recorded.get("name") not in STRATEGIES:
+        return requested
+    config = STRATEGIES[recorded["name"]]
+    fields = {f.name for f in dataclasses.fields(config)}
+    return config(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields})
+
+
 def absolute_path(path) -> str:
     """`path` made absolute (against the working directory) and normalized, as a string."""
     return str(Path(os.path.abspath(Path(path).expanduser())))

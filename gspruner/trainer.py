@@ -16,7 +16,6 @@ import time
 import numpy as np
 import torch
 import yaml
-from pathlib import Path
 from tqdm import tqdm
 
 from . import parallel
@@ -36,7 +35,7 @@ from .model.family import model_family
 from .pruning import PruneContext, pruner_name
 from .render import cpu_backend
 from .rundir import (check_resumable, check_result_dir, check_same_scene, config_dict, metrics_record,
-                     run_writes, scene_fingerprint, write_text_atomic)
+                     recorded_strategy, run_writes, scene_fingerprint, write_text_atomic)
 from .strategies import DefaultConfig, MCMCConfig, strategy_name
 from .strategies.views import ViewSampler
 
@@ -467,22 +466,6 @@ class Trainer:
             data_dir=self.scene.data_dir, data_factor=c.data_factor, ply=r / "point_cloud.ply")
         write_text_atomic(r / "metrics.json", json.dumps(metrics, indent=2))
         return metrics
-
-
-def recorded_strategy(result_dir: Path, requested):
-    """For --resume with strategy:auto: the strategy config.yml in `result_dir` recorded, else `requested`."""
-    from .strategies import STRATEGIES, AutoConfig
-
-    config_file = Path(result_dir) / "config.yml"
-    if type(requested) is not AutoConfig or not config_file.is_file():
-        return requested
-    recorded = (yaml.safe_load(config_file.read_text()) or {}).get("strategy")
-    if not isinstance(recorded, dict) or recorded.get("name") not in STRATEGIES:
-        return requested
-    config = STRATEGIES[recorded["name"]]
-    fields = {f.name: f.type for f in dataclasses.fields(config)}
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields}
-    return config(**options)
 
 
 def _to_device(obj, device):
