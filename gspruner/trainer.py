@@ -297,6 +297,8 @@ class Trainer:
         extra = self.pruner.extra_loss(step)
         if extra is not None:
             loss = loss + extra
+        if len(frames) == 1:
+            self.views.record(*frames[0], loss=frame_losses[0])  # a strategy sampling views reuses this render
         self.strategy.step_pre_backward(self.splats, self.optimizers, self.strategy_state, step, info)
         loss.backward()
         held = self.strategy.held_optimizers(step)  # their gradients accumulate to a later step
@@ -305,8 +307,6 @@ class Trainer:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         self.scheduler.step()
-        if len(frames) == 1:
-            self.views.record(*frames[0], loss=frame_losses[0])  # a strategy sampling views reuses this render
         self.strategy.step_post_backward(
             self.splats, self.optimizers, self.strategy_state, step, info,
             **self.strategy.post_backward_kwargs(self.scheduler.get_last_lr()[0]),

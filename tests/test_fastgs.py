@@ -307,6 +307,70 @@ def test_refinement_scores_come_from_the_last_k_training_renders():
     assert len(rendered) == 2
 
 
+def test_score_step_counts_come_from_the_training_backward():
+    """On a score step the strategy asks the training render's backward pass for the masked counts
+    (`BackwardStats`): the scores equal the counting pass over that render, and no counting pass runs."""
+    splats = _splats(LEFT + RIGHT, [0.2] * 6, [0.9] * 6)
+    strategy, optimizers, state, views, gt = _setup(splats, dense=0.15, num_views=2, refine_every=10,
+                                                    refine_start_iter=5)
+    cam = views.cameras[0]
+    rgb, _, info = render_view(splats, cam, "cpu", 0)  # with gradients, as the training step renders
+    views.record(cam, gt, rgb, info)
+    strategy.step_pre_backward(splats, optimizers, state, 19, info)  # 19: one of the K = 2 before 20
+    (rgb - gt).abs().mean().backward()
+    expected = info.weighted_hits(error_mask(rgb.detach(), gt, 0.1)[None].float())[0]
+    assert expected.sum() > 0
+
+    def no_counting_pass(weights):
+        raise AssertionError("a counting pass ran")
+    info.weighted_hits = no_counting_pass
+    strategy._score_step(splats, state, 19)
+    assert torch.equal(state["recent_count"], expected)
+
+
+def _train_on_views(strategy, splats, optimizers, state, views, cams, steps):
+    """Training steps' render / record / pre-backward / backward / post-backward on `cams`, one per step."""
+    for step, cam in zip(steps, cams):
+        rgb, _, info = render_view(splats, cam, "cpu", 0)
+        views.record(cam, rgb.detach(), rgb, info)
+        strategy.step_pre_backward(splats, optimizers, state, step, info)
+        rgb.sum().backward()
+        strategy.step_post_backward(splats, optimizers, state, step, info)
+        views.clear()
+
+
+def test_final_vcp_reads_visibility_from_the_training_renders(monkeypatch):
+    """After densification the training renders' backward passes keep max_i alpha T / o_i per Gaussian; when they
+    covered every training view, the final VCP reads it (no pass of its own) and removes the hidden Gaussian;
+    with a view unseen it makes its pass over all of them."""
+    from gspruner.strategies import fastgs
+
+    calls = []
+    passes = fastgs.max_visibility
+    monkeypatch.setattr(fastgs, "max_visibility", lambda params, cams: calls.append(1) or passes(params, cams))
+    for seen, expected_calls in ((3, 0), (2, 1)):
+        splats, cams = _hidden_scene()
+        render = lambda cam: render_view(splats, cam, "cpu", 0)[0::2]  # noqa: E731
+        with torch.no_grad():
+            images = {id(cam): render(cam)[0].clone() for cam in cams}
+        views = ViewSampler(cams, lambda cam: images[id(cam)], render)
+        strategy = FastGSStrategy(views=views, final_prune_score=2.0, final_prune_iters=(21_000,))
+        optimizers = create_optimizers(splats, 0.0)  # the steps leave the Gaussians as they are
+        for opt in optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = 0.0
+        state = strategy.initialize_state(scene_scale=1.0)
+        expected = passes(splats, cams)
+        _train_on_views(strategy, splats, optimizers, state, views, cams[:seen], range(20_000, 20_000 + seen))
+        torch.testing.assert_close(state["visibility"], expected if seen == 3 else passes(splats, cams[:seen]),
+                                   rtol=1e-4, atol=1e-6)
+        before, calls[:] = splats["means"].detach().clone(), []
+        strategy._final_prune(splats, optimizers, state, step=21_000)
+        assert len(calls) == expected_calls
+        assert torch.equal(splats["means"].detach(), before[[0, 2, 3, 4]])  # the hidden one goes either way
+        assert "visibility" not in state
+
+
 def test_score_step_takes_the_training_steps_own_loss():
     """E_j of a recorded step is the loss the training step computed on that render (no second SSIM); without
     one it is computed from the render."""

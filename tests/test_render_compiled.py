@@ -148,6 +148,36 @@ def test_weighted_hits_equal_the_pairs_weight_sums(compact_box):
     torch.testing.assert_close(hits.double(), expected, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compact_box", [1.0, 0.5])
+def test_backward_stats_equal_the_counting_pass(compact_box):
+    """info.backward_stats, asked for before backward: hits [C, N] = the counting pass's masked counts (the same
+    numbers) and weight_max [C, N] = contribution_stats' weight_max (to rounding: the backward rebuilds T by
+    division), the gradients unchanged by the request; a render without gradients has no request."""
+    s = make_scene(n=300, seed=5, dtype=torch.float32, width=40, height=32)
+    g = torch.Generator().manual_seed(0)
+    weights = (torch.rand(2, 32, 40, generator=g) > 0.5).float()  # a 0/1 mask, as FastGS's: counts are exact
+    grads = {}
+    for ask in (False, True):
+        leaves = {k: s[k].detach().clone().requires_grad_() for k in ("means", "quats", "scales", "opacities", "colors")}
+        img, _, info = compiled.rasterize(leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
+                                          leaves["colors"], s["viewmats"], s["Ks"], 40, 32, compact_box=compact_box)
+        if ask:
+            info.backward_stats.hit_weights, info.backward_stats.want_weight_max = weights, True
+        (img * torch.randn(img.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
+        grads[ask] = {k: v.grad for k, v in leaves.items()}
+    stats = info.backward_stats
+    assert torch.equal(stats.hits, info.weighted_hits(weights)) and stats.hits.count_nonzero() > 100
+    proj = project(s["means"], s["quats"], s["scales"], s["opacities"], s["viewmats"], s["Ks"], 40, 32)
+    expected_max = compiled.contribution_stats(proj, 40, 32, compact_box=compact_box)[1]
+    assert expected_max.count_nonzero() > 100
+    torch.testing.assert_close(stats.weight_max, expected_max, atol=1e-5, rtol=1e-4)
+    for k in grads[False]:
+        assert torch.equal(grads[False][k], grads[True][k]), k
+    with torch.no_grad():
+        assert compiled.rasterize(s["means"], s["quats"], s["scales"], s["opacities"], s["colors"], s["viewmats"],
+                                  s["Ks"], 40, 32)[2].backward_stats is None
+
+
 @pytest.mark.parametrize("compact_box, weighted", [(1.0, False), (1.0, True), (0.5, True)])
 def test_contribution_stats_equal_those_of_the_pairs(compact_box, weighted, monkeypatch):
     """compiled.contribution_stats [5, C, N] (no pairs built), summed (max for weight_max) over its two cameras,

@@ -235,17 +235,32 @@ def _rows(t: Tensor) -> Tensor:
     return t if t.numel() == 0 or (t.stride(-1) == 1 and t.stride(-2) == 3) else t.contiguous()
 
 
+class BackwardStats:
+    """Per-Gaussian statistics a strategy asks of the training render's backward pass, which walks every
+    composited pair anyway (`contribution_stats`' values without its pass). Before `loss.backward()` set
+    `hit_weights` [C, H, W] and/or `want_weight_max`; after it read
+      hits [C, N]:       per Gaussian, the sum of the weights of the pixels it is composited into (hit_count);
+      weight_max [C, N]: the largest alpha T it has at any pixel (weight_max)."""
+
+    def __init__(self):
+        self.hit_weights: Optional[Tensor] = None
+        self.want_weight_max = False
+        self.hits: Optional[Tensor] = None
+        self.weight_max: Optional[Tensor] = None
+
+
 class _Rasterize(torch.autograd.Function):
     """Per-pixel front-to-back compositing over the binned tiles (3DGS Eq. 3) and its analytic backward."""
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, feats, backgrounds, tiles, settings, absgrad):
+    def forward(ctx, means2d, conics, opacities, feats, backgrounds, tiles, settings, absgrad, stats_request):
         width, height, tile_size, compact_box = settings
         args = [_f32(t) for t in (means2d, conics, opacities, feats, backgrounds)]
         colors, alphas, t_final, ends = extension().raster_fwd(
             *args, tiles.offsets, tiles.ids, width, height, tile_size, compact_box, threads())
         ctx.save_for_backward(means2d, *args[1:], *tiles, t_final, ends)
         ctx.settings, ctx.absgrad, ctx.has_bg = settings, absgrad, backgrounds is not None
+        ctx.stats_request = stats_request
         return colors, alphas
 
     @staticmethod
@@ -256,15 +271,22 @@ class _Rasterize(torch.autograd.Function):
             v_colors = feats.new_zeros(t_final.shape + feats.shape[-1:])
         if v_alphas is None:
             v_alphas = t_final.new_zeros(t_final.shape + (1,))
-        v_means2d, v_conics, v_opac, v_feats, v_bg, absg = extension().raster_bwd(
+        request = ctx.stats_request
+        weights = None if request is None or request.hit_weights is None else request.hit_weights.float()
+        want_max = request is not None and request.want_weight_max
+        v_means2d, v_conics, v_opac, v_feats, v_bg, absg, hits, w_max = extension().raster_bwd(
             means2d.detach().contiguous(), conics, opac, feats, bg, offsets, ids, first, rank, t_final, ends,
-            v_colors.contiguous(), v_alphas.contiguous(), width, height, tile_size, compact_box, ctx.absgrad,
-            threads())
+            v_colors.contiguous(), v_alphas.contiguous(), _f32(weights), want_max,
+            width, height, tile_size, compact_box, ctx.absgrad, threads())
         if ctx.absgrad:  # AbsGS: the strategy reads it from info["means2d"].absgrad
             means2d.absgrad = absg
+        if weights is not None:
+            request.hits = hits
+        if want_max:
+            request.weight_max = w_max
         need = ctx.needs_input_grad
         return (v_means2d, v_conics, v_opac, v_feats if need[3] else None,
-                v_bg if ctx.has_bg and need[4] else None, None, None, None)
+                v_bg if ctx.has_bg and need[4] else None, None, None, None, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -372,13 +394,15 @@ class RenderInfo(dict):
 
     `weighted_hits(weights [C, H, W])` -> [C, N]: per Gaussian, the sum of the weights of the pixels it is
     composited into (`contribution_stats`' hit_count over the render's own tiles: no pairs are built, unweighted
-    pixel rows are skipped).
+    pixel rows are skipped). `backward_stats`: a `BackwardStats` the backward pass of a render with gradients
+    fills on request (the same sums, and weight_max), None without gradients.
     """
 
-    def __init__(self, *args, lazy=None, hits_fn=None, **kw):
+    def __init__(self, *args, lazy=None, hits_fn=None, backward_stats=None, **kw):
         super().__init__(*args, **kw)
         self._lazy = dict(lazy or {})
         self.weighted_hits = hits_fn
+        self.backward_stats = backward_stats
 
     def __missing__(self, key):
         if key in self._lazy:
@@ -416,14 +440,16 @@ def rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, heig
                    radius_clip, eps2d, covars, antialiased=rasterize_mode == "antialiased")
     feats = view_features(means, colors, viewmats, proj.radii, sh_degree, depth_only=render_mode in ("D", "ED"))
     feats, backgrounds = torch_raster.with_depth_channel(render_mode, feats, proj.depths, backgrounds)
+    stats_request = BackwardStats() if torch.is_grad_enabled() else None
     render_colors, render_alphas, tiles = composite_projected(proj, feats, backgrounds, width, height, tile_size,
-                                                              absgrad, compact_box)
+                                                              absgrad, compact_box, stats_request)
     geometry = (proj.means2d, proj.conics, proj.opacities, tiles.offsets, tiles.ids, width, height, tile_size,
                 compact_box)
     info = RenderInfo(torch_raster.render_info(proj, width, height, tile_size, with_tile_counts=False),
                       lazy={"pairs": lambda: _pairs(*geometry)},
                       hits_fn=lambda weights: contribution_stats(proj, width, height, weights, tile_size, compact_box,
-                                                                 tiles)[HIT_COUNT])
+                                                                 tiles)[HIT_COUNT],
+                      backward_stats=stats_request)
     info["tiles_per_gauss"] = torch.diff(tiles.first).view(C, N)  # [C, N] int32: each box's tile count (bin_tiles)
     return torch_raster.expected_depth(render_mode, render_colors, render_alphas), render_alphas, info
 
@@ -440,11 +466,11 @@ def view_features(means, colors, viewmats, radii, sh_degree, depth_only: bool = 
 
 
 def composite_projected(proj: Projection, feats, backgrounds, width, height, tile_size=16, absgrad=False,
-                        compact_box=1.0):
+                        compact_box=1.0, stats_request: Optional[BackwardStats] = None):
     """Tile binning and front-to-back compositing of projected Gaussians: (colors [C, H, W, D], alphas
     [C, H, W, 1], tiles). The stage a sharded render runs on the camera's rank (render/distributed.py)."""
     tiles = bin_tiles(proj, width, height, tile_size)
     render_colors, render_alphas = _Rasterize.apply(
         proj.means2d, proj.conics, proj.opacities, feats, backgrounds, tiles,
-        (int(width), int(height), int(tile_size), float(compact_box)), absgrad)
+        (int(width), int(height), int(tile_size), float(compact_box)), absgrad, stats_request)
     return render_colors, render_alphas, tiles

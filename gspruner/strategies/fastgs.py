@@ -15,9 +15,10 @@ scales them. The views come from a `ViewSampler` the trainer hands over (design 
 The K views of a refinement are the training renders of the K steps before it (`recent_views`; the
 official code renders K sampled views, which in a short scaled run costs as much as training: see
 `_score_step`); the final VCPs and `recent_views=False` render K sampled views. The masked count comes
-from the render itself: on the compiled CPU rasterizer one C++ pass over the masked pixel rows
-(`info.weighted_hits`), on the PyTorch one a bincount over its composited pairs; on CUDA our fused
-stats kernel. The official code renders twice (render, then a counting pass).
+from the render itself: on the compiled CPU rasterizer the training step's own backward pass counts it
+(`info.backward_stats`, asked for in `step_pre_backward`), a no-grad render one C++ pass over the masked
+pixel rows (`info.weighted_hits`); on the PyTorch one a bincount over its composited pairs; on CUDA our
+fused stats kernel. The official code renders twice (render, then a counting pass).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def photometric_loss(rgb: Tensor, gt: Tensor) -> Tensor:
 def masked_hit_count(params, cam, info: dict, mask: Tensor) -> Tensor:
     """count_i [N] = #pixels of `mask` [H,W] where Gaussian i blends (alpha >= 1/255 before T < 1e-4)."""
     n = params["means"].shape[0]
+    request = getattr(info, "backward_stats", None)  # counted by the training step's backward (`_request_stats`)
+    if request is not None and request.hits is not None and torch.equal(request.hit_weights[0], mask.float()):
+        return request.hits[0]
     hits = getattr(info, "weighted_hits", None)
     if hits is not None:  # compiled CPU rasterizer: a counting pass over the masked pixel rows only
         return hits(mask[None].float())[0]
@@ -184,6 +188,32 @@ class FastGSStrategy(Strategy, StrategyHooks):
         assert "means2d" in info, "The 2D means of the Gaussians are required but missing."
         if step < self.refine_stop_iter:
             info["means2d"].retain_grad()
+        self._request_stats(params, step, info)
+
+    def _is_score_step(self, step: int) -> bool:
+        """Whether this step's training render is one of the K that score the next refinement (`_score_step`)."""
+        return (step < self.refine_stop_iter and self.recent_views and self.views is not None
+                and self.next_refine_step(step) - step < self.num_views)
+
+    def _tracks_visibility(self, step: int) -> bool:
+        """Whether this step's render adds to the visibility the final VCPs read (`_record_visibility`): from the
+        end of densification (the set of Gaussians then changes only by the final VCPs) to the last final VCP."""
+        return (self.final_prune_visibility > 0 and self.views is not None and bool(self.final_prune_iters)
+                and self.refine_stop_iter <= step <= max(self.final_prune_iters))
+
+    def _request_stats(self, params, step: int, info) -> None:
+        """Ask the training render's backward pass (compiled CPU rasterizer: `BackwardStats`), which walks every
+        composited pair anyway, for this view's masked counts (`_score_step`) and its alpha T maxima
+        (`_record_visibility`), so neither needs a pass of its own."""
+        request, cur = getattr(info, "backward_stats", None), self.views.current() if self.views else None
+        if request is None or cur is None or cur[3] is not info:
+            return
+        if self._is_score_step(step):
+            _, gt, rgb, _ = cur
+            request.hit_weights = error_mask(rgb, gt, self.loss_thresh)[None].float()
+        if self._tracks_visibility(step):
+            request.want_weight_max = True
+            self._render_opacity = torch.sigmoid(params["opacities"]).detach()  # o_i of this render
 
     def step_post_backward(self, params, optimizers, state, step, info, packed: bool = False) -> None:
         if step < self.refine_stop_iter:
@@ -194,6 +224,8 @@ class FastGSStrategy(Strategy, StrategyHooks):
                 self._refine(params, optimizers, state, step)
             if step > 0 and step % self.reset_every == 0:  # 3DGS opacity reset, as FastGS's code keeps it
                 reset_opa(params, optimizers, state, value=self.reset_opa_value)
+        if self._tracks_visibility(step):
+            self._record_visibility(params, state, info)
         if step in self.final_prune_iters and step >= self.refine_stop_iter:
             self._final_prune(params, optimizers, state, step)
 
@@ -231,7 +263,7 @@ class FastGSStrategy(Strategy, StrategyHooks):
         any run length. Fewer than K when refinements are closer than K steps (s_d averages over those).
         """
         cur = self.views.current() if self.views is not None else None
-        if cur is None or self.next_refine_step(step) - step >= self.num_views:
+        if cur is None or not self._is_score_step(step):
             return
         n, dev = params["means"].shape[0], params["means"].device
         if state.get("recent_count") is None or state["recent_count"].shape[0] != n or not state["recent_views"]:
@@ -303,13 +335,39 @@ class FastGSStrategy(Strategy, StrategyHooks):
 
     # -- final VCP ----------------------------------------------------------------------------------------
     @torch.no_grad()
+    def _record_visibility(self, params, state, info) -> None:
+        """state["visibility"] [N] = max over the training renders since the last final VCP of w_max_i / o_i
+        (`max_visibility` from the renders training makes anyway); state["visibility_seen"]: which views they were."""
+        request, cur = getattr(info, "backward_stats", None), self.views.current()
+        if request is None or request.weight_max is None or cur is None:
+            return
+        n = params["means"].shape[0]
+        if state.get("visibility") is None or state["visibility"].shape[0] != n:
+            state["visibility"] = torch.zeros(n, device=params["means"].device)
+            state["visibility_seen"] = [False] * len(self.views.cameras)
+        seen = next((i for i, c in enumerate(self.views.cameras) if c is cur[0]), None)
+        if seen is None:
+            return
+        state["visibility"] = torch.maximum(state["visibility"], request.weight_max[0] / self._render_opacity)
+        state["visibility_seen"][seen] = True
+
+    def _visibility(self, params, state) -> Tensor:
+        """v_i [N] (`max_visibility`): from the training renders when they covered every training view since the
+        last final VCP, else a pass over all of them."""
+        v = state.pop("visibility", None)
+        seen = state.pop("visibility_seen", None)
+        if v is not None and v.shape[0] == params["means"].shape[0] and seen and all(seen):
+            return v
+        return max_visibility(params, self.views.cameras)
+
+    @torch.no_grad()
     def _final_prune(self, params, optimizers, state, step: int) -> None:
         _, s_p = multiview_scores(params, self.views, self.num_views, self.loss_thresh, with_densify=False)
         # final VCP: opacity < 0.1 or s_p > tau_p = 0.9 (FastGS Sec. 3.3, `final_prune_fastgs`)
         is_prune = (torch.sigmoid(params["opacities"]) < self.final_prune_opa) | (s_p > self.final_prune_score)
         if self.final_prune_visibility > 0 and self.views is not None:
-            # ... or hidden in every training view (a pass over all of them): `max_visibility`
-            is_prune |= max_visibility(params, self.views.cameras) < self.final_prune_visibility
+            # ... or hidden in every training view: `max_visibility`
+            is_prune |= self._visibility(params, state) < self.final_prune_visibility
         if is_prune.any():
             remove(params, optimizers, state, is_prune)
         if self.verbose:

@@ -11,7 +11,8 @@
 //   raster_fwd / raster_bwd     per-pixel front-to-back compositing (3DGS Eq. 3): alpha =
 //                               min(0.999, o exp(-sigma)), skipped when sigma < 0 or alpha < 1/255,
 //                               exclusive stop when T (1 - alpha) <= 1e-4; the backward walks each
-//                               pixel back to front (gsplat's `rasterize_to_pixels_3dgs_bwd`).
+//                               pixel back to front (gsplat's `rasterize_to_pixels_3dgs_bwd`); given pixel
+//                               weights it also sums them per Gaussian (FastGS's masked counts, free).
 //   collect_pairs               every composited (camera, Gaussian, pixel) pair, in (camera, pixel,
 //                               depth) order: what the PyTorch rasterizer's `contributing_pairs` returns.
 //   contribution_stats          per-Gaussian sums over those pairs without building them (the pruners'
@@ -1095,13 +1096,23 @@ std::vector<Tensor> raster_fwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
 std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tensor feats, Tensor backgrounds,
                                Tensor tile_offsets, Tensor tile_ids, Tensor tile_first, Tensor tile_rank,
                                Tensor Tfin, Tensor ends, Tensor v_out,
-                               Tensor v_alpha, int64_t width, int64_t height, int64_t tile_size,
-                               double compact_box, bool absgrad, int64_t threads) {
+                               Tensor v_alpha, Tensor hit_weights, bool weight_max, int64_t width,
+                               int64_t height, int64_t tile_size, double compact_box, bool absgrad,
+                               int64_t threads) {
     check(v_out, "v_colors");
     check(v_alpha, "v_alphas");
     check_tile_size(tile_size);
     const int64_t C = means2d.size(0), N = means2d.size(1), D = feats.size(2);
     const bool has_bg = backgrounds.numel() > 0;
+    // hit_weights [C, H, W] (empty: none): also return hits [C, N] = sum of the weights of the pixels each
+    // Gaussian is composited into (contribution_stats' hit_count, counted on the backward's own pass); weight_max:
+    // also return w_max [C, N] = max over its pixels of alpha T (contribution_stats' weight_max)
+    const bool has_w = hit_weights.numel() > 0;
+    if (has_w) {
+        check(hit_weights, "hit_weights");
+        TORCH_CHECK(hit_weights.numel() == C * height * width, "hit_weights must be [C, H, W]");
+    }
+    const float* hw = has_w ? hit_weights.data_ptr<float>() : nullptr;
     Grid gr(C, N, width, height, tile_size);
     const float *m2 = means2d.data_ptr<float>(), *cn = conics.data_ptr<float>(), *op = opac.data_ptr<float>();
     const float* fe = feats.data_ptr<float>();
@@ -1115,9 +1126,9 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     SplatRecords sr;
     sr.build(m2, cn, op, fe, C * N, D, static_cast<float>(compact_box), nt);
     // per tile entry (camera, tile, Gaussian): sums over the tile's pixels of u, u dx, u dy, u dx^2, u dx dy,
-    // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, and the colour gradient, stored in (camera, Gaussian) order
-    // (bin_tiles' rank) and reduced per Gaussian at the end, in tile order
-    const int64_t S = 8 + D, I = tile_ids.numel();
+    // u dy^2 (u = alpha dL/dalpha), |v_mean2d| x, y, the colour gradient and (with hit_weights) the weighted
+    // hits, stored in (camera, Gaussian) order (bin_tiles' rank) and reduced per Gaussian at the end, in tile order
+    const int64_t HIT = 8 + D, WMAX = HIT + (has_w ? 1 : 0), S = WMAX + (weight_max ? 1 : 0), I = tile_ids.numel();
     std::vector<float> isect(I * S);  // float: each value is a float hsum, so this is exact
     std::vector<double> v_bg(has_bg ? C * D : 0, 0.0);
 
@@ -1129,6 +1140,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         // the whole tile's per-pixel state, [row][half] (g: [row][d][half]): entries are walked back to front
         // once per tile, each over the rows its box crosses, so its sums stay in registers across those rows
         std::vector<fvec> T(NH * LANES), tail(NH * LANES), behind(NH * LANES), g(NH * LANES * D), colour(D);
+        std::vector<fvec> wt(has_w ? NH * LANES : 0);  // the pixels' hit weights
         std::vector<ivec> end(NH * LANES);
         std::vector<int32_t> row_end(LANES);  // per row: entries from here on composite none of its pixels
         fvec px[NH];
@@ -1149,10 +1161,12 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     behind[rh][l] = 0.0f;  // sum over later entries of w c . dL/dC
                     if (i >= n) {
                         T[rh][l] = 1.0f; tail[rh][l] = 0.0f; end[rh][l] = 0;
+                        if (has_w) wt[rh][l] = 0.0f;
                         for (int64_t d = 0; d < D; ++d) g[(r * D + d) * NH + h][l] = 0.0f;
                         continue;
                     }
                     const int64_t p = (c * height + y) * width + x0 + i;
+                    if (has_w) wt[rh][l] = hw[p];
                     const float Tf = pt[p];
                     float tl_ = ga[p];  // (dL/dA - bg . dL/dC) T_final
                     for (int64_t d = 0; d < D; ++d) {
@@ -1180,7 +1194,7 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                 fvec colour_fixed[DC > 0 ? DC : 1];
                 fvec* colour_p = DC > 0 ? colour_fixed : colour.data();
                 for (int64_t j = tile_end - 1; j >= 0; --j) {  // back to front
-                    fvec q_sum[8] = {};
+                    fvec q_sum[8] = {}, hits = {}, wmax = {};
                     std::fill(colour_p, colour_p + Dn, splat(0.0f));
                     const float mx = tg.mx[j], my = tg.my[j], qa = tg.qa[j], qb = tg.qb[j], qc = tg.qc[j];
                     const int64_t r0 = tg.row_lo[j], r1 = tg.row_hi[j];
@@ -1219,6 +1233,8 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                             q[3] += ux * dx[h]; q[4] += ux * dy; q[5] += uy * dy;
                             q[6] += gx < 0.0f ? -gx : gx;  // AbsGS: |per-pixel dL/dmeans2d|
                             q[7] += gy < 0.0f ? -gy : gy;
+                            if (has_w) hits += al[h] > 0.0f ? wt[rh] : splat(0.0f);  // composited here
+                            if (weight_max) wmax = wmax > w[h] ? wmax : w[h];  // w = 0 where not composited
                         }
                         for (int m = 0; m < 8; ++m) q_sum[m] += q[m];
                         for (int64_t d = 0; d < Dn; ++d) {
@@ -1230,6 +1246,12 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
                     float* acc = &isect[tile_rank[j] * int64_t(S)];
                     for (int m = 0; m < 8; ++m) acc[m] = hsum(q_sum[m]);
                     for (int64_t d = 0; d < Dn; ++d) acc[8 + d] = hsum(colour_p[d]);
+                    if (has_w) acc[HIT] = hsum(hits);
+                    if (weight_max) {
+                        float m = 0.0f;
+                        for (int l = 0; l < VW; ++l) m = std::max(m, wmax[l]);
+                        acc[WMAX] = m;
+                    }
                 }
             };
             if (D == 3)
@@ -1246,6 +1268,10 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
     Tensor v_abs = absgrad ? torch::empty({C, N, 2}, f32) : torch::zeros({0}, f32);
     float *vm = v_means2d.data_ptr<float>(), *vc = v_conics.data_ptr<float>(), *vo = v_opac.data_ptr<float>();
     float *vf = v_feats.data_ptr<float>(), *va = absgrad ? v_abs.data_ptr<float>() : nullptr;
+    Tensor hits_out = has_w ? torch::empty({C, N}, f32) : torch::zeros({0}, f32);
+    float* vh = has_w ? hits_out.data_ptr<float>() : nullptr;
+    Tensor wmax_out = weight_max ? torch::empty({C, N}, f32) : torch::zeros({0}, f32);
+    float* vw = weight_max ? wmax_out.data_ptr<float>() : nullptr;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < C * N; ++i) {
         std::vector<double> big;
@@ -1254,7 +1280,8 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         std::fill(rr, rr + S, 0.0);
         for (int64_t q = first[i]; q < first[i + 1]; ++q) {
             const float* src = &isect[q * S];
-            for (int64_t k2 = 0; k2 < S; ++k2) rr[k2] += src[k2];
+            for (int64_t k2 = 0; k2 < WMAX; ++k2) rr[k2] += src[k2];
+            if (vw) rr[WMAX] = std::max(rr[WMAX], static_cast<double>(src[WMAX]));
         }
         const double qa = cn[3 * i], qb = cn[3 * i + 1], qc = cn[3 * i + 2];
         vm[2 * i] = static_cast<float>(-(qa * rr[1] + qb * rr[2]));  // dsigma/dmean = Q d
@@ -1265,10 +1292,12 @@ std::vector<Tensor> raster_bwd(Tensor means2d, Tensor conics, Tensor opac, Tenso
         vo[i] = static_cast<float>(rr[0] / std::max(static_cast<double>(op[i]), 1e-30));
         if (va) { va[2 * i] = static_cast<float>(rr[6]); va[2 * i + 1] = static_cast<float>(rr[7]); }
         for (int64_t d = 0; d < D; ++d) vf[i * D + d] = static_cast<float>(rr[8 + d]);
+        if (vh) vh[i] = static_cast<float>(rr[HIT]);
+        if (vw) vw[i] = static_cast<float>(rr[WMAX]);
     }
     Tensor v_background = has_bg ? torch::empty({C, D}, f32) : torch::zeros({0}, f32);
     for (size_t k2 = 0; k2 < v_bg.size(); ++k2) v_background.data_ptr<float>()[k2] = static_cast<float>(v_bg[k2]);
-    return {v_means2d, v_conics, v_opac, v_feats, v_background, v_abs};
+    return {v_means2d, v_conics, v_opac, v_feats, v_background, v_abs, hits_out, wmax_out};
 }
 
 // Every composited pair, sorted by (camera, pixel, depth) -> gaussian_ids [P] int64, pixel_ids [P] int64
