@@ -24,6 +24,7 @@ PyTorch path), so a busy machine costs at most a few scheduler ticks per render.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -71,7 +72,7 @@ def extension():
             try:
                 from torch.utils.cpp_extension import _get_build_directory, load
 
-                name = "gspruner_cpu_raster" + "".join(f.replace("-m", "_") for f in simd)
+                name = extension_name(simd)
                 if not list(Path(_get_build_directory(name, False)).glob("*.so")):
                     print("gspruner: building the compiled CPU rasterizer (first use only, about 30 s)", file=sys.stderr,
                           flush=True)
@@ -83,6 +84,13 @@ def extension():
                 warnings.warn(f"gspruner: compiled CPU rasterizer not built ({first}); using the PyTorch "
                               f"rasterizer (set {BACKEND_ENV}=torch to silence this)", stacklevel=3)
     return _ext
+
+
+def extension_name(simd: list) -> str:
+    """gspruner_cpu_raster_<source hash>[_<isa>...]: a build per source and SIMD level, so checkouts of different
+    versions sharing torch's extension cache (TORCH_EXTENSIONS_DIR) never load each other's build."""
+    digest = hashlib.sha1(SOURCE.read_bytes()).hexdigest()[:10]
+    return f"gspruner_cpu_raster_{digest}" + "".join(f.replace("-m", "_") for f in simd)
 
 
 def _simd_flags() -> list:
