@@ -55,9 +55,11 @@ def run_eval(cfg: EvalConfig) -> dict:
         data_dir = cfg.data_dir if cfg.data_dir is not None else trained.get("data_dir")
         if data_dir is None:
             raise InputError(f"{cfg.ply}: --ply needs --data-dir (the scene to evaluate on)")
-        if settings == "defaults":
-            print(f"note: {cfg.ply}: no config.yml of a run beside it; evaluating at the defaults --data-factor 1 "
-                  f"--test-every 8 (give them if it was trained otherwise)", file=sys.stderr)
+        defaulted = [f"--{k.replace('_', '-')} {trained[k]}" for k in ("data_factor", "test_every")
+                     if getattr(cfg, k) is None]
+        if settings == "defaults" and defaulted:
+            print(f"note: {cfg.ply}: no config.yml of a run beside it; evaluating at the defaults "
+                  f"{' '.join(defaulted)} (give them if it was trained otherwise)", file=sys.stderr)
     data_factor = cfg.data_factor if cfg.data_factor is not None else trained["data_factor"]
     scene = load_scene(
         data_dir,

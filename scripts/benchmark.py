@@ -24,7 +24,7 @@ SCRIPTS = Path(__file__).resolve().parent
 if str(SCRIPTS) not in sys.path:  # run as a script it is there already; imported by a test it is not
     sys.path.insert(0, str(SCRIPTS))
 
-BENCHMARKS = ("methods", "render", "export", "pruning", "lp3dgs", "distributed", "process", "spread")
+BENCHMARKS = ("methods", "render", "roofline", "export", "pruning", "lp3dgs", "distributed", "process", "spread")
 BARE = "methods"  # what options without a benchmark name run
 
 

@@ -86,7 +86,37 @@ def process_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-KINDS = {"runs": runs_table, "dynamic": dynamic_table, "process": process_table}
+def opensplat_table(results: dict) -> str:
+    """scripts/bench_opensplat.sh's results.json: both trainers per step count, and OpenSplat / gspruner."""
+    rows = ["| steps | trainer | s/step | train s | peak RSS MiB | Gaussians | PSNR | SSIM | LPIPS |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        for side in ("gspruner", "opensplat"):
+            m = r[side]
+            rows.append(f"| {r['steps']:,} | {side} | {_num(m['s_per_step'], 3)} | {_num(m['train_s'], 0)} "
+                        f"| {_num(m['peak_rss_mb'], 0)} | {_num(m['num_gaussians'], 0)} | {_num(m['psnr'], 2)} "
+                        f"| {_num(m['ssim'], 3)} | {_num(m['lpips'], 3)} |")
+        q = r["ratio_opensplat_over_gspruner"]
+        rows.append(f"| {r['steps']:,} | OpenSplat / gspruner | {_num(q['s_per_step'], 2, '×')} | | "
+                    f"{_num(q['peak_rss_mb'], 2, '×')} | {_num(q['num_gaussians'], 2, '×')} "
+                    f"| {q['psnr_db_difference']:+.2f} dB | | |")
+    return "\n".join(rows)
+
+
+def roofline_table(results: dict) -> str:
+    """`benchmark.py roofline`'s results.json: composited pairs per second against the counted issue limit."""
+    rows = ["| pass | issue limit, G pairs/s | ceiling scene, G pairs/s | trained model, G pairs/s | trained / ceiling |",
+            "|---|---:|---:|---:|---:|"]
+    for name, p in results["passes"].items():
+        limit = p["issue_limit_pairs_s"]
+        rows.append(f"| {name} | {limit / 1e9:.2f} | {p['ceiling_pairs_s'] / 1e9:.3f} ({p['ceiling_pairs_s'] / limit:.0%}) "
+                    f"| {p['trained_pairs_s'] / 1e9:.3f} ({p['trained_pairs_s'] / limit:.0%}) "
+                    f"| {p['trained_pairs_s'] / p['ceiling_pairs_s']:.0%} |")
+    return "\n".join(rows)
+
+
+KINDS = {"runs": runs_table, "dynamic": dynamic_table, "process": process_table, "opensplat": opensplat_table,
+         "roofline": roofline_table}
 
 
 def render(kind: str, results_file: Path) -> str:

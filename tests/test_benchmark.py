@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from test_report import table_rows, write_run
 
@@ -232,3 +233,18 @@ def test_pruning_export_and_render_benchmarks_at_tiny_size(tiny_scene, tmp_path)
     printed = run_benchmark("render", "--sizes", 300, "--width", 32, "--height", 24, "--repeats", 1).stdout
     assert "image=32x24 repeats=1" in printed
     assert [line.split()[0] for line in printed.splitlines() if line.strip().startswith("300 ")] == ["300"]
+
+
+# -- roofline -----------------------------------------------------------------------------------
+def test_roofline_ceiling_scene_composites_every_lane_and_the_clock_is_plausible():
+    """The ceiling scene's premise: every pixel composites every Gaussian (pairs = N W H, so each lane step is
+    useful work); the measured clock is a clock (a chain of immediate adds would read several times too high)."""
+    from gspruner.render import compiled
+
+    roofline = benchmark.load("roofline")
+    means, quats, scales, opac, colors, viewmat, K, w, h = roofline.ceiling_case(width=64, height=48, n=20)
+    proj = compiled.project(means, quats, scales, opac, viewmat[None], K[None], w, h)
+    pairs = compiled.contribution_stats(proj, w, h)[2]  # hit_count per Gaussian
+    assert torch.equal(pairs, torch.full_like(pairs, w * h))
+    ghz = roofline.clock_ghz()
+    assert ghz is None or 0.5 < ghz < 7.0, ghz

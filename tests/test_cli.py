@@ -221,6 +221,10 @@ def test_eval_of_a_loose_ply_says_it_uses_the_defaults(factor2_run, tmp_path, ca
     captured = capsys.readouterr()
     assert json.loads(captured.out)["settings_from"] == "defaults"
     assert "defaults --data-factor 1 --test-every 8" in captured.err and "error" not in captured.err
+    assert main(["eval", "--ply", str(loose), "--data-dir", str(factor2_run / "scene"), "--device", "cpu",
+                 "--no-lpips", "--data-factor", "2"]) == 0  # the note names only the settings left at a default
+    err = capsys.readouterr().err
+    assert "defaults --test-every 8 (" in err and "--data-factor" not in err
 
 
 def test_eval_refuses_another_scene(factor2_run, tmp_path, capsys):
