@@ -54,6 +54,14 @@ def run_function(name: str):
 OLD_METHOD_OPTIONS = {"train": ("strategy", "prune"), "prune": ("score",)}
 
 
+# options that moved under a method's subcommand: old flag -> (the subcommand, the flag now)
+MOVED_OPTIONS = {"train": {"--prune-ratio": ("prune:NAME", "--prune.ratio"),
+                           "--prune-threshold": ("prune:NAME", "--prune.threshold"),
+                           "--prune-at": ("prune:NAME", "--prune.at"),
+                           "--prune-opa": ("strategy:default", "--strategy.prune-opa"),
+                           "--lp-score": ("prune:lp3dgs", "--prune.score")}}
+
+
 def method_names(field: str) -> list[str]:
     """The registered methods `FIELD:NAME` takes: strategies, pruners, or (score) the post-hoc pruners."""
     from .pruning import PRUNERS
@@ -66,7 +74,8 @@ def method_names(field: str) -> list[str]:
 
 def old_method_options(name: str, args: list[str]) -> str | None:
     """The one-line error for a method chosen the old way (`train --strategy fastgs --prune=lp3dgs`, `prune --score
-    radsplat`), naming the subcommand to write instead (`strategy:fastgs`); None when `args` holds none."""
+    radsplat`), naming the subcommand to write instead (`strategy:fastgs`), or a method's option given the old way
+    (`--prune-ratio 0.5`: MOVED_OPTIONS); None when `args` holds none."""
     fixes = []
     for i, arg in enumerate(args):
         for field in OLD_METHOD_OPTIONS.get(name, ()):
@@ -81,6 +90,10 @@ def old_method_options(name: str, args: list[str]) -> str | None:
             names = method_names(field)
             new = f"'{field}:{value}'" if value in names else f"'{field}:NAME' (NAME: {', '.join(names)})"
             fixes.append(f"'{old}' is the old spelling, use {new} instead")
+        flag = arg.partition("=")[0]
+        if flag in MOVED_OPTIONS.get(name, {}):
+            command, now = MOVED_OPTIONS[name][flag]
+            fixes.append(f"'{flag}' is the old spelling, use '{now}' after '{command}' instead")
     return "; ".join(fixes) or None
 
 

@@ -126,6 +126,9 @@ def test_command_help_builds_without_importing_torch():
     ("train", ["--prune", "rounds", "--prune.ratio", "0.5"], "use 'prune:rounds' instead"),
     ("train", ["--strategy", "bogus"], "use 'strategy:NAME' (NAME: auto, default, mcmc, fastgs, none) instead"),
     ("prune", ["--score", "radsplat"], "use 'score:radsplat' instead"),
+    ("train", ["--prune-ratio", "0.5"], "use '--prune.ratio' after 'prune:NAME' instead"),
+    ("train", ["--lp-score=minisplatting"], "use '--prune.score' after 'prune:lp3dgs' instead"),
+    ("train", ["--prune-opa", "0.01"], "use '--strategy.prune-opa' after 'strategy:default' instead"),
 ])
 def test_old_method_options_name_the_subcommand(tmp_path, capsys, command, args, new):
     """The spellings from before the methods became subcommands (`--strategy fastgs`) are one error line that says
