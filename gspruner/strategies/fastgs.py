@@ -205,7 +205,7 @@ class FastGSStrategy(Strategy, StrategyHooks):
         """Ask the training render's backward pass (compiled CPU rasterizer: `BackwardStats`), which walks every
         composited pair anyway, for this view's masked counts (`_score_step`) and its alpha T maxima
         (`_record_visibility`), so neither needs a pass of its own."""
-        request, cur = getattr(info, "backward_stats", None), self.views.current() if self.views else None
+        request, cur = getattr(info, "backward_stats", None), self.views.current() if self.views is not None else None
         if request is None or cur is None or cur[3] is not info:
             return
         if self._is_score_step(step):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from gspruner.render import compiled
 
     if compiled.backend() != "compiled":
-        print("error: the compiled CPU rasterizer is not available here", flush=True)
+        print("error: the compiled CPU rasterizer is not available here", file=sys.stderr)
         return 2
     ext, threads = compiled.extension(), compiled.threads()
     ghz = clock_ghz()
@@ -182,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     import docs_tables
 
     results = {"command": "python scripts/benchmark.py roofline " + " ".join(argv or []),
-                         "commit": docs_tables.commit(), "machine": docs_tables.machine(),
-                         "date": time.strftime("%Y-%m-%d"), "clock_ghz": ghz, "copy_gbs": bandwidth, "threads": threads, "trained_model": described,
-                         "ops_per_lane_step": {"forward": OPS_FORWARD, "backward": OPS_BACKWARD},
-                         "vector_ops_per_cycle": VECTOR_OPS_PER_CYCLE, "passes": {}}
+               "commit": docs_tables.commit(), "machine": docs_tables.machine(), "date": time.strftime("%Y-%m-%d"),
+               "clock_ghz": ghz, "copy_gbs": bandwidth, "threads": threads, "trained_model": described,
+               "ops_per_lane_step": {"forward": OPS_FORWARD, "backward": OPS_BACKWARD},
+               "vector_ops_per_cycle": VECTOR_OPS_PER_CYCLE, "passes": {}}
     for k, (name, ops) in enumerate((("forward", OPS_FORWARD), ("backward", OPS_BACKWARD))):
         limit = cores * (ghz or float("nan")) * 1e9 * VECTOR_OPS_PER_CYCLE * lanes / ops
         results["passes"][name] = {"issue_limit_pairs_s": limit, "ceiling_pairs_s": ceiling[k],
