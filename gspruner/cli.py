@@ -1,5 +1,5 @@
 """The `gspruner` command: typed dataclass configs (gspruner/config.py) turned into subcommands by tyro; what
-each subcommand then does lives in commands.py (and export/, viewer/, capture/, quantize.py)."""
+each subcommand then does lives in commands.py (and export/, viewer/, capture/, quantize.py, compact.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def config_type(name: str) -> type:
     if name == "prune":
         return config.prune_cli_type()
     return {"eval": config.EvalConfig, "export": config.ExportConfig, "view": config.ViewConfig,
-            "distill-sh": config.DistillConfig, "quantize-sh": config.QuantizeConfig, "report": config.ReportConfig}[name]
+            "distill-sh": config.DistillConfig, "quantize-sh": config.QuantizeConfig, "compact": config.CompactConfig,
+            "report": config.ReportConfig}[name]
 
 
 def run_function(name: str):
@@ -44,6 +45,10 @@ def run_function(name: str):
         from .quantize import run_quantize
 
         return run_quantize
+    if name == "compact":
+        from .compact import run_compact
+
+        return run_compact
     from . import commands
 
     return {"train": commands.run_train, "prune": commands.run_prune, "eval": commands.run_eval,
@@ -107,6 +112,7 @@ COMMANDS = {
     "eval": "Evaluate a checkpoint on a scene's test split and print the metrics as JSON.",
     "distill-sh": "SH distillation (LightGaussian): fine-tune a lower-SH-degree copy of a checkpoint against the full model's renders from training and pseudo views.",
     "quantize-sh": "SOG-ready SH palette: replace each Gaussian's higher SH bands by its entry of a k-means palette, fine-tune everything else with the palette fixed (quantization-aware), write the .sog.",
+    "compact": "The compact pipeline in one command: prune in rounds, SH palette with a quantization-aware fine-tune, write a SOG (SuperSplat / PlayCanvas open it); prints size, ratio to the INRIA PLY and PSNR per stage.",
     "report": "Write report.md with tables and PNG plots for a training run, a benchmark scene, or a benchmark root.",
 }
 DESCRIPTION = "gspruner: train, prune, evaluate and export 3D Gaussian Splatting scenes (gsplat on CUDA, our rasterizer on CPU)."

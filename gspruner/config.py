@@ -13,7 +13,7 @@ import tyro
 
 from .errors import InputError
 from .pruning.base import NoPruneConfig, PrunerConfig
-from .pruning.configs import LightGaussianConfig
+from .pruning.configs import SCORES, LightGaussianConfig
 from .strategies.base import StrategyConfig
 from .strategies.auto import AutoConfig
 
@@ -274,6 +274,65 @@ class QuantizeConfig:
     """Random seed (k-means initialisation, view order)."""
     progress: bool = True
     """Show a progress bar."""
+
+
+@dataclass
+class CompactConfig:
+    """The compact pipeline in one command: prune in rounds, SH palette with a quantization-aware fine-tune, write a SOG (SuperSplat / PlayCanvas open it); prints size, ratio to the INRIA PLY and PSNR per stage."""
+
+    ckpt: Path
+    """The trained checkpoint (RESULT_DIR/ckpt/last.pt) of a 3D scene."""
+    out: Path
+    """The .sog file to write (written whole at the end, or not at all)."""
+    prune_ratio: float = 0.9
+    """Fraction of the Gaussians to remove (the most removed with --max-loss-db), in [0, 1); 0 skips pruning."""
+    max_loss_db: Optional[float] = None
+    """Stop pruning once the training views' PSNR falls this many dB below its best (checked before each round; test views are never used to choose)."""
+    target_mb: Optional[float] = None
+    """Aim the file at this size instead: the prune ratio comes from the input's SOG bytes per Gaussian (at most 0.99)."""
+    score: Literal[SCORES] = "removal"
+    """The importance score the pruning rounds rank by (docs/pruning.md)."""
+    rounds: int = 3
+    """Pruning rounds, each followed by fine-tuning."""
+    prune_steps: int = 1000
+    """Fine-tuning steps of the pruning stage (rounds in the first 60 %)."""
+    palette: int = 1024
+    """SH palette entries of the .sog (1..65536): fewer, a smaller file."""
+    palette_steps: int = 300
+    """Fine-tuning steps with the palette fixed (quantization-aware)."""
+    work_dir: Optional[Path] = None
+    """Where the stages' runs go (default: OUT without its suffix + `.compact/`); compact.json with the table."""
+    data_dir: Optional[Path] = None
+    """The scene (default: the one recorded in the checkpoint)."""
+    data_factor: Optional[int] = None
+    """Image downsampling factor (default: the checkpoint's)."""
+    test_every: Optional[int] = None
+    """Test split (default: the checkpoint's)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to run."""
+    overwrite: bool = False
+    """Replace an earlier --out and --work-dir."""
+    lpips: bool = True
+    """Compute LPIPS (AlexNet, offline) for each stage."""
+    seed: int = 0
+    """Random seed (k-means, view order)."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.prune_ratio < 1.0:
+            raise InputError(f"--prune-ratio must be in [0, 1) (got {self.prune_ratio})")
+        if self.max_loss_db is not None and not 0.0 <= self.max_loss_db <= 10.0:
+            raise InputError(f"--max-loss-db must be in [0, 10] dB (got {self.max_loss_db})")
+        if self.target_mb is not None and self.target_mb <= 0:
+            raise InputError(f"--target-mb must be > 0 (got {self.target_mb})")
+        if not 1 <= self.palette <= 65536:
+            raise InputError(f"--palette must be in 1..65536 (got {self.palette})")
+        for name in ("rounds", "prune_steps", "palette_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be ≥ 1 (got {getattr(self, name)})")
+        if Path(self.out).suffix.lower() != ".sog":
+            raise InputError(f"{self.out}: --out must be a .sog file")
 
 
 @dataclass

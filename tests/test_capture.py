@@ -248,3 +248,90 @@ def test_ctrl_c_leaves_no_half_written_dataset(capture, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(["process", str(capture[0]), "--out", str(out), "--no-progress"])
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _moved(poses: dict[str, np.ndarray], names: list[str], shift) -> dict[str, np.ndarray]:
+    moved = {k: v.copy() for k, v in poses.items()}
+    for name in names:
+        moved[name][:3, 3] += shift
+    return moved
+
+
+def test_mappings_agree_tells_a_wrong_join_from_a_similarity(capture):
+    from gspruner.capture.reconstruct import mappings_agree
+
+    _, names, poses = capture
+    a = dict(zip(names, poses))
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    similar = {}
+    for name, c2w in a.items():  # the same cameras in another frame: rotated, scaled 3x, shifted
+        m = np.eye(4)
+        m[:3, :3] = q @ c2w[:3, :3]
+        m[:3, 3] = 3.0 * q @ c2w[:3, 3] + [5.0, -1.0, 2.0]
+        similar[name] = m
+    assert mappings_agree(a, similar)[0]
+    spread = np.sqrt(((poses[:, :3, 3] - poses[:, :3, 3].mean(0)) ** 2).sum(1).mean())
+    # the first third joined with a wrong translation (what the incremental mapper did to the fox video)
+    assert not mappings_agree(a, _moved(a, names[: N_VIEWS // 3 + 6], [0.5 * spread, 0.0, 0.0]))[0]
+    assert not mappings_agree(a, {n: a[n] for n in names[:2]})[0]  # too few images in common
+
+
+def test_a_wrong_first_mapping_is_outvoted(capture, tmp_path, monkeypatch):
+    """The first mapping joins the first half of the photos wrongly; the check asks second opinions until two
+    agree (the global mapper, then the incremental one from a stricter start, ...) and keeps that model, so the
+    output has the generator's cameras."""
+    import pycolmap
+
+    from gspruner.capture import reconstruct
+
+    folder, names, poses = capture
+    real = reconstruct.map_images
+    calls = []
+
+    def first_one_wrong(*args, **kwargs):
+        model = real(*args, **kwargs)
+        calls.append(args[4])
+        if len(calls) == 1:
+            spread = np.ptp(np.stack([im.projection_center() for im in model.images.values()]), axis=0).max()
+            for image in model.images.values():
+                if image.name in names[: N_VIEWS // 2]:
+                    frame = model.frames[image.frame_id]
+                    pose = frame.rig_from_world
+                    frame.rig_from_world = pycolmap.Rigid3d(pose.rotation, pose.translation + [0.5 * spread, 0.0, 0.0])
+        return model
+
+    monkeypatch.setattr(reconstruct, "map_images", first_one_wrong)
+    out = tmp_path / "scene"
+    assert main(["process", str(folder), "--out", str(out), "--no-progress"]) == 0
+    assert calls[:3] == ["incremental", "global", "incremental"]
+    check = json.loads((out / "process.json").read_text())["mapping_check"]
+    assert check["kept"] != "incremental" and "warning" not in check
+    assert not check["comparisons"]["incremental vs global"]["agree"]
+    recovered = _recovered(out)
+    common = sorted(recovered)
+    errors = pose_errors(np.stack([recovered[n] for n in common]), poses[[names.index(n) for n in common]])
+    assert errors["median_rotation_deg"] < 0.5 and errors["median_centre_fraction"] < 0.01
+
+
+def test_principal_point_off_the_centre_is_refined(tmp_path):
+    """A lens whose principal point is 7 px right of the centre (2.0° at this focal length): COLMAP's mapper keeps
+    it at the centre and turns every camera by that angle; --refine-principal-point finds it. (The generated
+    cameras all look at one point, which leaves the vertical offset free: only the horizontal one is tested.)"""
+    folder = tmp_path / "photos"
+    names, poses, focal = synthetic.write_capture(folder, 24, WIDTH, HEIGHT, seed=1, principal_offset=(7.0, 0.0))
+    errors, centres = {}, {}
+    for refine in (False, True):
+        out = tmp_path / f"scene-{refine}"
+        flag = "--refine-principal-point" if refine else "--no-refine-principal-point"
+        assert main(["process", str(folder), "--out", str(out), "--no-progress", "--no-check-mapping", flag,
+                     "--camera-model", "PINHOLE"]) == 0
+        summary = json.loads((out / "process.json").read_text())
+        assert summary["principal_point_refined"] == refine and summary["mapping_check"] == {"checked": False}
+        centres[refine] = summary["cameras_estimated"][0]["params"][2]
+        recovered = _recovered(out)
+        common = sorted(recovered)
+        errors[refine] = pose_errors(np.stack([recovered[n] for n in common]),
+                                     poses[[names.index(n) for n in common]])["median_rotation_deg"]
+    assert centres[False] == WIDTH / 2 and abs(centres[True] - (WIDTH / 2 + 7.0)) < 2.0, centres
+    assert errors[False] > 1.5 and errors[True] < 1.0, errors

@@ -9,6 +9,9 @@ line). The steps follow COLMAP's automatic reconstructor (`colmap automatic_reco
      with overlap for video, sequential + retrieval for large photo sets; see `image_pairs`), then COLMAP's
      SIFT matcher and geometric verification on those pairs;
   3. `map_images`: COLMAP's incremental mapper (default) or the global mapper (GLOMAP); the largest model.
+     `map_checked` asks second opinions (other mappers, other starts) until two mappings agree, and keeps that model;
+  4. `refine_intrinsics`: a last bundle adjustment that also refines each shared camera's principal point, as
+     instant-ngp's colmap2nerf does after COLMAP's mapper (`bundle_adjuster --refine_principal_point 1`).
 Each long pycolmap call runs in a worker thread with a cancellation token, so Ctrl-C stops it promptly.
 """
 
@@ -23,6 +26,16 @@ import numpy as np
 from ..errors import InputError
 
 EXHAUSTIVE_MAX_IMAGES = 80  # above this, exhaustive matching grows past ~6 min on 2 cores (n² pairs)
+AGREE_ROTATION_DEG = 1.0  # two mappings agree: median rotation difference after a Sim(3) fit of the centres ...
+AGREE_CENTRE_FRACTION = 0.02  # ... and median centre difference, as a fraction of the cameras' spread
+# the second opinions `map_checked` asks in turn, until two mappings agree: (label, mapper, initial-pair options
+# of the incremental mapper (COLMAP: 16°, 100 inliers; it relaxes them itself when no pair qualifies), seed)
+SECOND_OPINIONS = (
+    ("global", "global", {}, 0),
+    ("incremental, strict start", "incremental", {"init_min_tri_angle": 24.0, "init_min_num_inliers": 200}, 0),
+    ("global, seed 1", "global", {}, 1),
+    ("incremental, stricter start", "incremental", {"init_min_tri_angle": 32.0, "init_min_num_inliers": 400}, 0),
+)
 
 
 @dataclass
@@ -193,21 +206,24 @@ def match(database: Path, pairs: list[tuple[str, str]], work_dir: Path, progress
 
 
 def map_images(database: Path, image_dir: Path, model_root: Path, names: list[str], mapper: str,
-               progress: bool = True):
-    """The largest reconstruction (pycolmap.Reconstruction) of the incremental or global mapper, or None."""
+               progress: bool = True, init: dict | None = None, seed: int = 0):
+    """The largest reconstruction (pycolmap.Reconstruction) of the incremental or global mapper, or None.
+    `init`: options of the incremental mapper's initial pair (IncrementalMapperOptions.init_*)."""
     from tqdm import tqdm
 
     pycolmap = pycolmap_module()
     model_root.mkdir(parents=True, exist_ok=True)
     if mapper == "global":
         options = pycolmap.GlobalPipelineOptions()
-        options.random_seed = 0
+        options.random_seed = seed
         print("global mapping (rotation averaging, global positioning, bundle adjustment) ...", flush=True)
         # the global mapper takes no cancellation token: it runs in this thread, Ctrl-C waits for it
         models = pycolmap.global_mapping(database, image_dir, model_root, options)
     else:
         options = pycolmap.IncrementalPipelineOptions()
-        options.random_seed = 0
+        options.random_seed = seed
+        for name, value in (init or {}).items():
+            setattr(options.mapper, name, value)
         with tqdm(total=len(names), desc="registering images", unit="img", disable=not progress) as bar:
             def registered():
                 if bar.n < bar.total:  # the mapper also reports images it re-registers in a second model
@@ -218,3 +234,83 @@ def map_images(database: Path, image_dir: Path, model_root: Path, names: list[st
     if not models:
         return None
     return max(models.values(), key=lambda r: r.num_reg_images())
+
+
+def camera_poses(model) -> dict[str, np.ndarray]:
+    """image name -> [4,4] OpenCV camera-to-world pose of each registered image of a pycolmap.Reconstruction."""
+    poses = {}
+    for image in model.images.values():
+        if image.has_pose:
+            poses[image.name] = np.linalg.inv(np.vstack([image.cam_from_world().matrix(), [0.0, 0.0, 0.0, 1.0]]))
+    return poses
+
+
+def mappings_agree(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[bool, dict]:
+    """Whether two mappings of the same images (`camera_poses`) place the cameras alike: over the images both
+    registered (at least half of the smaller), median rotation and centre differences after a Sim(3) fit
+    within AGREE_ROTATION_DEG / AGREE_CENTRE_FRACTION. Also returns the figures."""
+    from .align import pose_errors
+
+    common = sorted(set(a) & set(b))
+    if len(common) < max(3, 0.5 * min(len(a), len(b))):
+        return False, {"common_images": len(common)}
+    errors = pose_errors(np.stack([a[n] for n in common]), np.stack([b[n] for n in common]))
+    figures = {"common_images": len(common), "median_rotation_deg": round(errors["median_rotation_deg"], 4),
+               "median_centre_percent": round(100 * errors["median_centre_fraction"], 4)}
+    agree = errors["median_rotation_deg"] <= AGREE_ROTATION_DEG and errors["median_centre_fraction"] <= AGREE_CENTRE_FRACTION
+    return agree, figures
+
+
+def map_checked(database: Path, image_dir: Path, work: Path, names: list[str], mapper: str,
+                progress: bool = True, check: bool = True) -> tuple[object, dict]:
+    """(model, report): `mapper`'s model, checked by second opinions from the same matches (SECOND_OPINIONS, in
+    turn: the other mapper, the incremental mapper from stricter initial pairs, the global mapper again with
+    another seed) until two mappings agree (`mappings_agree`); the agreeing model is kept, `mapper`'s own when
+    it is one of the two. When no two agree, `mapper`'s model is kept and the report says so.
+
+    The incremental mapper can join part of a capture wrongly from a bad initial pair while every image
+    registers at a low reprojection error; the global mapper is off by degrees on some runs of the same
+    matches. Nothing inside one model shows either; a second opinion does (docs/benchmarks.md#gspruner-process)."""
+    import shutil
+    import time
+
+    first = map_images(database, image_dir, work / "sparse", names, mapper, progress)
+    if not check or first is None:
+        return first, {"checked": False}
+    tic = time.perf_counter()
+    labels, poses = [mapper], [camera_poses(first)]
+    models = [first]
+    report: dict = {"checked": True, "comparisons": {}}
+    opinions = [o for o in SECOND_OPINIONS if o[0] != mapper]
+    for k, (label, kind, init, seed) in enumerate(opinions):
+        print(f"checking the cameras: {label} mapper ({k + 2} of at most {len(opinions) + 1}) ...", flush=True)
+        copy = work / f"check-{k}.db"  # the mappers may write to the database: each gets its own copy
+        shutil.copy(database, copy)
+        model = map_images(copy, image_dir, work / f"check-{k}", names, kind, progress, init=init, seed=seed)
+        if model is None:
+            report["comparisons"][f"{label}: no model"] = {"agree": False}
+            continue
+        new = camera_poses(model)
+        for j, earlier in enumerate(poses):
+            agree, figures = mappings_agree(earlier, new)
+            report["comparisons"][f"{labels[j]} vs {label}"] = {"agree": agree, **figures}
+            if agree:
+                report["seconds"] = round(time.perf_counter() - tic, 2)
+                return models[j], report | {"kept": labels[j]}
+        labels.append(label)
+        poses.append(new)
+        models.append(model)
+    report["seconds"] = round(time.perf_counter() - tic, 2)
+    return first, report | {"kept": mapper, "warning": "no two mappings agree; check the cameras (gspruner view)"}
+
+
+def refine_intrinsics(model, refine_principal_point: bool) -> None:
+    """A last global bundle adjustment of `model` (in place) that also refines the principal point of its
+    cameras when asked: instant-ngp's colmap2nerf runs COLMAP's bundle_adjuster with
+    --BundleAdjustment.refine_principal_point 1 after the mapper. COLMAP's mapper keeps it at the image centre,
+    which turns every camera by the angle to the true one (0.6° on the fox; docs/benchmarks.md)."""
+    pycolmap = pycolmap_module()
+    options = pycolmap.BundleAdjustmentOptions()
+    options.refine_principal_point = refine_principal_point
+    options.print_summary = False
+    run_cancellable(pycolmap.bundle_adjustment, model, options)

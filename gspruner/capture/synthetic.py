@@ -79,11 +79,14 @@ def arc_cameras(n: int, arc_deg: float = 240.0, radius: float = 3.6, seed: int =
     return np.stack(poses)
 
 
-def render(c2w: np.ndarray, width: int, height: int, focal: float, supersample: int = 2) -> np.ndarray:
-    """uint8 [H,W,3] RGB of a pinhole camera (principal point at the centre), box-filtered supersamples."""
+def render(c2w: np.ndarray, width: int, height: int, focal: float, supersample: int = 2,
+           principal_offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """uint8 [H,W,3] RGB of a pinhole camera (principal point at the centre + `principal_offset` px), box-filtered
+    supersamples."""
     s = supersample
+    cx, cy = width / 2 + principal_offset[0], height / 2 + principal_offset[1]
     u, v = np.meshgrid((np.arange(width * s) + 0.5) / s, (np.arange(height * s) + 0.5) / s)
-    dirs = np.stack([(u - width / 2) / focal, (v - height / 2) / focal, np.ones_like(u)], -1).reshape(-1, 3)
+    dirs = np.stack([(u - cx) / focal, (v - cy) / focal, np.ones_like(u)], -1).reshape(-1, 3)
     dirs = dirs @ c2w[:3, :3].T
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     image = trace(c2w[:3, 3], dirs).reshape(height, s, width, s, 3).mean((1, 3))
@@ -91,7 +94,7 @@ def render(c2w: np.ndarray, width: int, height: int, focal: float, supersample: 
 
 
 def write_capture(folder: Path, n: int, width: int, height: int, seed: int = 0, arc_deg: float = 240.0,
-                  supersample: int = 2):
+                  supersample: int = 2, principal_offset: tuple[float, float] = (0.0, 0.0)):
     """`folder/view_000.jpg ...` of `n` arc cameras; returns (names, c2w [n,4,4], focal)."""
     import cv2
 
@@ -101,7 +104,7 @@ def write_capture(folder: Path, n: int, width: int, height: int, seed: int = 0, 
     names = []
     for k, c2w in enumerate(poses):
         name = f"view_{k:03d}.jpg"
-        cv2.imwrite(str(folder / name), render(c2w, width, height, focal, supersample)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(folder / name), render(c2w, width, height, focal, supersample, principal_offset)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
         names.append(name)
     return names, poses, focal
 
