@@ -13,7 +13,7 @@ A table in a docs page sits between two markers naming its results file and its 
 Results files live in docs/results/ and carry the command that made them, the commit and the machine.
 Kinds: `runs` (training runs: PSNR / SSIM / LPIPS on the usual and the off-path test views, the few-view
 floater share, Gaussians, train time), `dynamic` (4D runs: PSNR over all test frames and inside / outside
-the training time span), `process` (`gspruner process` pose checks).
+the training time span), `process` (`gspruner process` pose checks), `compact` (`gspruner compact`'s stages).
 """
 
 from __future__ import annotations
@@ -115,8 +115,26 @@ def roofline_table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def compact_table(results: dict) -> str:
+    """`gspruner compact`'s compact.json files: each recipe's stages, ratio to the input's INRIA PLY, ΔPSNR."""
+    rows = ["| scene | recipe | stage | Gaussians | MB | ratio to the input's PLY | ratio to ADC's PLY | PSNR | ΔPSNR "
+            "| SSIM | LPIPS | render FPS |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["rows"]:
+        adc = r.get("adc_inria_ply_bytes")
+        rows.append(f"| {r['scene']} | {r['recipe']} | input checkpoint | {r['input_gaussians']:,} "
+                    f"| {r['input_inria_ply_bytes'] / 1e6:.3f} (PLY) | 1.0× | {_num(adc and adc / r['input_inria_ply_bytes'], 1, '×')} "
+                    f"| {r['input_psnr']:.2f} | – | {r['input_ssim']:.3f} | {_num(r.get('input_lpips'), 3)} "
+                    f"| {_num(r.get('input_render_fps'), 0)} |")
+        for st in r["stages"]:
+            rows.append(f"| {r['scene']} | {r['recipe']} | {st['stage']} (.sog) | {st['gaussians']:,} | {st['bytes'] / 1e6:.3f} "
+                        f"| {st['ratio_to_inria_ply']:.1f}× | {_num(adc and adc / st['bytes'], 1, '×')} | {st['psnr']:.2f} "
+                        f"| {st['delta_psnr']:+.2f} | {st['ssim']:.3f} | {_num(st.get('lpips'), 3)} "
+                        f"| {_num(st.get('render_fps'), 0)} |")
+    return "\n".join(rows)
+
+
 KINDS = {"runs": runs_table, "dynamic": dynamic_table, "process": process_table, "opensplat": opensplat_table,
-         "roofline": roofline_table}
+         "roofline": roofline_table, "compact": compact_table}
 
 
 def render(kind: str, results_file: Path) -> str:
@@ -180,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("name")
     c.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR=scene:label")
     c.add_argument("--command", required=True)
+    k = sub.add_parser("collect-compact", help="`gspruner compact`'s compact.json files -> one results file")
+    k.add_argument("name")
+    k.add_argument("files", nargs="+", help="SCENE:RECIPE=WORK_DIR/compact.json")
+    k.add_argument("--command", required=True)
+    k.add_argument("--adc-run", action="append", default=[], metavar="SCENE=RUN_DIR",
+                   help="the scene's ADC (strategy:default) run: its INRIA PLY size is a second reference column")
     p = sub.add_parser("collect-process", help="check_process.py / `benchmark.py process` JSON files -> one results file")
     p.add_argument("name")
     p.add_argument("files", nargs="+", help="CAPTURE_LABEL=FILE.json")
@@ -189,6 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.action == "collect":
         print(collect(args.name, args.runs, args.command))
+    elif args.action == "collect-compact":
+        rows = []
+        for spec in args.files:
+            label, _, file = spec.partition("=")
+            scene, _, recipe = label.partition(":")
+            row = {"scene": scene, "recipe": recipe, **json.loads(Path(file).read_text())}
+            for adc_spec in args.adc_run:
+                adc_scene, _, run = adc_spec.partition("=")
+                if adc_scene == scene:
+                    adc = json.loads((Path(run) / "metrics.json").read_text())
+                    row["adc_inria_ply_bytes"] = adc["num_gaussians"] * 248  # SH degree 3: 62 float32
+                    row["adc_psnr"] = adc["psnr"]
+            rows.append(row)
+        print(_write_results(args.name, args.command, rows))
     elif args.action == "collect-process":
         rows = [{"capture": label, **json.loads(Path(file).read_text())}
                 for label, _, file in (spec.partition("=") for spec in args.files)]
