@@ -116,20 +116,25 @@ def roofline_table(results: dict) -> str:
 
 
 def compact_table(results: dict) -> str:
-    """`gspruner compact`'s compact.json files: each recipe's stages, ratio to the input's INRIA PLY, ΔPSNR."""
-    rows = ["| scene | recipe | stage | Gaussians | MB | ratio to the input's PLY | ratio to ADC's PLY | PSNR | ΔPSNR "
-            "| SSIM | LPIPS | render FPS |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """`gspruner compact`'s compact.json files: each recipe's stages, their ratio to the input's INRIA PLY and
+    PSNR change, and (rows with an ADC run) the ratio to ADC's PLY and the PSNR change against ADC."""
+    rows = ["| scene | recipe | stage | Gaussians | MB | ratio to the input's PLY | ΔPSNR | ratio to ADC's PLY "
+            "| Δ vs ADC | PSNR | SSIM | LPIPS | render FPS |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results["rows"]:
-        adc = r.get("adc_inria_ply_bytes")
+        adc, adc_psnr = r.get("adc_inria_ply_bytes"), r.get("adc_psnr")
+
+        def versus_adc(size: float, psnr: float) -> str:
+            return "| – | – " if adc is None else f"| {adc / size:.1f}× | {psnr - adc_psnr:+.2f} "
+
         rows.append(f"| {r['scene']} | {r['recipe']} | input checkpoint | {r['input_gaussians']:,} "
-                    f"| {r['input_inria_ply_bytes'] / 1e6:.3f} (PLY) | 1.0× | {_num(adc and adc / r['input_inria_ply_bytes'], 1, '×')} "
-                    f"| {r['input_psnr']:.2f} | – | {r['input_ssim']:.3f} | {_num(r.get('input_lpips'), 3)} "
+                    f"| {r['input_inria_ply_bytes'] / 1e6:.3f} (PLY) | 1.0× | – "
+                    + versus_adc(r["input_inria_ply_bytes"], r["input_psnr"])
+                    + f"| {r['input_psnr']:.2f} | {r['input_ssim']:.3f} | {_num(r.get('input_lpips'), 3)} "
                     f"| {_num(r.get('input_render_fps'), 0)} |")
         for st in r["stages"]:
             rows.append(f"| {r['scene']} | {r['recipe']} | {st['stage']} (.sog) | {st['gaussians']:,} | {st['bytes'] / 1e6:.3f} "
-                        f"| {st['ratio_to_inria_ply']:.1f}× | {_num(adc and adc / st['bytes'], 1, '×')} | {st['psnr']:.2f} "
-                        f"| {st['delta_psnr']:+.2f} | {st['ssim']:.3f} | {_num(st.get('lpips'), 3)} "
-                        f"| {_num(st.get('render_fps'), 0)} |")
+                        f"| {st['ratio_to_inria_ply']:.1f}× | {st['delta_psnr']:+.2f} " + versus_adc(st["bytes"], st["psnr"])
+                        + f"| {st['psnr']:.2f} | {st['ssim']:.3f} | {_num(st.get('lpips'), 3)} | {_num(st.get('render_fps'), 0)} |")
     return "\n".join(rows)
 
 
