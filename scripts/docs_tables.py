@@ -13,7 +13,7 @@ A table in a docs page sits between two markers naming its results file and its 
 Results files live in docs/results/ and carry the command that made them, the commit and the machine.
 Kinds: `runs` (training runs: PSNR / SSIM / LPIPS on the usual and the off-path test views, the few-view
 floater share, Gaussians, train time), `dynamic` (4D runs: PSNR over all test frames and inside / outside
-the training time span), `process` (`gspruner process` pose checks), `compact` (`gspruner compact`'s stages).
+the training time span), `process` (`gspruner process` pose checks), `compact` (`gspruner compact`'s stages), `pruning` (runs with render FPS).
 """
 
 from __future__ import annotations
@@ -68,8 +68,17 @@ DYNAMIC = [("PSNR", "psnr", 2), ("in span", "psnr_in_span", 2), ("out of span", 
            ("rasterized / frame", "mean_rasterized", 0), ("train s", "train_seconds", 0)]
 
 
+PRUNING = [("PSNR", "psnr", 2), ("SSIM", "ssim", 4), ("LPIPS", "lpips", 4), ("Gaussians", "num_gaussians", 0),
+           ("render FPS", "render_fps", 0), ("train s", "train_seconds", 0)]
+
+
 def runs_table(results: dict) -> str:
     return metrics_table(RUNS, results)
+
+
+def pruning_table(results: dict) -> str:
+    """Pruned runs next to their reference: PSNR, SSIM and LPIPS to 4 digits, Gaussians, render FPS at test size."""
+    return metrics_table(PRUNING, results, label="method")
 
 
 def dynamic_table(results: dict) -> str:
@@ -139,7 +148,8 @@ def compact_table(results: dict) -> str:
 
 
 KINDS = {"runs": runs_table, "dynamic": dynamic_table, "process": process_table, "opensplat": opensplat_table,
-         "roofline": roofline_table, "compact": compact_table}
+         "roofline": roofline_table, "compact": compact_table,
+         "pruning": pruning_table}
 
 
 def render(kind: str, results_file: Path) -> str:
