@@ -22,7 +22,6 @@ from pathlib import Path
 from .config import CompactConfig, PruneConfig, QuantizeConfig
 from .errors import InputError
 
-SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 MAX_RATIO = 0.99
 
 
@@ -38,18 +37,15 @@ def run_compact(cfg: CompactConfig) -> dict:
     from .export.command import inria_ply_bytes
     from .export.formats import sh_degree_of
     from .pruning.configs import RoundsConfig
+    from .quantize import load_sh_checkpoint
 
     out = Path(cfg.out)
     work = Path(cfg.work_dir) if cfg.work_dir is not None else out.with_suffix(".compact")
     for path in (out, work):
         if path.exists() and not cfg.overwrite:
             raise InputError(f"{path}: exists; --overwrite replaces it")
-    ckpt = load_checkpoint(cfg.ckpt)
+    ckpt = load_sh_checkpoint(cfg.ckpt, "compact", "export it with --format sog")
     state = ckpt["splats"]
-    if "times" in state:
-        raise InputError(f"{cfg.ckpt}: a 4D checkpoint; compact takes 3D models")
-    if sh_degree_of(state) == 0:
-        raise InputError(f"{cfg.ckpt}: the model has no SH bands above degree 0; export it with --format sog")
     scene, device = _scene_and_device(ckpt, cfg)  # a missing scene fails here, before anything is written
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -145,15 +141,17 @@ def _evaluate(splats: dict, scene, device, cfg: CompactConfig) -> dict:
 
 
 def _measure_checkpoint(state: dict, scene, device, cfg: CompactConfig) -> dict:
-    return _evaluate({k: state[k].detach().float().cpu() for k in SPLAT_KEYS}, scene, device, cfg)
+    from .quantize import plain_splats
+
+    return _evaluate(plain_splats(state), scene, device, cfg)
 
 
 def _measure_sog(stage: str, state: dict, path: Path, scene, device, cfg: CompactConfig) -> dict:
     """Write `state` as a SOG with the palette size, then measure the file."""
     from .export.formats import write_splats
+    from .quantize import plain_splats
 
-    write_splats(path, {k: state[k].detach().float().cpu() for k in SPLAT_KEYS}, "sog", palette_size=cfg.palette,
-                 seed=cfg.seed)
+    write_splats(path, plain_splats(state), "sog", palette_size=cfg.palette, seed=cfg.seed)
     return _measure_file(stage, path, state, scene, device, cfg)
 
 

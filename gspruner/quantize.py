@@ -24,6 +24,25 @@ from .errors import InputError
 SPLAT_KEYS = ("means", "scales", "quats", "opacities", "sh0", "shN")
 
 
+def plain_splats(state: dict) -> dict:
+    """The six 3D splat tensors of a checkpoint's `splats`, detached, float32, on the CPU."""
+    return {k: state[k].detach().float().cpu() for k in SPLAT_KEYS}
+
+
+def load_sh_checkpoint(path, command: str, without_sh: str) -> dict:
+    """The checkpoint at `path`, which `command` takes only as a 3D model with SH bands above degree 0
+    (`without_sh`: what the error line then tells the user)."""
+    from .checkpoint import load_checkpoint
+    from .export.formats import sh_degree_of
+
+    ckpt = load_checkpoint(path)
+    if "times" in ckpt["splats"]:
+        raise InputError(f"{path}: a 4D checkpoint; {command} takes 3D models (export a snapshot first)")
+    if sh_degree_of(ckpt["splats"]) == 0:
+        raise InputError(f"{path}: the model has no SH bands above degree 0: {without_sh}")
+    return ckpt
+
+
 def palette_sh(shN: torch.Tensor, palette: int, iterations: int, seed: int) -> torch.Tensor:
     """shN [N, K-1, 3] with every row replaced by its k-means palette entry (the SOG writer's clustering)."""
     from .export.sog import kmeans, sh_points, sh_rows
@@ -45,13 +64,8 @@ def run_quantize(cfg: QuantizeConfig) -> dict:
         raise InputError(f"--palette must be in 1..65536 (got {cfg.palette})")
     if cfg.steps < 1:
         raise InputError(f"--steps must be ≥ 1 (got {cfg.steps})")
-    ckpt = load_checkpoint(cfg.ckpt)
-    state = ckpt["splats"]
-    if "times" in state:
-        raise InputError(f"{cfg.ckpt}: a 4D checkpoint; quantize-sh takes 3D models (export a snapshot first)")
-    if sh_degree_of(state) == 0:
-        raise InputError(f"{cfg.ckpt}: the model has no SH bands above degree 0: nothing to quantize")
-    splats = {k: state[k].detach().float().cpu() for k in SPLAT_KEYS}
+    ckpt = load_sh_checkpoint(cfg.ckpt, "quantize-sh", "nothing to quantize")
+    splats = plain_splats(ckpt["splats"])
     quantized = dict(ckpt, splats={**splats, "shN": palette_sh(splats["shN"], cfg.palette, cfg.kmeans_iterations,
                                                                 cfg.seed)})
     train_cfg = fine_tune_config(cfg, ckpt, cfg.steps, freeze=("shN",), seed=cfg.seed)

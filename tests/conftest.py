@@ -18,6 +18,18 @@ def tiny_scene(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_trained_ckpt(tiny_scene, tmp_path_factory):
+    """ckpt/last.pt of 150 steps on the tiny scene at SH degree 3 (quantize-sh and compact start from it)."""
+    from gspruner.config import TrainConfig
+    from gspruner.trainer import Trainer
+
+    r = tmp_path_factory.mktemp("trained") / "base"
+    Trainer(TrainConfig(data_dir=tiny_scene, result_dir=r, max_steps=150, sh_degree_interval=40, device="cpu",
+                        progress=False, lpips=False, save_renders=False)).train()  # fmt: skip
+    return r / "ckpt" / "last.pt"
+
+
+@pytest.fixture(scope="session")
 def tiny_dynamic_scene(tmp_path_factory):
     """A small procedural D-NeRF scene (moving objects, RGBA, one camera per time), shared by the tests."""
     from gspruner.data.dynamic_demo import ensure_dynamic_demo_scene

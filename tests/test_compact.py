@@ -10,17 +10,7 @@ import pytest
 from gspruner.checkpoint import load_checkpoint
 from gspruner.cli import main
 from gspruner.compact import prune_ratio_for
-from gspruner.config import TrainConfig
 from gspruner.export import read_sog
-from gspruner.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_scene, tmp_path_factory):
-    r = tmp_path_factory.mktemp("compact") / "base"
-    Trainer(TrainConfig(data_dir=tiny_scene, result_dir=r, max_steps=150, sh_degree_interval=40, device="cpu",
-                        progress=False, lpips=False, save_renders=False)).train()  # fmt: skip
-    return r / "ckpt" / "last.pt"
 
 
 def test_prune_ratio_for_a_target_size():
@@ -30,10 +20,11 @@ def test_prune_ratio_for_a_target_size():
     assert prune_ratio_for(1.0, 200_000, 10_000) == 0.99  # never everything
 
 
-def test_compact_prunes_palettes_and_writes_one_sog(tmp_path, trained, capsys):
+def test_compact_prunes_palettes_and_writes_one_sog(tmp_path, tiny_trained_ckpt, capsys):
     out = tmp_path / "scene.sog"
-    assert main(["compact", "--ckpt", str(trained), "--out", str(out), "--prune-ratio", "0.6", "--prune-steps", "40",
-                 "--palette", "16", "--palette-steps", "30", "--device", "cpu", "--no-lpips", "--no-progress"]) == 0
+    assert main(["compact", "--ckpt", str(tiny_trained_ckpt), "--out", str(out), "--prune-ratio", "0.6",
+                 "--prune-steps", "40", "--palette", "16", "--palette-steps", "30", "--device", "cpu", "--no-lpips",
+                 "--no-progress"]) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "scene.compact" / "compact.json").read_text())
     stages = {r["stage"]: r for r in result["stages"]}
@@ -53,18 +44,19 @@ def test_compact_prunes_palettes_and_writes_one_sog(tmp_path, trained, capsys):
     assert not list(tmp_path.glob(".*partial"))
 
 
-def test_compact_target_size_sets_the_ratio(tmp_path, trained):
-    full = load_checkpoint(trained)["splats"]
+def test_compact_target_size_sets_the_ratio(tmp_path, tiny_trained_ckpt):
+    full = load_checkpoint(tiny_trained_ckpt)["splats"]
     out = tmp_path / "small.sog"
-    assert main(["compact", "--ckpt", str(trained), "--out", str(out), "--target-mb", "0.001", "--prune-steps", "20",
-                 "--palette", "8", "--palette-steps", "5", "--device", "cpu", "--no-lpips", "--no-progress"]) == 0
+    assert main(["compact", "--ckpt", str(tiny_trained_ckpt), "--out", str(out), "--target-mb", "0.001",
+                 "--prune-steps", "20", "--palette", "8", "--palette-steps", "5", "--device", "cpu", "--no-lpips",
+                 "--no-progress"]) == 0
     result = json.loads((tmp_path / "small.compact" / "compact.json").read_text())
     expected = prune_ratio_for(1000, result["stages"][0]["bytes"], len(full["means"]))
     assert result["prune_ratio_asked"] == pytest.approx(expected) and expected > 0.5
     assert result["stages"][-1]["gaussians"] < (1 - expected + 0.02) * len(full["means"])
 
 
-def test_compact_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, capsys):
+def test_compact_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_trained_ckpt, capsys):
     existing = tmp_path / "old.sog"
     existing.write_bytes(b"keep me")
     cases = [
@@ -73,7 +65,7 @@ def test_compact_bad_input_is_one_line_and_writes_nothing(tmp_path, trained, cap
         (["--out", str(existing)], "exists; --overwrite replaces it"),
     ]
     for extra, message in cases:
-        assert main(["compact", "--ckpt", str(trained), "--device", "cpu", "--no-progress", *extra]) == 2
+        assert main(["compact", "--ckpt", str(tiny_trained_ckpt), "--device", "cpu", "--no-progress", *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert existing.read_bytes() == b"keep me"

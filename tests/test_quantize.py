@@ -17,14 +17,6 @@ from gspruner.quantize import palette_sh, run_quantize
 from gspruner.trainer import Trainer
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_scene, tmp_path_factory):
-    r = tmp_path_factory.mktemp("quantize") / "base"
-    Trainer(TrainConfig(data_dir=tiny_scene, result_dir=r, max_steps=150, sh_degree_interval=40, device="cpu",
-                        progress=False, lpips=False, save_renders=False)).train()  # fmt: skip
-    return r / "ckpt" / "last.pt"
-
-
 def test_palette_sh_keeps_at_most_palette_rows():
     g = torch.Generator().manual_seed(0)
     shN = torch.randn(500, 15, 3, generator=g)
@@ -35,14 +27,14 @@ def test_palette_sh_keeps_at_most_palette_rows():
     assert (q - shN).pow(2).mean() < (q[torch.randperm(500, generator=g)] - shN).pow(2).mean()
 
 
-def test_quantize_sh_fine_tunes_around_the_palette(tmp_path, trained):
+def test_quantize_sh_fine_tunes_around_the_palette(tmp_path, tiny_trained_ckpt):
     """The fine-tuned model keeps exactly the palette in shN (frozen) while the rest moves; the .sog holds
     that palette and renders as the checkpoint; the fine-tune beats quantizing alone (1 step)."""
-    base = load_checkpoint(trained)["splats"]
-    one = run_quantize(QuantizeConfig(ckpt=trained, result_dir=tmp_path / "q1", palette=16, steps=1, device="cpu",
-                                      lpips=False, progress=False))  # fmt: skip
-    m = run_quantize(QuantizeConfig(ckpt=trained, result_dir=tmp_path / "q", palette=16, steps=60, device="cpu",
-                                    lpips=False, progress=False))  # fmt: skip
+    base = load_checkpoint(tiny_trained_ckpt)["splats"]
+    one = run_quantize(QuantizeConfig(ckpt=tiny_trained_ckpt, result_dir=tmp_path / "q1", palette=16, steps=1,
+                                      device="cpu", lpips=False, progress=False))  # fmt: skip
+    m = run_quantize(QuantizeConfig(ckpt=tiny_trained_ckpt, result_dir=tmp_path / "q", palette=16, steps=60,
+                                    device="cpu", lpips=False, progress=False))  # fmt: skip
     tuned = load_checkpoint(tmp_path / "q" / "ckpt" / "last.pt")["splats"]
     quantized = palette_sh(base["shN"].float(), 16, 10, 0)
     assert torch.equal(tuned["shN"], quantized)  # frozen: the palette itself
@@ -55,11 +47,11 @@ def test_quantize_sh_fine_tunes_around_the_palette(tmp_path, trained):
     assert m["psnr"] > one["psnr"] + 0.1, (m["psnr"], one["psnr"])
 
 
-def test_quantize_sh_bad_input_is_one_line(tmp_path, trained, tiny_scene):
+def test_quantize_sh_bad_input_is_one_line(tmp_path, tiny_trained_ckpt, tiny_scene):
     for palette, steps, message in ((0, 300, "--palette must be in 1..65536"), (1024, 0, "--steps must be ≥ 1")):
         with pytest.raises(InputError, match=message):
-            run_quantize(QuantizeConfig(ckpt=trained, result_dir=tmp_path / "bad", device="cpu", palette=palette,
-                                        steps=steps))
+            run_quantize(QuantizeConfig(ckpt=tiny_trained_ckpt, result_dir=tmp_path / "bad", device="cpu",
+                                        palette=palette, steps=steps))
     assert not (tmp_path / "bad").exists()
     assert main(["quantize-sh", "--ckpt", str(tmp_path / "missing.pt"), "--result-dir", str(tmp_path / "x")]) == 2
     with pytest.raises(InputError, match="--freeze: unknown parameter colors"):

@@ -278,8 +278,7 @@ def map_checked(database: Path, image_dir: Path, work: Path, names: list[str], m
     if not check or first is None:
         return first, {"checked": False}
     tic = time.perf_counter()
-    labels, poses = [mapper], [camera_poses(first)]
-    models = [first]
+    candidates = [(mapper, first, camera_poses(first))]  # (label, model, poses) of each mapping so far
     report: dict = {"checked": True, "comparisons": {}}
     opinions = [o for o in SECOND_OPINIONS if o[0] != mapper]
     for k, (label, kind, init, seed) in enumerate(opinions):
@@ -291,15 +290,13 @@ def map_checked(database: Path, image_dir: Path, work: Path, names: list[str], m
             report["comparisons"][f"{label}: no model"] = {"agree": False}
             continue
         new = camera_poses(model)
-        for j, earlier in enumerate(poses):
+        for earlier_label, earlier_model, earlier in candidates:
             agree, figures = mappings_agree(earlier, new)
-            report["comparisons"][f"{labels[j]} vs {label}"] = {"agree": agree, **figures}
+            report["comparisons"][f"{earlier_label} vs {label}"] = {"agree": agree, **figures}
             if agree:
                 report["seconds"] = round(time.perf_counter() - tic, 2)
-                return models[j], report | {"kept": labels[j]}
-        labels.append(label)
-        poses.append(new)
-        models.append(model)
+                return earlier_model, report | {"kept": earlier_label}
+        candidates.append((label, model, new))
     report["seconds"] = round(time.perf_counter() - tic, 2)
     return first, report | {"kept": mapper, "warning": "no two mappings agree; check the cameras (gspruner view)"}
 
